@@ -1,0 +1,33 @@
+//! The config table: the cluster's replicated configuration, kept by Raft (openraft).
+//!
+//! It holds the KMS configuration and every filesystem with its wrapped DEK. A change
+//! is committed once a majority of backends stored it, so it survives the crash of
+//! any minority, and a partitioned minority cannot commit.
+
+mod network;
+mod runtime;
+mod state;
+mod store;
+
+use std::io::Cursor;
+
+pub use network::Network;
+pub use runtime::{seed_raft_rng, SimRuntime};
+pub use state::{ConfigCommand, ConfigResponse, ConfigState};
+pub use store::{LogStore, StateMachineStore};
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The config table's Raft types.
+    pub TypeConfig:
+        D = ConfigCommand,
+        R = ConfigResponse,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = SimRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;

@@ -1,0 +1,93 @@
+//! What the config table holds, and the only ways it changes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::filesystem::FsRecord;
+use crate::kms::{KmsConfig, WrappedDek};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigState {
+    pub kms: Option<KmsConfig>,
+    pub filesystems: BTreeMap<String, FsRecord>,
+    pub next_fs_id: u32,
+}
+
+/// A change to the config table. Each is checked again when applied, because the node
+/// that proposed it may have seen an older table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ConfigCommand {
+    SetKms {
+        config: KmsConfig,
+    },
+    /// A filesystem, with its DEK already wrapped by the KMS (never the plaintext).
+    CreateFs {
+        record: FsRecord,
+    },
+    /// Replaces a DEK's wrapping, only if it is still wrapped as `expected` (so two
+    /// racing rewraps cannot lose one another's result).
+    Rewrap {
+        fs: String,
+        expected: WrappedDek,
+        wrapped: WrappedDek,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigResponse {
+    Ok,
+    /// The filesystem got this id.
+    FsCreated {
+        id: u32,
+    },
+    Rejected {
+        reason: String,
+    },
+}
+
+impl ConfigState {
+    pub fn apply(&mut self, cmd: &ConfigCommand) -> ConfigResponse {
+        match cmd {
+            ConfigCommand::SetKms { config } => {
+                self.kms = Some(config.clone());
+                ConfigResponse::Ok
+            }
+            ConfigCommand::CreateFs { record } => {
+                if self.filesystems.contains_key(&record.name) {
+                    return ConfigResponse::Rejected {
+                        reason: format!("filesystem {} already exists", record.name),
+                    };
+                }
+                self.next_fs_id += 1;
+                let id = self.next_fs_id;
+                let mut record = record.clone();
+                record.id = id;
+                self.filesystems.insert(record.name.clone(), record);
+                ConfigResponse::FsCreated { id }
+            }
+            ConfigCommand::Rewrap {
+                fs,
+                expected,
+                wrapped,
+            } => match self.filesystems.get_mut(fs) {
+                Some(rec) if rec.wrapped_dek.as_ref() == Some(expected) => {
+                    rec.wrapped_dek = Some(wrapped.clone());
+                    ConfigResponse::Ok
+                }
+                Some(_) => ConfigResponse::Rejected {
+                    reason: format!("filesystem {fs} was re-wrapped concurrently"),
+                },
+                None => ConfigResponse::Rejected {
+                    reason: format!("no filesystem {fs}"),
+                },
+            },
+        }
+    }
+
+    pub fn members_encrypted(&self) -> impl Iterator<Item = &FsRecord> {
+        self.filesystems.values().filter(|f| f.encrypted())
+    }
+}

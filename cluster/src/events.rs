@@ -1,0 +1,67 @@
+//! What a node reports about itself. The runner stamps each event with simulated time
+//! and writes it to the trace, so an event must never carry a secret.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config_table::NodeId;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Booted {
+        incarnation: u64,
+    },
+    BecameLeader {
+        term: u64,
+    },
+    KmsConfigured {
+        kms: String,
+    },
+    KmsSetRefused {
+        error: String,
+    },
+    FsCreated {
+        fs: String,
+        id: u32,
+        encrypted: bool,
+        key_version: Option<u64>,
+    },
+    FsCreateFailed {
+        fs: String,
+        error: String,
+    },
+    DekUnwrapped {
+        fs: String,
+        key_version: u64,
+    },
+    UnwrapFailed {
+        attempt: u32,
+        pending: usize,
+        error: String,
+        retry_in_ms: u64,
+    },
+    AlertRaised {
+        alert: String,
+    },
+    AlertCleared {
+        alert: String,
+    },
+    BlockWritten {
+        fs: String,
+        block: u64,
+        replicas: Vec<u64>,
+    },
+    BlockRead {
+        fs: String,
+        block: u64,
+        from: u64,
+    },
+}
+
+/// Where a node's events go.
+pub type EventSink = Arc<dyn Fn(NodeId, Event) + Send + Sync>;
+
+/// The alert WEKA raises while a filesystem key cannot be unwrapped.
+pub const KMS_ERROR_ALERT: &str = "KMSError";

@@ -1,0 +1,63 @@
+//! A filesystem as the config table records it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kms::WrappedDek;
+
+/// Encryption is chosen at creation and never changes; changing keys only re-wraps
+/// the DEK, the data is never re-encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsRecord {
+    pub name: String,
+    /// Short id used in block addresses and as cipher associated data.
+    pub id: u32,
+    pub capacity_gib: u64,
+    /// `None` for an unencrypted filesystem.
+    pub wrapped_dek: Option<WrappedDek>,
+    pub binding: KmsBinding,
+}
+
+/// Which KMS key wraps the filesystem's DEK.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KmsBinding {
+    /// Not encrypted.
+    None,
+    /// The cluster's KMS key (`security kms set ... <key-name>`).
+    ClusterKey,
+}
+
+impl FsRecord {
+    pub fn encrypted(&self) -> bool {
+        self.wrapped_dek.is_some()
+    }
+}
+
+/// Where a block of a filesystem lives: `replicas` consecutive backends, starting at a
+/// position that spreads filesystems and blocks over the cluster.
+pub fn placement(members: &[u64], fs_id: u32, block: u64, replicas: usize) -> Vec<u64> {
+    if members.is_empty() {
+        return Vec::new();
+    }
+    let start = (fs_id as u64).wrapping_mul(7).wrapping_add(block) as usize % members.len();
+    (0..replicas.min(members.len()))
+        .map(|i| members[(start + i) % members.len()])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_is_distinct_and_bounded() {
+        let members = [1, 2, 3, 4, 5];
+        for b in 0..20 {
+            let p = placement(&members, 3, b, 2);
+            assert_eq!(p.len(), 2);
+            assert_ne!(p[0], p[1]);
+        }
+        assert_eq!(placement(&members, 1, 0, 9).len(), 5);
+        assert!(placement(&[], 1, 0, 2).is_empty());
+    }
+}

@@ -1,0 +1,181 @@
+//! The data path: each block is encrypted under its filesystem's DEK on the node that
+//! writes it, and the ciphertext is stored on `replicas` backends.
+
+use super::{lock, Node};
+use crate::admin::{AdminError, AdminOutput};
+use crate::dek::{self, Dek};
+use crate::disk::StoredBlock;
+use crate::events::Event;
+use crate::filesystem::{placement, FsRecord};
+use crate::rpc::{self, Request, Response};
+
+impl Node {
+    fn fs_and_key(&self, fs: &str) -> Result<(FsRecord, Option<Dek>), AdminError> {
+        let state = self.config();
+        let record = state
+            .filesystems
+            .get(fs)
+            .cloned()
+            .ok_or_else(|| AdminError::NoSuchFs(fs.to_string()))?;
+        if !record.encrypted() {
+            return Ok((record, None));
+        }
+        let dek = lock(&self.0.keys)
+            .get(fs)
+            .cloned()
+            .ok_or_else(|| AdminError::FsLocked(fs.to_string()))?;
+        Ok((record, Some(dek)))
+    }
+
+    fn replicas_of(&self, record: &FsRecord, block: u64) -> Vec<u64> {
+        let members: Vec<u64> = self.0.opts.members.keys().copied().collect();
+        placement(&members, record.id, block, self.0.opts.replicas)
+    }
+
+    /// The next nonce sequence number, made durable before it is used.
+    fn next_nonce_seq(&self) -> u64 {
+        let mut disk = self.0.disk.lock();
+        disk.nonce_seq += 1;
+        disk.nonce_seq
+    }
+
+    pub(super) async fn write_block(
+        &self,
+        fs: &str,
+        block: u64,
+        data: &[u8],
+    ) -> Result<AdminOutput, AdminError> {
+        let (record, dek) = self.fs_and_key(fs)?;
+        let stored = match dek {
+            Some(dek) => {
+                let nonce = dek::block_nonce(self.id(), self.next_nonce_seq());
+                let aad = dek::block_aad(record.id, block);
+                StoredBlock {
+                    nonce,
+                    ciphertext: dek::seal(&dek, &nonce, &aad, data),
+                }
+            }
+            None => StoredBlock {
+                nonce: [0; 12],
+                ciphertext: data.to_vec(),
+            },
+        };
+        let replicas = self.replicas_of(&record, block);
+        for &target in &replicas {
+            self.put_block(target, record.id, block, &stored)
+                .await
+                .map_err(|reason| AdminError::Unavailable {
+                    fs: fs.to_string(),
+                    block,
+                    reason,
+                })?;
+        }
+        self.emit(Event::BlockWritten {
+            fs: fs.to_string(),
+            block,
+            replicas: replicas.clone(),
+        });
+        Ok(AdminOutput::Written { replicas })
+    }
+
+    async fn put_block(
+        &self,
+        target: u64,
+        fs_id: u32,
+        block: u64,
+        stored: &StoredBlock,
+    ) -> Result<(), String> {
+        if target == self.id() {
+            self.0
+                .disk
+                .lock()
+                .blocks
+                .insert((fs_id, block), stored.clone());
+            return Ok(());
+        }
+        let req = Request::PutBlock {
+            fs_id,
+            block,
+            stored: stored.clone(),
+        };
+        match self.call(target, &req).await? {
+            Response::Stored => Ok(()),
+            _ => Err(format!("backend {target} answered a block write oddly")),
+        }
+    }
+
+    async fn get_block(
+        &self,
+        target: u64,
+        fs_id: u32,
+        block: u64,
+    ) -> Result<Option<StoredBlock>, String> {
+        if target == self.id() {
+            return Ok(self.0.disk.lock().blocks.get(&(fs_id, block)).cloned());
+        }
+        match self
+            .call(target, &Request::GetBlock { fs_id, block })
+            .await?
+        {
+            Response::Block(b) => Ok(b),
+            _ => Err(format!("backend {target} answered a block read oddly")),
+        }
+    }
+
+    async fn call(&self, target: u64, req: &Request) -> Result<Response, String> {
+        let addr = self
+            .0
+            .opts
+            .members
+            .get(&target)
+            .ok_or_else(|| format!("backend {target} is not a member"))?;
+        rpc::call(
+            self.0.dialer.as_ref(),
+            addr,
+            req,
+            self.0.opts.timing.rpc_timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Reads from the first replica that has the block.
+    pub(super) async fn read_block(&self, fs: &str, block: u64) -> Result<AdminOutput, AdminError> {
+        let (record, dek) = self.fs_and_key(fs)?;
+        let mut last_error = String::from("no replica holds it");
+        for target in self.replicas_of(&record, block) {
+            let stored = match self.get_block(target, record.id, block).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => continue,
+                Err(e) => {
+                    last_error = e;
+                    continue;
+                }
+            };
+            let data = match &dek {
+                Some(dek) => dek::open(
+                    dek,
+                    &stored.nonce,
+                    &dek::block_aad(record.id, block),
+                    &stored.ciphertext,
+                )
+                .ok_or_else(|| AdminError::Corrupt {
+                    fs: fs.to_string(),
+                    block,
+                })?,
+                None => stored.ciphertext,
+            };
+            self.emit(Event::BlockRead {
+                fs: fs.to_string(),
+                block,
+                from: target,
+            });
+            return Ok(AdminOutput::Data { data });
+        }
+        Err(AdminError::Unavailable {
+            fs: fs.to_string(),
+            block,
+            reason: last_error,
+        })
+    }
+}

@@ -1,0 +1,345 @@
+//! A backend node: its Raft member of the config table, the DEKs it holds in memory,
+//! and its share of the data blocks.
+
+mod admin;
+mod io;
+mod unwrap;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use openraft::BasicNode;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::watch;
+
+use crate::admin::NodeStatus;
+use crate::config_table::{
+    ConfigCommand, ConfigResponse, ConfigState, LogStore, Network, NodeId, Raft, StateMachineStore,
+};
+use crate::dek::Dek;
+use crate::disk::Disk;
+use crate::events::{Event, EventSink};
+use crate::kms::{self, KmsConfig, KmsConnector};
+use crate::net::{BoxStream, Dialer};
+use crate::rpc::{self, ProposeError, Request, Response};
+
+/// Everything a node is told at boot. The runner derives every field from the scenario
+/// and the run's seed.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// This backend's id; ids start at 1.
+    pub id: NodeId,
+    /// Every backend of the cluster: id and the `host:port` of its RPC listener.
+    pub members: BTreeMap<NodeId, String>,
+    /// How many backends store each data block.
+    pub replicas: usize,
+    /// Seeds this node's RNG (DEKs, backoff jitter). Mixed with the boot count, so a
+    /// restarted node never repeats a draw.
+    pub seed: u64,
+    pub timing: Timing,
+}
+
+/// Timeouts and backoff, in one place so a scenario can tune them.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+    /// Bound on one backend-to-backend exchange.
+    pub rpc_timeout: Duration,
+    /// How long a config change may wait for a leader before it fails.
+    pub propose_timeout: Duration,
+    /// Startup unwrap: first retry delay, doubled per failure up to `unwrap_backoff_max`.
+    pub unwrap_backoff_initial: Duration,
+    pub unwrap_backoff_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat: Duration::from_millis(100),
+            election_min: Duration::from_millis(400),
+            election_max: Duration::from_millis(800),
+            rpc_timeout: Duration::from_millis(1000),
+            propose_timeout: Duration::from_secs(10),
+            unwrap_backoff_initial: Duration::from_millis(200),
+            unwrap_backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Node(Arc<Inner>);
+
+struct Inner {
+    opts: NodeOptions,
+    disk: Disk,
+    dialer: Arc<dyn Dialer>,
+    events: EventSink,
+    raft: Raft,
+    state: watch::Receiver<Arc<ConfigState>>,
+    /// Unwrapped DEKs of the filesystems this node serves. Memory only.
+    keys: Mutex<BTreeMap<String, Dek>>,
+    /// DEKs of filesystems this node is creating and has not committed yet.
+    creating: Mutex<BTreeMap<String, Dek>>,
+    rng: Mutex<ChaCha20Rng>,
+    /// The connector for the KMS configuration last used, rebuilt when it changes.
+    kms: Mutex<Option<(KmsConfig, Arc<dyn KmsConnector>)>>,
+    alerts: Mutex<BTreeSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The node is single-threaded in simulation; a poisoned lock means a panic already
+    // failed the run, so carry on with the data as it is.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Node {
+    /// Boots a backend from its disk. On the very first boot of the lowest id, the node
+    /// also forms the cluster.
+    pub async fn start(
+        opts: NodeOptions,
+        disk: Disk,
+        dialer: Arc<dyn Dialer>,
+        events: EventSink,
+    ) -> Result<Node, String> {
+        let incarnation = {
+            let mut d = disk.lock();
+            d.boots += 1;
+            d.boots
+        };
+        events(opts.id, Event::Booted { incarnation });
+
+        let config = openraft::Config {
+            cluster_name: "wekasim".into(),
+            heartbeat_interval: opts.timing.heartbeat.as_millis() as u64,
+            election_timeout_min: opts.timing.election_min.as_millis() as u64,
+            election_timeout_max: opts.timing.election_max.as_millis() as u64,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| format!("raft config: {e}"))?;
+        let (sm, state) = StateMachineStore::new(disk.clone());
+        let raft = Raft::new(
+            opts.id,
+            Arc::new(config),
+            Network::new(dialer.clone()),
+            LogStore::new(disk.clone()),
+            sm,
+        )
+        .await
+        .map_err(|e| format!("raft start: {e}"))?;
+
+        let seed = opts.seed ^ incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let node = Node(Arc::new(Inner {
+            rng: Mutex::new(ChaCha20Rng::seed_from_u64(seed)),
+            opts,
+            disk,
+            dialer,
+            events,
+            raft,
+            state,
+            keys: Mutex::new(BTreeMap::new()),
+            creating: Mutex::new(BTreeMap::new()),
+            kms: Mutex::new(None),
+            alerts: Mutex::new(BTreeSet::new()),
+        }));
+
+        let first = node.0.opts.members.keys().next().copied();
+        if incarnation == 1 && first == Some(node.id()) {
+            let members: BTreeMap<NodeId, BasicNode> = node
+                .0
+                .opts
+                .members
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            node.0
+                .raft
+                .initialize(members)
+                .await
+                .map_err(|e| format!("forming the cluster: {e}"))?;
+        }
+        tokio::spawn(node.clone().watch_leadership());
+        tokio::spawn(node.clone().unwrap_loop());
+        Ok(node)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.0.opts.id
+    }
+
+    fn emit(&self, event: Event) {
+        (self.0.events)(self.id(), event)
+    }
+
+    /// The committed config table as this node has applied it.
+    pub fn config(&self) -> Arc<ConfigState> {
+        self.0.state.borrow().clone()
+    }
+
+    /// Lets an oracle look at the DEKs in this node's memory.
+    pub fn with_keys<R>(&self, f: impl FnOnce(&BTreeMap<String, Dek>) -> R) -> R {
+        f(&lock(&self.0.keys))
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let state = self.config();
+        let keys = lock(&self.0.keys);
+        let (ready, locked): (Vec<_>, Vec<_>) = state
+            .filesystems
+            .values()
+            .partition(|f| !f.encrypted() || keys.contains_key(&f.name));
+        NodeStatus {
+            node: self.id(),
+            leader: self.0.raft.metrics().borrow().current_leader,
+            ready: ready.into_iter().map(|f| f.name.clone()).collect(),
+            locked: locked.into_iter().map(|f| f.name.clone()).collect(),
+            alerts: lock(&self.0.alerts).iter().cloned().collect(),
+        }
+    }
+
+    /// Serves one connection: frames in, frames out, until the peer closes it.
+    pub async fn serve(&self, mut stream: BoxStream) {
+        while let Ok(Some(req)) = rpc::read_frame::<Request>(&mut stream).await {
+            let resp = self.handle(req).await;
+            if rpc::write_frame(&mut stream, &resp).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    async fn handle(&self, req: Request) -> Response {
+        match req {
+            Request::AppendEntries(r) => {
+                Response::AppendEntries(self.0.raft.append_entries(r).await)
+            }
+            Request::Vote(r) => Response::Vote(self.0.raft.vote(r).await),
+            Request::InstallSnapshot(r) => {
+                Response::InstallSnapshot(self.0.raft.install_snapshot(r).await)
+            }
+            Request::Propose(cmd) => Response::Proposed(self.propose_here(cmd).await),
+            Request::PutBlock {
+                fs_id,
+                block,
+                stored,
+            } => {
+                self.0.disk.lock().blocks.insert((fs_id, block), stored);
+                Response::Stored
+            }
+            Request::GetBlock { fs_id, block } => {
+                Response::Block(self.0.disk.lock().blocks.get(&(fs_id, block)).cloned())
+            }
+            Request::Admin(cmd) => Response::Admin(self.admin(cmd).await),
+        }
+    }
+
+    /// Commits on this node if it leads; never forwards again (no forwarding chains).
+    async fn propose_here(&self, cmd: ConfigCommand) -> Result<ConfigResponse, ProposeError> {
+        use openraft::error::{ClientWriteError, RaftError};
+        match self.0.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_id {
+                Some(leader) => Err(ProposeError::NotLeader(leader)),
+                None => Err(ProposeError::NoLeader),
+            },
+            Err(e) => Err(ProposeError::Failed(e.to_string())),
+        }
+    }
+
+    /// Commits a change through whichever node leads, waiting out an election.
+    pub(crate) async fn propose(&self, cmd: ConfigCommand) -> Result<ConfigResponse, ProposeError> {
+        let timing = &self.0.opts.timing;
+        let deadline = tokio::time::Instant::now() + timing.propose_timeout;
+        loop {
+            let attempt = match self.propose_here(cmd.clone()).await {
+                Err(ProposeError::NotLeader(leader)) => self.propose_at(leader, &cmd).await,
+                other => other,
+            };
+            match attempt {
+                Err(ProposeError::NoLeader | ProposeError::NotLeader(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(timing.heartbeat).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn propose_at(
+        &self,
+        leader: NodeId,
+        cmd: &ConfigCommand,
+    ) -> Result<ConfigResponse, ProposeError> {
+        let Some(addr) = self.0.opts.members.get(&leader) else {
+            return Err(ProposeError::NoLeader);
+        };
+        let req = Request::Propose(cmd.clone());
+        match rpc::call(
+            self.0.dialer.as_ref(),
+            addr,
+            &req,
+            self.0.opts.timing.rpc_timeout,
+        )
+        .await
+        {
+            Ok(Response::Proposed(r)) => r,
+            // The leader is unreachable from here: wait for the cluster to sort it out.
+            Ok(_) | Err(_) => Err(ProposeError::NoLeader),
+        }
+    }
+
+    async fn watch_leadership(self) {
+        let mut metrics = self.0.raft.metrics();
+        let mut leading = false;
+        loop {
+            let (now_leading, term) = {
+                let m = metrics.borrow_and_update();
+                (m.current_leader == Some(self.id()), m.current_term)
+            };
+            if now_leading && !leading {
+                self.emit(Event::BecameLeader { term });
+            }
+            leading = now_leading;
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The connector for `config`, reusing the last one while the configuration is the
+    /// same (it holds the AppRole login).
+    fn connector(&self, config: &KmsConfig) -> Arc<dyn KmsConnector> {
+        let mut cached = lock(&self.0.kms);
+        if let Some((c, conn)) = cached.as_ref() {
+            if c == config {
+                return conn.clone();
+            }
+        }
+        let conn = kms::connect(config, self.0.dialer.clone());
+        *cached = Some((config.clone(), conn.clone()));
+        conn
+    }
+
+    fn set_alert(&self, alert: &str, raised: bool) {
+        let changed = {
+            let mut alerts = lock(&self.0.alerts);
+            if raised {
+                alerts.insert(alert.to_string())
+            } else {
+                alerts.remove(alert)
+            }
+        };
+        if changed {
+            let alert = alert.to_string();
+            self.emit(if raised {
+                Event::AlertRaised { alert }
+            } else {
+                Event::AlertCleared { alert }
+            });
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Startup unwrap: a node unwraps the DEK of every encrypted filesystem in the config
+//! table, at boot and whenever a filesystem appears. Until a key unwraps, its
+//! filesystem stays locked on this node and the `KMSError` alert stays raised.
+//!
+//! Retries never stop (the KMS may come back at any time, and WEKA keeps retrying), but
+//! each wait is bounded: it doubles from `unwrap_backoff_initial` up to
+//! `unwrap_backoff_max`, with seeded jitter so backends do not retry in lockstep.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::{lock, Node};
+use crate::events::{Event, KMS_ERROR_ALERT};
+use crate::kms::WrappedDek;
+
+/// Unwraps go to the KMS in batches of at most this many DEKs.
+const UNWRAP_BATCH: usize = 100;
+
+impl Node {
+    pub(super) async fn unwrap_loop(self) {
+        let mut state_rx = self.0.state.clone();
+        let mut failures: u32 = 0;
+        loop {
+            let state = state_rx.borrow_and_update().clone();
+            let pending: Vec<(String, WrappedDek)> = {
+                let keys = lock(&self.0.keys);
+                let creating = lock(&self.0.creating);
+                state
+                    .members_encrypted()
+                    .filter(|f| !keys.contains_key(&f.name) && !creating.contains_key(&f.name))
+                    .filter_map(|f| f.wrapped_dek.clone().map(|w| (f.name.clone(), w)))
+                    .collect()
+            };
+            let Some(config) = state.kms.clone().filter(|_| !pending.is_empty()) else {
+                failures = 0;
+                self.set_alert(KMS_ERROR_ALERT, false);
+                if state_rx.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+
+            let connector = self.connector(&config);
+            let mut error = None;
+            for chunk in pending.chunks(UNWRAP_BATCH) {
+                let wrapped: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
+                match connector.unwrap(&wrapped).await {
+                    Ok(deks) => {
+                        let mut keys = lock(&self.0.keys);
+                        for ((fs, w), dek) in chunk.iter().zip(deks) {
+                            keys.insert(fs.clone(), dek);
+                            self.emit(Event::DekUnwrapped {
+                                fs: fs.clone(),
+                                key_version: w.key_version,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+
+            match error {
+                None => {
+                    failures = 0;
+                    self.set_alert(KMS_ERROR_ALERT, false);
+                }
+                Some(e) => {
+                    failures = failures.saturating_add(1);
+                    self.set_alert(KMS_ERROR_ALERT, true);
+                    let delay = self.backoff(failures);
+                    self.emit(Event::UnwrapFailed {
+                        attempt: failures,
+                        pending: pending.len(),
+                        error: e.to_string(),
+                        retry_in_ms: delay.as_millis() as u64,
+                    });
+                    // A config change (a new KMS configuration, say) cuts the wait short.
+                    tokio::select! {
+                        biased;
+                        changed = state_rx.changed() => if changed.is_err() { return },
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let t = &self.0.opts.timing;
+        let exp = t
+            .unwrap_backoff_initial
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        let capped = exp.min(t.unwrap_backoff_max);
+        // Up to a quarter off, so backends spread out.
+        let jitter = lock(&self.0.rng).gen_range(0..=capped.as_millis() as u64 / 4);
+        capped - Duration::from_millis(jitter)
+    }
+}

@@ -1,0 +1,125 @@
+//! Commands: `run`, `suite`, `bench`, `list`.
+//!
+//! Exit codes: 0 all passed; 1 a correctness failure; 2 bad input (unknown scenario,
+//! malformed file, bad flag); 3 a liveness failure; 4 a crash (panic).
+
+mod bench;
+mod run;
+mod suite;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub const EXIT_PASS: i32 = 0;
+pub const EXIT_CORRECTNESS: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_LIVENESS: i32 = 3;
+pub const EXIT_CRASH: i32 = 4;
+
+#[derive(Parser)]
+#[command(
+    name = "wekasim",
+    version,
+    about = "Deterministic simulation of a WEKA cluster's KMS key management",
+    long_about = "Simulates WEKA backends, their Raft-replicated config table and encrypted \
+                  filesystems against a simulated Vault, from one seed. Every run ends with a \
+                  verdict line and the command that reproduces it."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario with one seed and print its verdict.
+    Run(run::RunArgs),
+    /// Run every scenario of the library over a range of seeds and print a table.
+    Suite(suite::SuiteArgs),
+    /// Measure simulated seconds per wall second against bare turmoil.
+    Bench(bench::BenchArgs),
+    /// List the scenarios of the library.
+    List {
+        /// Scenario directory (default: ./scenarios, else the project's own).
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> i32 {
+    init_logging();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_PASS
+            };
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Suite(args) => suite::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::List { scenarios } => list(scenarios),
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings). They never feed the
+/// trace, so `RUST_LOG` cannot change a run's hash.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+pub fn usage_error(message: impl std::fmt::Display) -> i32 {
+    eprintln!("error: {message}");
+    EXIT_USAGE
+}
+
+fn list(dir: Option<PathBuf>) -> i32 {
+    let dir = dir.unwrap_or_else(scenarios::library::default_dir);
+    let files = match scenarios::library::all(&dir) {
+        Ok(f) => f,
+        Err(e) => return usage_error(e),
+    };
+    for path in files {
+        match scenarios::scenario::Scenario::load(&path) {
+            Ok(s) => println!("{:<24} {}", s.scenario.name, s.scenario.description),
+            Err(e) => return usage_error(e),
+        }
+    }
+    EXIT_PASS
+}
+
+/// The exit code for a set of reports: the worst failure wins.
+pub fn exit_code<'a>(reports: impl IntoIterator<Item = &'a scenarios::sim::RunReport>) -> i32 {
+    use scenarios::sim::FailureKind;
+    let mut code = EXIT_PASS;
+    for r in reports {
+        let c = match r.failure.as_ref().map(|f| f.kind) {
+            None => EXIT_PASS,
+            Some(FailureKind::Correctness) => EXIT_CORRECTNESS,
+            Some(FailureKind::Liveness) => EXIT_LIVENESS,
+            Some(FailureKind::Crash) => EXIT_CRASH,
+        };
+        let rank = |c: i32| match c {
+            EXIT_CRASH => 3,
+            EXIT_CORRECTNESS => 2,
+            EXIT_LIVENESS => 1,
+            _ => 0,
+        };
+        if rank(c) > rank(code) {
+            code = c;
+        }
+    }
+    code
+}

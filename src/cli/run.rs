@@ -1,0 +1,90 @@
+//! `wekasim run <scenario> --seed N`
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use scenarios::scenario::Scenario;
+use scenarios::sim::{self, SimOptions};
+
+use super::{exit_code, usage_error, EXIT_CORRECTNESS, EXIT_USAGE};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Scenario name (e.g. startup-unwrap) or path to a .toml file.
+    pub scenario: String,
+    /// The seed that fixes the whole run.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the trace as JSON lines to this file.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Run the seed twice in this process and fail on any difference.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// Print the report as one JSON object instead of the verdict line.
+    #[arg(long)]
+    pub json: bool,
+    /// Scenario directory (default: ./scenarios, else the project's own).
+    #[arg(long, value_name = "DIR")]
+    pub scenarios: Option<PathBuf>,
+}
+
+pub fn load(name: &str, dir: Option<PathBuf>) -> Result<Scenario, String> {
+    let dir = dir.unwrap_or_else(scenarios::library::default_dir);
+    let path = scenarios::library::find(name, &dir)?;
+    Scenario::load(&path).map_err(|e| e.to_string())
+}
+
+pub fn run(args: RunArgs) -> i32 {
+    let scenario = match load(&args.scenario, args.scenarios) {
+        Ok(s) => s,
+        Err(e) => return usage_error(e),
+    };
+    let opts = SimOptions::new(args.seed);
+    let report = sim::run(&scenario, &opts);
+
+    if let Some(path) = &args.trace {
+        let write = std::fs::File::create(path).and_then(|mut f| {
+            for line in &report.trace {
+                writeln!(f, "{line}")?;
+            }
+            f.flush()
+        });
+        if let Err(e) = write {
+            eprintln!("error: cannot write trace to {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        println!("{}", report.verdict_line());
+    }
+    let mut code = exit_code([&report]);
+    if args.check_determinism {
+        let again = sim::run(&scenario, &opts);
+        if again.trace_hash != report.trace_hash || again.trace != report.trace {
+            let first_diff = report
+                .trace
+                .iter()
+                .zip(&again.trace)
+                .position(|(a, b)| a != b)
+                .unwrap_or(report.trace.len().min(again.trace.len()));
+            eprintln!(
+                "NONDETERMINISTIC: seed {} gave hash {} then {}; traces first differ at line {}",
+                args.seed,
+                report.trace_hash,
+                again.trace_hash,
+                first_diff + 1
+            );
+            code = EXIT_CORRECTNESS;
+        } else {
+            eprintln!(
+                "determinism: seed {} replayed to the same hash {} ({} events)",
+                args.seed, report.trace_hash, report.events
+            );
+        }
+    }
+    code
+}
