@@ -20,3 +20,4 @@ pub mod net;
 pub mod node;
 pub mod rpc;
 pub mod secret;
+pub mod weka_cli;

@@ -63,8 +63,7 @@ pub fn bare_turmoil(hosts: u32, tick: Duration, duration: Duration, seed: u64) -
         tokio::time::sleep(duration).await;
         Ok(())
     });
-    #[allow(clippy::disallowed_methods)] // wall time of the benchmark itself
-    let start = std::time::Instant::now();
+    let start = crate::wall::Stopwatch::start();
     sim.run().expect("an idle simulation cannot fail");
     start.elapsed()
 }

@@ -8,3 +8,4 @@ pub mod scenario;
 pub mod sim;
 pub mod trace;
 pub mod vault_setup;
+pub mod wall;

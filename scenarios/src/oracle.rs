@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use aho_corasick::AhoCorasick;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use cluster::dek::DEK_LEN;
@@ -15,28 +16,35 @@ pub struct Violation {
 
 pub type Key = [u8; DEK_LEN];
 
-/// Searches `hay` for any of `keys`: an 8-byte prefix filter, then a full compare.
-fn find_any(hay: &[u8], prefixes: &[(u64, usize)], keys: &[Key]) -> Option<usize> {
-    if hay.len() < DEK_LEN {
-        return None;
-    }
-    for start in 0..=hay.len() - DEK_LEN {
-        let head = u64::from_le_bytes(hay[start..start + 8].try_into().expect("8 bytes"));
-        if let Ok(i) = prefixes.binary_search_by_key(&head, |(p, _)| *p) {
-            // Neighbours can share a prefix: check every entry with this head.
-            let mut j = i;
-            while j > 0 && prefixes[j - 1].0 == head {
-                j -= 1;
-            }
-            while j < prefixes.len() && prefixes[j].0 == head {
-                if hay[start..start + DEK_LEN] == keys[prefixes[j].1] {
-                    return Some(prefixes[j].1);
-                }
-                j += 1;
-            }
+/// Every form a DEK could leak in: its raw bytes, and as base64 or hex text (the config
+/// table and the trace are JSON). One automaton finds all of them in one pass.
+struct KeyForms {
+    names: Vec<String>,
+    automaton: Option<AhoCorasick>,
+}
+
+const FORMS: [&str; 3] = ["raw bytes", "base64 text", "hex text"];
+
+impl KeyForms {
+    fn new(keys: &BTreeMap<String, Key>) -> Self {
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        for key in keys.values() {
+            patterns.push(key.to_vec());
+            patterns.push(B64.encode(key).into_bytes());
+            patterns.push(hex(key).into_bytes());
+        }
+        KeyForms {
+            names: keys.keys().cloned().collect(),
+            automaton: AhoCorasick::new(&patterns).ok(),
         }
     }
-    None
+
+    /// The filesystem whose key is in `hay`, and in which form.
+    fn find(&self, hay: &[u8]) -> Option<(&str, &'static str)> {
+        let m = self.automaton.as_ref()?.find(hay)?;
+        let i = m.pattern().as_usize();
+        Some((self.names[i / 3].as_str(), FORMS[i % 3]))
+    }
 }
 
 /// No plaintext DEK anywhere at rest: not in the config table (Raft log, state machine,
@@ -45,59 +53,38 @@ pub fn no_plaintext_dek_at_rest(
     disks: &[(u64, Disk)],
     keys: &BTreeMap<String, Key>,
 ) -> Result<(), Violation> {
-    let names: Vec<&String> = keys.keys().collect();
-    let raw: Vec<Key> = keys.values().copied().collect();
-    let mut prefixes: Vec<(u64, usize)> = raw
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (u64::from_le_bytes(k[..8].try_into().expect("8 bytes")), i))
-        .collect();
-    prefixes.sort();
-    // Text forms too: the config table is JSON, where a key could hide as base64 or hex.
-    let encoded: Vec<(String, String)> = raw.iter().map(|k| (B64.encode(k), hex(k))).collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let forms = KeyForms::new(keys);
     for (node, disk) in disks {
         let mut found = None;
         disk.for_each_stored(|bytes| {
-            if found.is_some() {
-                return;
-            }
-            if let Some(i) = find_any(bytes, &prefixes, &raw) {
-                found = Some((i, "raw bytes"));
-                return;
-            }
-            if let Ok(text) = std::str::from_utf8(bytes) {
-                for (i, (b64, hx)) in encoded.iter().enumerate() {
-                    if text.contains(b64.as_str()) || text.contains(hx.as_str()) {
-                        found = Some((i, "base64 or hex text"));
-                        return;
-                    }
-                }
+            if found.is_none() {
+                found = forms.find(bytes).map(|(fs, form)| (fs.to_string(), form));
             }
         });
-        if let Some((i, form)) = found {
+        if let Some((fs, form)) = found {
             return Err(Violation {
                 oracle: "no-plaintext-dek-at-rest",
-                detail: format!(
-                    "backend{node}'s disk holds the DEK of {} as {form}",
-                    names[i]
-                ),
+                detail: format!("backend{node}'s disk holds the DEK of {fs} as {form}"),
             });
         }
     }
     Ok(())
 }
 
-/// No DEK in the trace, in any text form.
+/// No DEK in the trace, in any form.
 pub fn no_dek_in_trace(lines: &[String], keys: &BTreeMap<String, Key>) -> Result<(), Violation> {
-    for (name, key) in keys {
-        let (b64, hx) = (B64.encode(key), hex(key));
-        if let Some(n) = lines
-            .iter()
-            .position(|l| l.contains(b64.as_str()) || l.contains(hx.as_str()))
-        {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let forms = KeyForms::new(keys);
+    for (n, line) in lines.iter().enumerate() {
+        if let Some((fs, form)) = forms.find(line.as_bytes()) {
             return Err(Violation {
                 oracle: "no-dek-in-trace",
-                detail: format!("trace line {} holds the DEK of {name}", n + 1),
+                detail: format!("trace line {} holds the DEK of {fs} as {form}", n + 1),
             });
         }
     }

@@ -144,6 +144,14 @@ pub enum Step {
         #[serde(deserialize_with = "duration")]
         within: Duration,
     },
+    /// A WEKA CLI command, as an admin types it (`security kms set vault ...`,
+    /// `fs create ...`). `$VAULT_URL`, `$TOKEN`, `$ROLE_ID` and `$SECRET_ID` stand for
+    /// what the Vault setup produced. With `expect_error`, the command must fail with an
+    /// error containing that text (and commit nothing).
+    Weka {
+        command: String,
+        expect_error: Option<String>,
+    },
     /// Lets simulated time pass.
     Idle {
         #[serde(rename = "for", deserialize_with = "duration")]
@@ -171,9 +179,25 @@ impl Step {
             Step::RestartAll => "restart-all",
             Step::Restart { .. } => "restart",
             Step::WaitReady { .. } => "wait-ready",
+            Step::Weka { .. } => "weka",
             Step::Idle { .. } => "idle",
         }
     }
+}
+
+/// Fills in the placeholders a `weka` step may use.
+pub fn substitute(
+    command: &str,
+    vault_url: &str,
+    token: &str,
+    role_id: &str,
+    secret_id: &str,
+) -> String {
+    command
+        .replace("$VAULT_URL", vault_url)
+        .replace("$TOKEN", token)
+        .replace("$ROLE_ID", role_id)
+        .replace("$SECRET_ID", secret_id)
 }
 
 /// `"30s"`, `"250ms"`, `"2m"`.
@@ -183,6 +207,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s or m)"))?;
     let (num, unit) = text.split_at(split);
+    let unit = unit.trim();
     let n: u64 = num
         .parse()
         .map_err(|_| format!("duration {text:?} does not start with a whole number"))?;
@@ -268,6 +293,11 @@ impl Scenario {
                 Step::FsCreate { count: 0, .. } => {
                     return Err(format!("{at}: count must be at least 1"))
                 }
+                Step::Weka { command, .. } => {
+                    let stand_in = substitute(command, "http://vault:8200", "t", "r", "s");
+                    cluster::weka_cli::parse(&stand_in)
+                        .map_err(|e| format!("{at}: command {command:?}: {e}"))?;
+                }
                 _ => {}
             }
         }
@@ -284,18 +314,40 @@ impl Scenario {
     }
 }
 
-/// toml's message already quotes the line; put the line number first so a person and a
-/// script both find it.
+/// Puts the line number first so a person and a script both find it. Inside a
+/// `[[step]]`, toml reports the line where the steps begin (the action decides a step's
+/// type, and the field positions are lost on the way); when the message names a field or
+/// quotes a value found further down, point at the line that holds it instead.
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
-            format!("line {line}: {message} (at `{snippet}`)")
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    if let Some(token) = offending_token(&message) {
+        let later = lines.iter().enumerate().skip(line).find(|(_, l)| {
+            let l = l.trim_start();
+            l.starts_with(&format!("{token} "))
+                || l.starts_with(&format!("{token}="))
+                || l.contains(&format!("\"{token}\""))
+        });
+        if let Some((i, _)) = later {
+            line = i + 1;
         }
-        None => message,
     }
+    let snippet = lines.get(line - 1).map(|l| l.trim()).unwrap_or("");
+    format!("line {line}: {message} (at `{snippet}`)")
+}
+
+/// The field in "unknown field `x`" or the value in `duration "x" ...`.
+fn offending_token(message: &str) -> Option<&str> {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        return rest.split('`').next();
+    }
+    let start = message.find('"')? + 1;
+    let len = message[start..].find('"')?;
+    Some(&message[start..start + len])
 }
 
 #[cfg(test)]
@@ -330,7 +382,7 @@ within = "5s"
     fn unknown_field_names_line_and_field() {
         let bad = GOOD.replace("auth = \"token\"", "auth = \"token\"\nauthh = 1");
         let err = Scenario::parse(&bad).unwrap_err();
-        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
         assert!(err.contains("authh"), "{err}");
     }
 
@@ -338,7 +390,7 @@ within = "5s"
     fn mistyped_value_is_reported() {
         let bad = GOOD.replace("within = \"5s\"", "within = \"5 parsecs\"");
         let err = Scenario::parse(&bad).unwrap_err();
-        assert!(err.contains("line 8"), "{err}");
+        assert!(err.contains("line 9"), "{err}");
         assert!(err.contains("unit"), "{err}");
     }
 

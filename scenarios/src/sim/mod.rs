@@ -133,8 +133,7 @@ impl RunReport {
 /// failure in the report.
 pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
     // Wall time is reported beside the verdict and never enters the trace or its hash.
-    #[allow(clippy::disallowed_methods)]
-    let wall = std::time::Instant::now();
+    let wall = crate::wall::Stopwatch::start();
     let shared_trace = trace::SharedTrace::default();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut world = World::build(scenario, opts, shared_trace.clone());

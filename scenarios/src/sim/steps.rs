@@ -223,6 +223,52 @@ impl World<'_> {
             }
             Step::Restart { backend } => self.restart(*backend as usize - 1),
             Step::WaitReady { within } => self.wait_ready(at, *within)?,
+            Step::Weka {
+                command,
+                expect_error,
+            } => {
+                let creds = self.creds.as_ref().expect("setup ran");
+                let line = crate::scenario::substitute(
+                    command,
+                    &format!("http://{VAULT_HOST}:{VAULT_PORT}"),
+                    creds.token.expose(),
+                    &creds.role_id,
+                    creds.secret_id.expose(),
+                );
+                // Checked at load time; a failure here can only come from a substitution.
+                let cmd = cluster::weka_cli::parse(&line)
+                    .map_err(|e| self.fail(FailureKind::Correctness, at, "weka", e))?;
+                let created = match &cmd {
+                    AdminCommand::FsCreate { name, .. } => Some(name.clone()),
+                    _ => None,
+                };
+                match expect_error {
+                    None => {
+                        self.must(at, cmd)?;
+                        self.filesystems.extend(created);
+                    }
+                    Some(text) => {
+                        let backend = self.pick_backend();
+                        match self.admin(at, backend, cmd)? {
+                            Err(e) if e.to_string().contains(text.as_str()) => {}
+                            other => {
+                                return Err(self.fail(
+                                    FailureKind::Correctness,
+                                    at,
+                                    "expected-error",
+                                    format!(
+                                        "expected an error containing {text:?}, got {}",
+                                        match other {
+                                            Ok(_) => "success".to_string(),
+                                            Err(e) => e.to_string(),
+                                        }
+                                    ),
+                                ))
+                            }
+                        }
+                    }
+                }
+            }
             Step::Idle { duration } => {
                 let end = self.sim.elapsed() + *duration;
                 while self.sim.elapsed() < end {

@@ -1,0 +1,211 @@
+//! WEKA's CLI syntax, parsed into admin commands, so a scenario (and later a person's own
+//! runbook) can say `security kms set vault ... --role-id ...` the way an admin types it.
+//!
+//! Both spellings are accepted where WEKA has two: `security kms set` and the older
+//! `kms set`; `fs create <name> <group> <capacity>` and the newer `fs add <name> <capacity>`.
+//! A leading `weka` is optional. Values hold no spaces (no shell quoting).
+
+use crate::admin::{AdminCommand, KmsSetVault};
+use crate::secret::Secret;
+
+/// Parses one command line; the error says which word is wrong and why.
+pub fn parse(line: &str) -> Result<AdminCommand, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let words = match words.first() {
+        Some(&"weka") => &words[1..],
+        _ => &words[..],
+    };
+    match words {
+        ["security", "kms", "set", rest @ ..] | ["kms", "set", rest @ ..] => kms_set(rest),
+        ["security", "kms"] | ["security", "kms", "--json"] => Ok(AdminCommand::KmsShow),
+        ["fs", "create", rest @ ..] => fs_create(rest, 3),
+        ["fs", "add", rest @ ..] => fs_create(rest, 2),
+        ["fs"] | ["fs", "--json"] => Ok(AdminCommand::FsList),
+        [] => Err("empty command".into()),
+        _ => Err(format!(
+            "unsupported command {:?}: known are `security kms set vault`, `security kms`, \
+             `fs create`, `fs add`, `fs`",
+            words.join(" ")
+        )),
+    }
+}
+
+/// A flag and its value (`None` for a bare switch).
+type Flag<'a> = (&'a str, Option<&'a str>);
+
+/// Splits positional words from `--flag value` pairs and bare `--switch`es.
+fn split<'a>(
+    words: &[&'a str],
+    switches: &[&str],
+) -> Result<(Vec<&'a str>, Vec<Flag<'a>>), String> {
+    let mut positional = Vec::new();
+    let mut flags = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        if let Some(flag) = w.strip_prefix("--") {
+            if switches.contains(&flag) {
+                flags.push((flag, None));
+                i += 1;
+            } else {
+                let value = words
+                    .get(i + 1)
+                    .filter(|v| !v.starts_with("--"))
+                    .ok_or_else(|| format!("--{flag} needs a value"))?;
+                flags.push((flag, Some(*value)));
+                i += 2;
+            }
+        } else {
+            positional.push(w);
+            i += 1;
+        }
+    }
+    Ok((positional, flags))
+}
+
+fn kms_set(words: &[&str]) -> Result<AdminCommand, String> {
+    let (pos, flags) = split(words, &[])?;
+    let (url, key) = match pos.as_slice() {
+        ["vault", url, key] => (url.to_string(), key.to_string()),
+        ["kmip", ..] => return Err("the KMIP KMS is not modelled yet; use `vault`".into()),
+        _ => {
+            return Err(
+                "usage: security kms set vault <url> <key-name> (--token T | --role-id R --secret-id S)"
+                    .into(),
+            )
+        }
+    };
+    let mut args = KmsSetVault {
+        url,
+        key_name: key,
+        token: None,
+        role_id: None,
+        secret_id: None,
+        namespace: None,
+        transit_path: None,
+        auth_path: None,
+    };
+    for (flag, value) in flags {
+        let value = value.unwrap_or_default().to_string();
+        match flag {
+            "token" => args.token = Some(Secret::new(value)),
+            "role-id" => args.role_id = Some(value),
+            "secret-id" => args.secret_id = Some(Secret::new(value)),
+            "namespace" => args.namespace = Some(value),
+            "transit-path" => args.transit_path = Some(value),
+            "auth-path" => args.auth_path = Some(value),
+            "client-cert" | "client-key" | "ca-cert" => {
+                return Err(format!(
+                    "--{flag} is a KMIP flag; a Vault KMS does not take it"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "unknown flag --{other} for `security kms set vault`"
+                ))
+            }
+        }
+    }
+    // The same rules `security kms set` enforces on a backend, checked before anything runs.
+    args.clone().into_config().map_err(|e| e.to_string())?;
+    Ok(AdminCommand::KmsSet(args))
+}
+
+fn fs_create(words: &[&str], positional: usize) -> Result<AdminCommand, String> {
+    let (pos, flags) = split(words, &["encrypted"])?;
+    let (name, capacity) = match (positional, pos.as_slice()) {
+        (3, [name, _, capacity]) | (2, [name, capacity]) => (*name, *capacity),
+        (3, _) => return Err("usage: fs create <name> <group> <capacity> [--encrypted]".into()),
+        _ => return Err("usage: fs add <name> <capacity> [--encrypted]".into()),
+    };
+    let mut encrypted = false;
+    for (flag, _) in flags {
+        match flag {
+            "encrypted" => encrypted = true,
+            other => return Err(format!("unknown flag --{other} for `fs create`")),
+        }
+    }
+    Ok(AdminCommand::FsCreate {
+        name: name.to_string(),
+        capacity_gib: parse_capacity(capacity)?,
+        encrypted,
+    })
+}
+
+/// `10GiB`, `1TiB`, `500GB`, `2TB`, rounded up to whole GiB.
+fn parse_capacity(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("capacity {text:?} must start with a whole number"))?;
+    let bytes: u128 = match unit {
+        "GiB" => n as u128 * (1 << 30),
+        "TiB" => n as u128 * (1 << 40),
+        "GB" => n as u128 * 1_000_000_000,
+        "TB" => n as u128 * 1_000_000_000_000,
+        _ => return Err(format!("capacity {text:?}: use GiB, TiB, GB or TB")),
+    };
+    Ok(bytes.div_ceil(1 << 30) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kms_set_both_spellings() {
+        for line in [
+            "weka security kms set vault http://v:8200 weka-key --token t",
+            "kms set vault http://v:8200 weka-key --token t",
+        ] {
+            assert!(matches!(parse(line), Ok(AdminCommand::KmsSet(_))), "{line}");
+        }
+    }
+
+    #[test]
+    fn token_with_role_id_is_refused() {
+        let err =
+            parse("security kms set vault http://v:8200 k --token t --role-id r --secret-id s")
+                .unwrap_err();
+        assert!(err.contains("--token and --role-id"), "{err}");
+    }
+
+    #[test]
+    fn kmip_flags_refused_for_vault() {
+        let err =
+            parse("security kms set vault http://v:8200 k --token t --client-cert c").unwrap_err();
+        assert!(err.contains("KMIP"), "{err}");
+    }
+
+    #[test]
+    fn fs_create_and_add() {
+        assert_eq!(
+            parse("fs create data default 1TiB --encrypted").unwrap(),
+            AdminCommand::FsCreate {
+                name: "data".into(),
+                capacity_gib: 1024,
+                encrypted: true
+            }
+        );
+        assert_eq!(
+            parse("weka fs add logs 10GB").unwrap(),
+            AdminCommand::FsCreate {
+                name: "logs".into(),
+                capacity_gib: 10,
+                encrypted: false
+            }
+        );
+        assert!(parse("fs create data 1TiB").is_err());
+        assert!(parse("fs create data default 1PB").is_err());
+    }
+
+    #[test]
+    fn unknown_command() {
+        assert!(parse("cluster destroy")
+            .unwrap_err()
+            .contains("unsupported"));
+    }
+}
