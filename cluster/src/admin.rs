@@ -46,6 +46,20 @@ pub struct KmsSetVault {
 }
 
 impl KmsSetVault {
+    /// `security kms set vault <url> <key-name>` with no flags yet.
+    pub fn new(url: impl Into<String>, key_name: impl Into<String>) -> Self {
+        KmsSetVault {
+            url: url.into(),
+            key_name: key_name.into(),
+            token: None,
+            role_id: None,
+            secret_id: None,
+            namespace: None,
+            transit_path: None,
+            auth_path: None,
+        }
+    }
+
     /// WEKA's rules: a token or a role-id with its secret-id, never both.
     pub fn into_config(self) -> Result<KmsConfig, AdminError> {
         let auth = match (self.token, self.role_id, self.secret_id) {
@@ -203,16 +217,7 @@ mod tests {
     use super::*;
 
     fn args() -> KmsSetVault {
-        KmsSetVault {
-            url: "http://vault:8200".into(),
-            key_name: "weka-key".into(),
-            token: None,
-            role_id: None,
-            secret_id: None,
-            namespace: None,
-            transit_path: None,
-            auth_path: None,
-        }
+        KmsSetVault::new("http://vault:8200", "weka-key")
     }
 
     #[test]

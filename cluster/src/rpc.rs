@@ -27,6 +27,8 @@ pub enum Request {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A config change forwarded to the node that believes it leads.
     Propose(ConfigCommand),
+    /// Asks the leader for the log index a linearizable read must wait for.
+    ReadIndex,
     PutBlock {
         fs_id: u32,
         block: u64,
@@ -51,6 +53,7 @@ pub enum Response {
         RaftResult<InstallSnapshotResponse<NodeId>, openraft::error::InstallSnapshotError>,
     ),
     Proposed(Result<ConfigResponse, ProposeError>),
+    ReadIndex(Result<Option<u64>, ProposeError>),
     Stored,
     Block(Option<StoredBlock>),
     Admin(Result<AdminOutput, AdminError>),

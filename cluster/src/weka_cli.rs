@@ -75,16 +75,7 @@ fn kms_set(words: &[&str]) -> Result<AdminCommand, String> {
             )
         }
     };
-    let mut args = KmsSetVault {
-        url,
-        key_name: key,
-        token: None,
-        role_id: None,
-        secret_id: None,
-        namespace: None,
-        transit_path: None,
-        auth_path: None,
-    };
+    let mut args = KmsSetVault::new(url, key);
     for (flag, value) in flags {
         let value = value.unwrap_or_default().to_string();
         match flag {

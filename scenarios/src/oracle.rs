@@ -16,27 +16,35 @@ pub struct Violation {
 
 pub type Key = [u8; DEK_LEN];
 
-/// Every form a DEK could leak in: its raw bytes, and as base64 or hex text (the config
-/// table and the trace are JSON). One automaton finds all of them in one pass.
-struct KeyForms {
+/// Finds DEKs where they must never be: in every form one could leak in (its raw bytes,
+/// and base64 or hex text, since the config table and the trace are JSON), with one
+/// automaton for all keys. It is rebuilt only when a new key becomes known, and it
+/// remembers how much of the trace it has already cleared.
+#[derive(Default)]
+pub struct LeakScanner {
     names: Vec<String>,
     automaton: Option<AhoCorasick>,
+    trace_cleared: usize,
 }
 
 const FORMS: [&str; 3] = ["raw bytes", "base64 text", "hex text"];
 
-impl KeyForms {
-    fn new(keys: &BTreeMap<String, Key>) -> Self {
+impl LeakScanner {
+    /// Brings the scanner up to `keys` (keys are only ever added during a run).
+    pub fn update(&mut self, keys: &BTreeMap<String, Key>) {
+        if keys.len() == self.names.len() {
+            return;
+        }
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         for key in keys.values() {
             patterns.push(key.to_vec());
             patterns.push(B64.encode(key).into_bytes());
             patterns.push(hex(key).into_bytes());
         }
-        KeyForms {
-            names: keys.keys().cloned().collect(),
-            automaton: AhoCorasick::new(&patterns).ok(),
-        }
+        self.names = keys.keys().cloned().collect();
+        self.automaton = AhoCorasick::new(&patterns).ok();
+        // New keys: the whole trace must be searched again.
+        self.trace_cleared = 0;
     }
 
     /// The filesystem whose key is in `hay`, and in which form.
@@ -45,50 +53,45 @@ impl KeyForms {
         let i = m.pattern().as_usize();
         Some((self.names[i / 3].as_str(), FORMS[i % 3]))
     }
-}
 
-/// No plaintext DEK anywhere at rest: not in the config table (Raft log, state machine,
-/// snapshots) nor in any data block, on any backend's disk.
-pub fn no_plaintext_dek_at_rest(
-    disks: &[(u64, Disk)],
-    keys: &BTreeMap<String, Key>,
-) -> Result<(), Violation> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let forms = KeyForms::new(keys);
-    for (node, disk) in disks {
-        let mut found = None;
-        disk.for_each_stored(|bytes| {
-            if found.is_none() {
-                found = forms.find(bytes).map(|(fs, form)| (fs.to_string(), form));
+    /// No plaintext DEK anywhere at rest: not in the config table (Raft log, state
+    /// machine, snapshots) nor in any data block, on any backend's disk.
+    pub fn no_plaintext_dek_at_rest(&self, disks: &[(u64, Disk)]) -> Result<(), Violation> {
+        if self.automaton.is_none() {
+            return Ok(());
+        }
+        for (node, disk) in disks {
+            let mut found = None;
+            disk.for_each_stored(|bytes| {
+                if found.is_none() {
+                    found = self.find(bytes).map(|(fs, form)| (fs.to_string(), form));
+                }
+            });
+            if let Some((fs, form)) = found {
+                return Err(Violation {
+                    oracle: "no-plaintext-dek-at-rest",
+                    detail: format!("backend{node}'s disk holds the DEK of {fs} as {form}"),
+                });
             }
-        });
-        if let Some((fs, form)) = found {
-            return Err(Violation {
-                oracle: "no-plaintext-dek-at-rest",
-                detail: format!("backend{node}'s disk holds the DEK of {fs} as {form}"),
-            });
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// No DEK in the trace, in any form.
-pub fn no_dek_in_trace(lines: &[String], keys: &BTreeMap<String, Key>) -> Result<(), Violation> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let forms = KeyForms::new(keys);
-    for (n, line) in lines.iter().enumerate() {
-        if let Some((fs, form)) = forms.find(line.as_bytes()) {
-            return Err(Violation {
-                oracle: "no-dek-in-trace",
-                detail: format!("trace line {} holds the DEK of {fs} as {form}", n + 1),
-            });
+    /// No DEK in the trace, in any form. Searches only lines not yet cleared.
+    pub fn no_dek_in_trace(&mut self, lines: &[String]) -> Result<(), Violation> {
+        if self.automaton.is_some() {
+            for (n, line) in lines.iter().enumerate().skip(self.trace_cleared) {
+                if let Some((fs, form)) = self.find(line.as_bytes()) {
+                    return Err(Violation {
+                        oracle: "no-dek-in-trace",
+                        detail: format!("trace line {} holds the DEK of {fs} as {form}", n + 1),
+                    });
+                }
+            }
         }
+        self.trace_cleared = lines.len();
+        Ok(())
     }
-    Ok(())
 }
 
 /// Every backend that holds a filesystem's DEK holds the same one, and it never
@@ -145,19 +148,36 @@ mod tests {
                 ciphertext: data,
             },
         );
-        let keys = BTreeMap::from([("fs".to_string(), key(7))]);
-        let v = no_plaintext_dek_at_rest(&[(1, disk.clone())], &keys).unwrap_err();
+        let mut scanner = LeakScanner::default();
+        scanner.update(&BTreeMap::from([("fs".to_string(), key(7))]));
+        let v = scanner
+            .no_plaintext_dek_at_rest(&[(1, disk.clone())])
+            .unwrap_err();
         assert_eq!(v.oracle, "no-plaintext-dek-at-rest");
-        let other = BTreeMap::from([("fs".to_string(), key(8))]);
-        assert!(no_plaintext_dek_at_rest(&[(1, disk)], &other).is_ok());
+        let mut other = LeakScanner::default();
+        other.update(&BTreeMap::from([("fs".to_string(), key(8))]));
+        assert!(other.no_plaintext_dek_at_rest(&[(1, disk)]).is_ok());
     }
 
     #[test]
     fn finds_an_encoded_key_in_the_trace() {
-        let keys = BTreeMap::from([("fs".to_string(), key(9))]);
+        let mut scanner = LeakScanner::default();
+        scanner.update(&BTreeMap::from([("fs".to_string(), key(9))]));
+        assert!(scanner.no_dek_in_trace(&["{}".into()]).is_ok());
+        // A key that shows up later in the trace, and a key learned after its line
+        // was first cleared, are both found.
         let line = format!("{{\"x\":\"{}\"}}", B64.encode(key(9)));
-        assert!(no_dek_in_trace(&[line], &keys).is_err());
-        assert!(no_dek_in_trace(&["{}".into()], &keys).is_ok());
+        assert!(scanner
+            .no_dek_in_trace(&["{}".into(), line.clone()])
+            .is_err());
+        let mut late = LeakScanner::default();
+        late.update(&BTreeMap::from([("a".to_string(), key(1))]));
+        late.no_dek_in_trace(std::slice::from_ref(&line)).unwrap();
+        late.update(&BTreeMap::from([
+            ("a".to_string(), key(1)),
+            ("b".to_string(), key(9)),
+        ]));
+        assert!(late.no_dek_in_trace(&[line]).is_err());
     }
 
     #[test]

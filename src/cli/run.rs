@@ -42,7 +42,10 @@ pub fn run(args: RunArgs) -> i32 {
         Err(e) => return usage_error(e),
     };
     let opts = SimOptions::new(args.seed);
-    let report = sim::run(&scenario, &opts);
+    let mut report = sim::run(&scenario, &opts);
+    if args.scenario.ends_with(".toml") {
+        report.target = args.scenario.clone();
+    }
 
     if let Some(path) = &args.trace {
         let write = std::fs::File::create(path).and_then(|mut f| {

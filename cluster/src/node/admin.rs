@@ -63,6 +63,8 @@ impl Node {
                 "filesystem name {name:?} must be non-empty and hold no spaces"
             )));
         }
+        // The KMS configuration and the names must be as the cluster last committed them.
+        self.read_barrier().await?;
         let state = self.config();
         if state.filesystems.contains_key(&name) || lock(&self.0.creating).contains_key(&name) {
             return Err(AdminError::FsExists(name));
@@ -130,7 +132,7 @@ impl Node {
             binding: KmsBinding::ClusterKey,
         };
         let id = self.commit_fs(record).await?;
-        lock(&self.0.keys).insert(name.to_string(), dek);
+        self.add_keys([(name.to_string(), dek)]);
         Ok((id, Some(key_version)))
     }
 

@@ -10,7 +10,33 @@ use crate::filesystem::{placement, FsRecord};
 use crate::rpc::{self, Request, Response};
 
 impl Node {
-    fn fs_and_key(&self, fs: &str) -> Result<(FsRecord, Option<Dek>), AdminError> {
+    /// The filesystem and its key. A filesystem created a moment ago elsewhere may not be
+    /// applied or unwrapped here yet: catch up with the config table, then wait a bounded
+    /// time for the key before answering "locked".
+    async fn fs_and_key(&self, fs: &str) -> Result<(FsRecord, Option<Dek>), AdminError> {
+        match self.fs_and_key_now(fs) {
+            Err(AdminError::NoSuchFs(_) | AdminError::FsLocked(_)) => {}
+            ready => return ready,
+        }
+        self.read_barrier().await?;
+        let deadline = tokio::time::Instant::now() + self.0.opts.timing.key_wait;
+        loop {
+            let notified = self.0.keys_changed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a key added in between still wakes us.
+            notified.as_mut().enable();
+            match self.fs_and_key_now(fs) {
+                Err(AdminError::FsLocked(_)) if tokio::time::Instant::now() < deadline => {}
+                other => return other,
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    fn fs_and_key_now(&self, fs: &str) -> Result<(FsRecord, Option<Dek>), AdminError> {
         let state = self.config();
         let record = state
             .filesystems
@@ -45,7 +71,7 @@ impl Node {
         block: u64,
         data: &[u8],
     ) -> Result<AdminOutput, AdminError> {
-        let (record, dek) = self.fs_and_key(fs)?;
+        let (record, dek) = self.fs_and_key(fs).await?;
         let stored = match dek {
             Some(dek) => {
                 let nonce = dek::block_nonce(self.id(), self.next_nonce_seq());
@@ -141,7 +167,7 @@ impl Node {
 
     /// Reads from the first replica that has the block.
     pub(super) async fn read_block(&self, fs: &str, block: u64) -> Result<AdminOutput, AdminError> {
-        let (record, dek) = self.fs_and_key(fs)?;
+        let (record, dek) = self.fs_and_key(fs).await?;
         let mut last_error = String::from("no replica holds it");
         for target in self.replicas_of(&record, block) {
             let stored = match self.get_block(target, record.id, block).await {

@@ -54,6 +54,9 @@ pub struct Timing {
     /// Startup unwrap: first retry delay, doubled per failure up to `unwrap_backoff_max`.
     pub unwrap_backoff_initial: Duration,
     pub unwrap_backoff_max: Duration,
+    /// How long I/O on a filesystem whose key this node has not unwrapped yet waits for
+    /// it before failing with "locked".
+    pub key_wait: Duration,
 }
 
 impl Default for Timing {
@@ -66,6 +69,7 @@ impl Default for Timing {
             propose_timeout: Duration::from_secs(10),
             unwrap_backoff_initial: Duration::from_millis(200),
             unwrap_backoff_max: Duration::from_secs(5),
+            key_wait: Duration::from_secs(5),
         }
     }
 }
@@ -82,6 +86,8 @@ struct Inner {
     state: watch::Receiver<Arc<ConfigState>>,
     /// Unwrapped DEKs of the filesystems this node serves. Memory only.
     keys: Mutex<BTreeMap<String, Dek>>,
+    /// Woken whenever a key is added to `keys`.
+    keys_changed: tokio::sync::Notify,
     /// DEKs of filesystems this node is creating and has not committed yet.
     creating: Mutex<BTreeMap<String, Dek>>,
     rng: Mutex<ChaCha20Rng>,
@@ -142,6 +148,7 @@ impl Node {
             raft,
             state,
             keys: Mutex::new(BTreeMap::new()),
+            keys_changed: tokio::sync::Notify::new(),
             creating: Mutex::new(BTreeMap::new()),
             kms: Mutex::new(None),
             alerts: Mutex::new(BTreeSet::new()),
@@ -167,6 +174,12 @@ impl Node {
         Ok(node)
     }
 
+    /// Adds unwrapped (or freshly created) keys and wakes I/O waiting for them.
+    fn add_keys(&self, keys: impl IntoIterator<Item = (String, Dek)>) {
+        lock(&self.0.keys).extend(keys);
+        self.0.keys_changed.notify_waiters();
+    }
+
     pub fn id(&self) -> NodeId {
         self.0.opts.id
     }
@@ -183,6 +196,19 @@ impl Node {
     /// Lets an oracle look at the DEKs in this node's memory.
     pub fn with_keys<R>(&self, f: impl FnOnce(&BTreeMap<String, Dek>) -> R) -> R {
         f(&lock(&self.0.keys))
+    }
+
+    /// Whether this node serves every filesystem of its config table, with no alert
+    /// raised, and knows of at least `filesystems` of them. Cheap enough to ask every tick.
+    pub fn is_ready(&self, filesystems: usize) -> bool {
+        let state = self.config();
+        let keys = lock(&self.0.keys);
+        state.filesystems.len() >= filesystems
+            && lock(&self.0.alerts).is_empty()
+            && state
+                .filesystems
+                .values()
+                .all(|f| !f.encrypted() || keys.contains_key(&f.name))
     }
 
     pub fn status(&self) -> NodeStatus {
@@ -221,6 +247,7 @@ impl Node {
                 Response::InstallSnapshot(self.0.raft.install_snapshot(r).await)
             }
             Request::Propose(cmd) => Response::Proposed(self.propose_here(cmd).await),
+            Request::ReadIndex => Response::ReadIndex(self.read_index_here().await),
             Request::PutBlock {
                 fs_id,
                 block,
@@ -289,6 +316,70 @@ impl Node {
             Ok(Response::Proposed(r)) => r,
             // The leader is unreachable from here: wait for the cluster to sort it out.
             Ok(_) | Err(_) => Err(ProposeError::NoLeader),
+        }
+    }
+
+    /// The index up to which the leader has committed, confirmed by a quorum; only the
+    /// leader answers.
+    async fn read_index_here(&self) -> Result<Option<u64>, ProposeError> {
+        use openraft::error::{CheckIsLeaderError, RaftError};
+        match self.0.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map(|l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_id {
+                Some(leader) => Err(ProposeError::NotLeader(leader)),
+                None => Err(ProposeError::NoLeader),
+            },
+            Err(e) => Err(ProposeError::Failed(e.to_string())),
+        }
+    }
+
+    /// Waits until this node has applied everything the cluster had committed when the
+    /// call began, so an admin command sees every change acknowledged before it (a
+    /// `security kms set` answered by the leader, say) whichever backend it lands on.
+    pub(crate) async fn read_barrier(&self) -> Result<(), ProposeError> {
+        let timing = &self.0.opts.timing;
+        let deadline = tokio::time::Instant::now() + timing.propose_timeout;
+        loop {
+            let index = match self.read_index_here().await {
+                Err(ProposeError::NotLeader(leader)) => {
+                    let addr = self.0.opts.members.get(&leader).cloned();
+                    match addr {
+                        Some(addr) => match rpc::call(
+                            self.0.dialer.as_ref(),
+                            &addr,
+                            &Request::ReadIndex,
+                            timing.rpc_timeout,
+                        )
+                        .await
+                        {
+                            Ok(Response::ReadIndex(r)) => r,
+                            Ok(_) | Err(_) => Err(ProposeError::NoLeader),
+                        },
+                        None => Err(ProposeError::NoLeader),
+                    }
+                }
+                other => other,
+            };
+            match index {
+                Ok(None) => return Ok(()),
+                Ok(Some(index)) => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    return self
+                        .0
+                        .raft
+                        .wait(Some(left))
+                        .applied_index_at_least(Some(index), "read barrier")
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| ProposeError::Failed(e.to_string()));
+                }
+                Err(ProposeError::NoLeader | ProposeError::NotLeader(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(timing.heartbeat).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

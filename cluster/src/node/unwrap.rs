@@ -47,14 +47,13 @@ impl Node {
                 let wrapped: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
                 match connector.unwrap(&wrapped).await {
                     Ok(deks) => {
-                        let mut keys = lock(&self.0.keys);
-                        for ((fs, w), dek) in chunk.iter().zip(deks) {
-                            keys.insert(fs.clone(), dek);
+                        for ((fs, w), _) in chunk.iter().zip(&deks) {
                             self.emit(Event::DekUnwrapped {
                                 fs: fs.clone(),
                                 key_version: w.key_version,
                             });
                         }
+                        self.add_keys(chunk.iter().map(|(fs, _)| fs.clone()).zip(deks));
                     }
                     Err(e) => {
                         error = Some(e);

@@ -80,6 +80,9 @@ pub struct Failure {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub scenario: String,
+    /// What to give `wekasim run` to replay this run: the scenario's name, or the path
+    /// of a file outside the library.
+    pub target: String,
     pub seed: u64,
     pub sim_ms: u64,
     pub wall_ms: u64,
@@ -97,7 +100,7 @@ impl RunReport {
 
     /// The command that replays this run exactly.
     pub fn repro(&self) -> String {
-        format!("wekasim run {} --seed {}", self.scenario, self.seed)
+        format!("wekasim run {} --seed {}", self.target, self.seed)
     }
 
     /// One line: scenario, seed, times, hash, verdict, and how to reproduce it.
@@ -163,6 +166,7 @@ pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
     let trace = trace::lock(&shared_trace);
     RunReport {
         scenario: scenario.scenario.name.clone(),
+        target: scenario.scenario.name.clone(),
         seed: opts.seed,
         sim_ms: sim.as_millis() as u64,
         wall_ms: wall.elapsed().as_millis() as u64,

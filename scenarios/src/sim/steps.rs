@@ -166,16 +166,11 @@ impl World<'_> {
                         Some(creds.secret_id.clone()),
                     ),
                 };
-                let args = KmsSetVault {
-                    url: format!("http://{VAULT_HOST}:{VAULT_PORT}"),
-                    key_name: self.scenario.kms.key.clone(),
-                    token,
-                    role_id,
-                    secret_id,
-                    namespace: None,
-                    transit_path: None,
-                    auth_path: None,
-                };
+                let mut args = KmsSetVault::new(
+                    format!("http://{VAULT_HOST}:{VAULT_PORT}"),
+                    self.scenario.kms.key.clone(),
+                );
+                (args.token, args.role_id, args.secret_id) = (token, role_id, secret_id);
                 self.must(at, AdminCommand::KmsSet(args))?;
             }
             Step::FsCreate {
@@ -357,25 +352,21 @@ impl World<'_> {
 
     fn not_ready(&self) -> Vec<String> {
         let running = self.running();
+        let expected = self.filesystems.len();
         let mut waiting = Vec::new();
         for b in &self.backends {
             match running.iter().find(|(id, _)| *id == b.id) {
                 None => waiting.push(format!("{} is not up", b.host)),
-                Some((_, node)) => {
+                Some((_, node)) if !node.is_ready(expected) => {
                     let status = node.status();
-                    let expected = self.filesystems.len();
-                    if !status.locked.is_empty()
-                        || !status.alerts.is_empty()
-                        || status.ready.len() < expected
-                    {
-                        waiting.push(format!(
-                            "{} locked [{}] alerts [{}]",
-                            b.host,
-                            status.locked.join(","),
-                            status.alerts.join(",")
-                        ));
-                    }
+                    waiting.push(format!(
+                        "{} locked [{}] alerts [{}]",
+                        b.host,
+                        status.locked.join(","),
+                        status.alerts.join(",")
+                    ));
                 }
+                Some(_) => {}
             }
         }
         waiting
@@ -400,12 +391,12 @@ impl World<'_> {
             .iter()
             .map(|b| (b.id, b.disk.clone()))
             .collect();
-        let result = oracle::deks_agree(&held, &mut self.known_deks)
-            .and_then(|()| oracle::no_plaintext_dek_at_rest(&disks, &self.known_deks))
-            .and_then(|()| {
-                let trace = trace::lock(&self.trace);
-                oracle::no_dek_in_trace(trace.lines(), &self.known_deks)
-            });
+        let result = oracle::deks_agree(&held, &mut self.known_deks).and_then(|()| {
+            self.leaks.update(&self.known_deks);
+            self.leaks.no_plaintext_dek_at_rest(&disks)?;
+            let trace = trace::lock(&self.trace);
+            self.leaks.no_dek_in_trace(trace.lines())
+        });
         result.map_err(|Violation { oracle, detail }| {
             self.fail(FailureKind::Correctness, step, oracle, detail)
         })

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::driver::Driver;
 use super::{derive_seed, pinned_epoch, SimOptions};
 use crate::net::TurmoilDialer;
-use crate::oracle::Key;
+use crate::oracle::{Key, LeakScanner};
 use crate::scenario::Scenario;
 use crate::trace::{self, SharedTrace};
 use crate::vault_setup::VaultCreds;
@@ -55,6 +55,7 @@ pub struct World<'a> {
     pub(super) acked: BTreeMap<(String, u64), Vec<u8>>,
     /// Every DEK seen in any backend's memory during the run.
     pub(super) known_deks: BTreeMap<String, Key>,
+    pub(super) leaks: LeakScanner,
 }
 
 /// A runner event in the trace.
@@ -190,6 +191,7 @@ impl<'a> World<'a> {
             filesystems: Vec::new(),
             acked: BTreeMap::new(),
             known_deks: BTreeMap::new(),
+            leaks: LeakScanner::default(),
         }
     }
 
