@@ -207,3 +207,51 @@ command = "weka security kms set vault $VAULT_URL weka-key --token $TOKEN --role
     assert_stderr_has(&r, "step 1");
     assert_stderr_has(&r, "--token and --role-id exclude each other");
 }
+
+#[test]
+fn a_normal_build_refuses_to_plant_bugs() {
+    let r = run(&["run", "startup-unwrap", "--plant", "skip-one-rewrap"]);
+    assert_bad_input(&r);
+    assert_stderr_has(&r, "cannot plant bugs");
+    assert_stderr_has(&r, "--features planted-bugs");
+}
+
+#[test]
+fn sweep_refuses_a_reversed_seed_range() {
+    let r = run(&["sweep", "--seeds", "9..3"]);
+    assert_bad_input(&r);
+    assert_stderr_has(&r, "empty or reversed");
+}
+
+#[test]
+fn unknown_fault_mode_and_host_are_named() {
+    let dir = TempDir::new("unknown_fault_and_host");
+    let fault = dir.write(
+        "fault.toml",
+        "[scenario]\nname = \"f\"\n\n[[step]]\naction = \"kms-fault\"\nmode = \"meltdown\"\n",
+    );
+    let r = run(&["run", fault.to_str().expect("UTF-8 path")]);
+    assert_bad_input(&r);
+    assert_stderr_has(&r, "meltdown");
+    assert_stderr_has(&r, "line 6:");
+    let host = dir.write(
+        "host.toml",
+        "[scenario]\nname = \"h\"\n\n[[step]]\naction = \"partition\"\na = \"backend9\"\nb = \"kms\"\n",
+    );
+    let r = run(&["run", host.to_str().expect("UTF-8 path")]);
+    assert_bad_input(&r);
+    assert_stderr_has(&r, "unknown host \"backend9\"");
+    assert_stderr_has(&r, "step 1 (partition)");
+}
+
+#[test]
+fn contradictory_expectations_are_refused() {
+    let dir = TempDir::new("contradictory_expectations");
+    let path = dir.write(
+        "both2.toml",
+        "[scenario]\nname = \"c\"\n\n[[step]]\naction = \"weka\"\ncommand = \"weka fs create a default 1GiB\"\nexpect_error = \"x\"\nexpect = \"any\"\n",
+    );
+    let r = run(&["run", path.to_str().expect("UTF-8 path")]);
+    assert_bad_input(&r);
+    assert_stderr_has(&r, "expect_error already says");
+}

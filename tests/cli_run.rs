@@ -162,3 +162,60 @@ fn suite_prints_a_table_with_every_run_passed() {
     assert!(passed.parse::<u64>().is_ok_and(|n| n >= 2), "{last:?}");
     assert_eq!(failed, "0 failed", "{last:?}");
 }
+
+#[test]
+fn a_swarm_seed_replays_and_names_its_repro() {
+    let r = run(&["run", "swarm", "--seed", "5"]);
+    assert_eq!(r.code, Some(EXIT_PASS), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("repro: wekasim run swarm --seed 5"),
+        "{}",
+        r.stdout
+    );
+    let again = run(&["run", "swarm", "--seed", "5"]);
+    assert_eq!(hash_of(&r.stdout), hash_of(&again.stdout));
+}
+
+#[test]
+fn run_folder_holds_scenario_trace_report_and_junit() {
+    let dir = TempDir::new("run_folder");
+    let out = dir.path().to_str().expect("UTF-8 path").to_string();
+    let r = run(&["run", "swarm", "--seed", "2", "--out", &out]);
+    assert_eq!(r.code, Some(EXIT_PASS), "{}", r.stderr);
+    let folder = dir.path().join("swarm-2");
+    let scenario = std::fs::read_to_string(folder.join("scenario.toml")).expect("scenario.toml");
+    assert!(scenario.contains("[scenario.knobs]"), "{scenario}");
+    let trace = std::fs::read_to_string(folder.join("trace.jsonl")).expect("trace.jsonl");
+    let first: Value = serde_json::from_str(trace.lines().next().expect("a line")).expect("JSON");
+    assert!(
+        first["knobs"].is_object(),
+        "the drawn knobs are in the trace: {first}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("report.json")).expect("report"))
+            .expect("JSON");
+    assert_eq!(report["seed"], 2);
+    let junit = std::fs::read_to_string(folder.join("junit.xml")).expect("junit.xml");
+    assert!(
+        junit.contains("<testsuite") && junit.contains("tests=\"1\""),
+        "{junit}"
+    );
+}
+
+#[test]
+fn sweep_prints_a_summary_and_writes_junit() {
+    let dir = TempDir::new("sweep_junit");
+    let out = dir.path().to_str().expect("UTF-8 path").to_string();
+    let r = run(&["sweep", "--seeds", "0..12", "--jobs", "2", "--out", &out]);
+    assert_eq!(r.code, Some(EXIT_PASS), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("seeds/s"), "{}", r.stdout);
+    assert_eq!(r.stdout.lines().last(), Some("12 passed, 0 failed"));
+    assert!(
+        r.stderr.contains("[12/12]"),
+        "progress is shown: {}",
+        r.stderr
+    );
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).expect("junit.xml");
+    assert_eq!(junit.matches("<testcase").count(), 12);
+    assert!(junit.contains("failures=\"0\""));
+}

@@ -12,6 +12,8 @@ pub enum AdminCommand {
     KmsSet(KmsSetVault),
     /// `weka security kms`
     KmsShow,
+    /// `weka security kms rewrap`
+    KmsRewrap,
     /// `weka fs create <name> <group> <capacity> [--encrypted]`
     FsCreate {
         name: String,
@@ -135,6 +137,10 @@ pub enum AdminOutput {
     },
     Written {
         replicas: Vec<u64>,
+    },
+    Rewrapped {
+        filesystems: usize,
+        key_version: Option<u64>,
     },
     Data {
         data: Vec<u8>,

@@ -75,6 +75,11 @@ impl Disk {
         }
     }
 
+    /// How far this disk's state machine has applied the log.
+    pub fn last_applied(&self) -> Option<LogId<NodeId>> {
+        self.lock().raft.machine.last_applied
+    }
+
     /// The committed config table as this disk's state machine last applied it.
     pub fn config_state(&self) -> ConfigState {
         self.lock().raft.machine.state.clone()

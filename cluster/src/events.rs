@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config_table::NodeId;
+use crate::hooks::CrashPoint;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -57,6 +58,19 @@ pub enum Event {
         fs: String,
         block: u64,
         from: u64,
+    },
+    CrashPoint {
+        point: CrashPoint,
+    },
+    Rewrapped {
+        fs: String,
+        from_version: u64,
+        to_version: u64,
+    },
+    RewrapFailed {
+        error: String,
+        done: usize,
+        left: usize,
     },
 }
 

@@ -14,6 +14,7 @@ pub mod dek;
 pub mod disk;
 pub mod events;
 pub mod filesystem;
+pub mod hooks;
 pub mod http;
 pub mod kms;
 pub mod net;

@@ -18,12 +18,16 @@ pub fn parse(line: &str) -> Result<AdminCommand, String> {
     match words {
         ["security", "kms", "set", rest @ ..] | ["kms", "set", rest @ ..] => kms_set(rest),
         ["security", "kms"] | ["security", "kms", "--json"] => Ok(AdminCommand::KmsShow),
+        ["security", "kms", "rewrap"] => Ok(AdminCommand::KmsRewrap),
+        ["security", "kms", "rewrap", "--new-key-uid", ..] => {
+            Err("--new-key-uid is for a KMIP KMS; a Vault key rotates in place".into())
+        }
         ["fs", "create", rest @ ..] => fs_create(rest, 3),
         ["fs", "add", rest @ ..] => fs_create(rest, 2),
         ["fs"] | ["fs", "--json"] => Ok(AdminCommand::FsList),
         [] => Err("empty command".into()),
         _ => Err(format!(
-            "unsupported command {:?}: known are `security kms set vault`, `security kms`, \
+            "unsupported command {:?}: known are `security kms set vault`, `security kms`, `security kms rewrap`, \
              `fs create`, `fs add`, `fs`",
             words.join(" ")
         )),

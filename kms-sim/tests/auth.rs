@@ -37,9 +37,13 @@ async fn approle_login_good_and_bad() {
         json!({"plaintext": b64("x")}),
     )
     .await;
+    // A live token refused by its policies: OpenBao's multierror text.
     assert_eq!(
         (s, errors(&e)),
-        (403, vec!["permission denied".to_string()])
+        (
+            403,
+            vec!["1 error occurred:\n\t* permission denied\n\n".to_string()]
+        )
     );
     assert_eq!(get(&app, "/v1/transit/keys/weka", &token).await.0, 403);
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::scenario::{Auth, ClusterSpec, KmsSpec, Meta, Scenario, Step};
+use crate::scenario::{Auth, ClusterSpec, Expect, KmsSpec, Meta, Scenario, Step};
 use crate::sim::{self, pinned_epoch, SimOptions};
 
 /// startup-unwrap at bench scale: `backends` nodes, `filesystems` encrypted filesystems
@@ -12,6 +12,8 @@ pub fn startup_unwrap(backends: u32, filesystems: u32) -> Scenario {
         scenario: Meta {
             name: "bench-startup-unwrap".into(),
             description: "startup-unwrap at benchmark scale".into(),
+            knobs: Default::default(),
+            seeds: Vec::new(),
         },
         cluster: ClusterSpec {
             backends,
@@ -28,10 +30,13 @@ pub fn startup_unwrap(backends: u32, filesystems: u32) -> Scenario {
                 count: filesystems,
                 encrypted: true,
                 capacity_gib: 10,
+                expect: Expect::Ok,
             },
             Step::Write {
                 fs: "all".into(),
                 blocks: 1,
+                via: None,
+                expect: Expect::Ok,
             },
             Step::RestartAll,
             Step::WaitReady {

@@ -1,10 +1,11 @@
 //! Oracles: properties that must hold after every step. A violation names the oracle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aho_corasick::AhoCorasick;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use cluster::config_table::ConfigState;
 use cluster::dek::DEK_LEN;
 use cluster::disk::Disk;
 
@@ -116,6 +117,48 @@ pub fn deks_agree(
                     known.insert(fs.clone(), *key);
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Every wrapped DEK in any backend's config table is wrapped by a key version the KMS
+/// still decrypts: no version was trimmed under a live DEK.
+pub fn wrapped_deks_unwrappable(
+    tables: &[(u64, ConfigState)],
+    min_decryption_version: u64,
+) -> Result<(), Violation> {
+    for (node, table) in tables {
+        for fs in table.members_encrypted() {
+            let version = fs.wrapped_dek.as_ref().map_or(0, |w| w.key_version);
+            if version < min_decryption_version {
+                return Err(Violation {
+                    oracle: "wrapped-deks-unwrappable",
+                    detail: format!(
+                        "backend{node}'s config table has {} wrapped by key version {version}, \
+                         but the KMS no longer decrypts below version {min_decryption_version}",
+                        fs.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A filesystem whose creation failed because of the KMS left nothing behind.
+pub fn nothing_half_created(
+    tables: &[(u64, ConfigState)],
+    failed: &BTreeSet<String>,
+) -> Result<(), Violation> {
+    for (node, table) in tables {
+        if let Some(fs) = failed.iter().find(|f| table.filesystems.contains_key(*f)) {
+            return Err(Violation {
+                oracle: "nothing-half-created",
+                detail: format!(
+                    "fs create {fs} failed with a KMS error, yet backend{node}'s config table holds it"
+                ),
+            });
         }
     }
     Ok(())

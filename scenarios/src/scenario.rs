@@ -4,13 +4,16 @@
 //! also be built in Rust. Loading is strict: an unknown field or action is an error that
 //! names the file, the line and the field.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use cluster::hooks::CrashPoint;
+use kms_sim::chaos::Fault;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub scenario: Meta,
@@ -22,15 +25,22 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Meta {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Seeds this scenario always runs with (a regression found by a sweep keeps the
+    /// seed that found it); when empty, the suite's seed range applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
+    /// For a scenario drawn by the swarm: the knobs that were on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub knobs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Number of backend nodes (Raft members).
@@ -64,7 +74,7 @@ impl Default for ClusterSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KmsSpec {
     /// Only `vault` so far.
@@ -91,36 +101,59 @@ impl Default for KmsSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KmsKind {
     Vault,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Auth {
     Token,
     Approle,
 }
 
-/// One step. Every admin command must succeed unless the step says otherwise; the
+/// What a step that sends an admin command expects of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// The command must succeed.
+    #[default]
+    Ok,
+    /// The command must fail (within its bound, with a typed error).
+    Error,
+    /// Either; used under faults, where only the oracles judge.
+    Any,
+}
+
+impl Expect {
+    fn is_ok(&self) -> bool {
+        *self == Expect::Ok
+    }
+}
+
+/// One step. Admin commands must succeed unless the step's `expect` says otherwise; the
 /// oracles run after each step.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Step {
     /// `weka security kms set vault <url> <key> --token ... | --role-id ... --secret-id ...`
-    KmsSet { auth: Auth },
+    KmsSet {
+        auth: Auth,
+    },
     /// `weka fs create <name> default <capacity> [--encrypted]`; with `count` > 1 the
     /// filesystems are named `<name>-1` .. `<name>-<count>`.
     FsCreate {
         name: String,
-        #[serde(default = "one")]
+        #[serde(default = "one", skip_serializing_if = "is_one")]
         count: u32,
         #[serde(default)]
         encrypted: bool,
         #[serde(default = "default_capacity")]
         capacity_gib: u64,
+        #[serde(default, skip_serializing_if = "Expect::is_ok")]
+        expect: Expect,
     },
     /// Writes `blocks` blocks of seeded random data to each selected filesystem, through
     /// backends chosen by the seed. Each acknowledged write must read back later.
@@ -128,39 +161,135 @@ pub enum Step {
         #[serde(default = "all")]
         fs: String,
         blocks: u64,
+        /// The backends that may serve the writes (all by default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
+        #[serde(default, skip_serializing_if = "Expect::is_ok")]
+        expect: Expect,
     },
     /// Reads back every acknowledged block of the selected filesystems and compares.
     ReadVerify {
         #[serde(default = "all")]
         fs: String,
+        /// The backends that may serve the reads (all by default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
+        #[serde(default, skip_serializing_if = "Expect::is_ok")]
+        expect: Expect,
+    },
+    /// A WEKA CLI command, as an admin types it (`security kms set vault ...`,
+    /// `fs create ...`, `security kms rewrap`). `$VAULT_URL`, `$TOKEN`, `$ROLE_ID` and
+    /// `$SECRET_ID` stand for what the Vault setup produced. With `expect_error`, the
+    /// command must fail with an error containing that text.
+    Weka {
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_error: Option<String>,
+        #[serde(default, skip_serializing_if = "Expect::is_ok")]
+        expect: Expect,
     },
     /// Power-cycles every backend at once: memory (and every DEK in it) is lost, disks stay.
     RestartAll,
     /// Restarts one backend (1-based).
-    Restart { backend: u32 },
-    /// Waits until every backend serves every filesystem (all DEKs unwrapped, no
+    Restart {
+        backend: u32,
+    },
+    /// Crashes one backend and leaves it down (until `start`, or the liveness phase).
+    Crash {
+        backend: u32,
+    },
+    /// Starts a crashed backend again (every crashed backend if none is named).
+    Start {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backend: Option<u32>,
+    },
+    /// Arms a crash: the next time `backend` (any backend if omitted) reaches `point`,
+    /// it is crashed right there and stays down.
+    CrashAt {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backend: Option<u32>,
+        point: CrashPoint,
+    },
+    /// Turns a KMS fault on (`mode = "none"` turns it off).
+    KmsFault {
+        mode: Fault,
+        #[serde(
+            default,
+            with = "opt_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
+        delay: Option<Duration>,
+    },
+    /// `bao operator seal`: every KMS call answers 503 "Vault is sealed".
+    KmsSeal,
+    KmsUnseal,
+    /// Rotates the transit key (`transit/keys/<key>/rotate`), as an admin does before
+    /// `security kms rewrap`.
+    KmsRotate,
+    /// Raises the key's `min_decryption_version` (to the newest version if not given):
+    /// ciphertext from older versions stops decrypting.
+    KmsTrim {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_decryption_version: Option<u64>,
+        /// Trim only if the last `security kms rewrap` was acknowledged (what an admin
+        /// who trusts the cluster's answer does); otherwise the step does nothing.
+        #[serde(default, skip_serializing_if = "is_false")]
+        only_after_rewrap: bool,
+    },
+    /// Cuts the network between two groups of hosts (`kms`, `backends`, `backendN`, or
+    /// a comma list); `oneway` cuts only from `a` to `b`.
+    Partition {
+        a: String,
+        b: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        oneway: bool,
+    },
+    /// Holds messages between two groups (they are delivered on `release`).
+    Hold {
+        a: String,
+        b: String,
+    },
+    Release {
+        a: String,
+        b: String,
+    },
+    /// Repairs every partition and releases every hold.
+    Heal,
+    /// Sets the maximum message latency of every link.
+    Latency {
+        #[serde(with = "duration_text")]
+        max: Duration,
+    },
+    /// Waits until every backend is up and serves every filesystem (all DEKs unwrapped, no
     /// `KMSError` alert), failing the run if that takes longer than `within`.
     WaitReady {
-        #[serde(deserialize_with = "duration")]
+        #[serde(with = "duration_text")]
         within: Duration,
     },
-    /// A WEKA CLI command, as an admin types it (`security kms set vault ...`,
-    /// `fs create ...`). `$VAULT_URL`, `$TOKEN`, `$ROLE_ID` and `$SECRET_ID` stand for
-    /// what the Vault setup produced. With `expect_error`, the command must fail with an
-    /// error containing that text (and commit nothing).
-    Weka {
-        command: String,
-        expect_error: Option<String>,
+    /// Waits until every running backend has raised `KMSError` and keeps its encrypted
+    /// filesystems locked while unencrypted ones stay ready; fails after `within`.
+    ExpectLocked {
+        #[serde(with = "duration_text")]
+        within: Duration,
+        /// The backends that must be locked (all by default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backends: Option<String>,
     },
     /// Lets simulated time pass.
     Idle {
-        #[serde(rename = "for", deserialize_with = "duration")]
+        #[serde(rename = "for", with = "duration_text")]
         duration: Duration,
     },
 }
 
 fn one() -> u32 {
     1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 fn default_capacity() -> u64 {
     10
@@ -176,13 +305,97 @@ impl Step {
             Step::FsCreate { .. } => "fs-create",
             Step::Write { .. } => "write",
             Step::ReadVerify { .. } => "read-verify",
+            Step::Weka { .. } => "weka",
             Step::RestartAll => "restart-all",
             Step::Restart { .. } => "restart",
+            Step::Crash { .. } => "crash",
+            Step::Start { .. } => "start",
+            Step::CrashAt { .. } => "crash-at",
+            Step::KmsFault { .. } => "kms-fault",
+            Step::KmsSeal => "kms-seal",
+            Step::KmsUnseal => "kms-unseal",
+            Step::KmsRotate => "kms-rotate",
+            Step::KmsTrim { .. } => "kms-trim",
+            Step::Partition { .. } => "partition",
+            Step::Hold { .. } => "hold",
+            Step::Release { .. } => "release",
+            Step::Heal => "heal",
+            Step::Latency { .. } => "latency",
             Step::WaitReady { .. } => "wait-ready",
-            Step::Weka { .. } => "weka",
+            Step::ExpectLocked { .. } => "expect-locked",
             Step::Idle { .. } => "idle",
         }
     }
+}
+
+/// Durations as text: `"30s"`, `"250ms"`, `"2m"`.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&super::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The hosts a group names: `kms`, `backends`, `backendN`, or a comma list of those.
+pub fn host_group(text: &str, backends: u32) -> Result<Vec<String>, String> {
+    let mut hosts = Vec::new();
+    for word in text.split(',').map(str::trim) {
+        match word {
+            "kms" | "vault" => hosts.push("vault".to_string()),
+            "backends" => hosts.extend((1..=backends).map(|i| format!("backend{i}"))),
+            _ => {
+                let n: u32 = word
+                    .strip_prefix("backend")
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=backends).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown host {word:?}: use kms, backends, or backend1 to backend{backends}"
+                        )
+                    })?;
+                hosts.push(format!("backend{n}"));
+            }
+        }
+    }
+    hosts.sort();
+    hosts.dedup();
+    Ok(hosts)
 }
 
 /// Fills in the placeholders a `weka` step may use.
@@ -221,11 +434,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
-}
-
 /// A scenario file that could not be loaded, with where and why.
 #[derive(Debug)]
 pub struct LoadError {
@@ -251,6 +459,11 @@ impl Scenario {
             path: path.to_path_buf(),
             message,
         })
+    }
+
+    /// The scenario as a file a person can read and `wekasim run` can load.
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| e.to_string())
     }
 
     /// Parses and checks a scenario; the error says line, column and field.
@@ -283,25 +496,72 @@ impl Scenario {
         }
         for (i, step) in self.steps.iter().enumerate() {
             let at = format!("step {} ({})", i + 1, step.action());
-            match step {
-                Step::Restart { backend } if *backend == 0 || *backend > c.backends => {
-                    return Err(format!(
-                        "{at}: backend = {backend}, but the cluster has backends 1 to {}",
-                        c.backends
-                    ))
-                }
-                Step::FsCreate { count: 0, .. } => {
-                    return Err(format!("{at}: count must be at least 1"))
-                }
-                Step::Weka { command, .. } => {
-                    let stand_in = substitute(command, "http://vault:8200", "t", "r", "s");
-                    cluster::weka_cli::parse(&stand_in)
-                        .map_err(|e| format!("{at}: command {command:?}: {e}"))?;
-                }
-                _ => {}
-            }
+            self.check_step(step).map_err(|e| format!("{at}: {e}"))?;
         }
         Ok(())
+    }
+
+    fn check_step(&self, step: &Step) -> Result<(), String> {
+        let n = self.cluster.backends;
+        let backend_ok = |b: u32| {
+            if b == 0 || b > n {
+                Err(format!(
+                    "backend = {b}, but the cluster has backends 1 to {n}"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match step {
+            Step::Restart { backend } | Step::Crash { backend } => backend_ok(*backend),
+            Step::CrashAt {
+                backend: Some(b), ..
+            }
+            | Step::Start { backend: Some(b) } => backend_ok(*b),
+            Step::FsCreate { count: 0, .. } => Err("count must be at least 1".into()),
+            Step::Weka {
+                command,
+                expect_error,
+                expect,
+            } => {
+                if expect_error.is_some() && *expect != Expect::Ok {
+                    return Err(format!(
+                        "expect_error already says the command fails; drop expect = {:?}",
+                        expect
+                    ));
+                }
+                let stand_in = substitute(command, "http://vault:8200", "t", "r", "s");
+                cluster::weka_cli::parse(&stand_in)
+                    .map(|_| ())
+                    .map_err(|e| format!("command {command:?}: {e}"))
+            }
+            Step::KmsFault { mode, delay } => match (mode, delay) {
+                (Fault::Slow, None) => Err("mode = \"slow\" needs a delay".into()),
+                (Fault::Slow, Some(_)) | (_, None) => Ok(()),
+                (other, Some(_)) => Err(format!(
+                    "delay only goes with mode = \"slow\", not {other:?}"
+                )),
+            },
+            Step::Write { via: Some(g), .. }
+            | Step::ReadVerify { via: Some(g), .. }
+            | Step::ExpectLocked {
+                backends: Some(g), ..
+            } => {
+                let hosts = host_group(g, n)?;
+                if hosts.iter().any(|h| h == "vault") {
+                    return Err(format!("{g:?} must name backends only"));
+                }
+                Ok(())
+            }
+            Step::Partition { a, b, .. } | Step::Hold { a, b } | Step::Release { a, b } => {
+                let (a, b) = (host_group(a, n)?, host_group(b, n)?);
+                if a.iter().any(|h| b.contains(h)) {
+                    return Err("a host cannot be on both sides".into());
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The filesystem names a `fs-create` step makes.
@@ -340,10 +600,13 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     format!("line {line}: {message} (at `{snippet}`)")
 }
 
-/// The field in "unknown field `x`" or the value in `duration "x" ...`.
+/// The field in "unknown field `x`", the value in "unknown variant `x`" or in
+/// `duration "x" ...`.
 fn offending_token(message: &str) -> Option<&str> {
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        return rest.split('`').next();
+    for prefix in ["unknown field `", "unknown variant `"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            return rest.split('`').next();
+        }
     }
     let start = message.find('"')? + 1;
     let len = message[start..].find('"')?;

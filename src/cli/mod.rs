@@ -4,9 +4,13 @@
 //! malformed file, bad flag); 3 a liveness failure; 4 a crash (panic).
 
 mod bench;
+mod parallel;
 mod run;
+mod shrink;
 mod suite;
+mod sweep;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +41,10 @@ enum Command {
     Run(run::RunArgs),
     /// Run every scenario of the library over a range of seeds and print a table.
     Suite(suite::SuiteArgs),
+    /// Run the swarm (a topology, fault knobs and operations drawn per seed) over seeds.
+    Sweep(sweep::SweepArgs),
+    /// Shrink a failing sweep seed to the smallest schedule that still fails.
+    Shrink(shrink::ShrinkArgs),
     /// Measure simulated seconds per wall second against bare turmoil.
     Bench(bench::BenchArgs),
     /// List the scenarios of the library.
@@ -64,6 +72,8 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(args),
         Command::Suite(args) => suite::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Sweep(args) => sweep::run(args),
+        Command::Shrink(args) => shrink::run(args),
         Command::List { scenarios } => list(scenarios),
     }
 }
@@ -72,12 +82,34 @@ pub fn main() -> i32 {
 /// trace, so `RUST_LOG` cannot change a run's hash.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .without_time()
         .try_init();
+}
+
+/// The bugs `--plant` names; refused unless this build can plant them.
+pub fn planted(names: &[String]) -> Result<BTreeSet<scenarios::PlantedBug>, String> {
+    if names.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    if !scenarios::CAN_PLANT {
+        return Err("this build cannot plant bugs: build with `--features planted-bugs`".into());
+    }
+    names
+        .iter()
+        .map(|n| {
+            scenarios::PlantedBug::parse(n).ok_or_else(|| {
+                let known: Vec<&str> = scenarios::PlantedBug::ALL
+                    .iter()
+                    .map(|b| b.name())
+                    .collect();
+                format!("unknown bug {n:?}; known: {}", known.join(", "))
+            })
+        })
+        .collect()
 }
 
 pub fn usage_error(message: impl std::fmt::Display) -> i32 {

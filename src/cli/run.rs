@@ -5,13 +5,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 use scenarios::scenario::Scenario;
-use scenarios::sim::{self, SimOptions};
+use scenarios::sim::{self, RunReport, SimOptions};
 
-use super::{exit_code, usage_error, EXIT_CORRECTNESS, EXIT_USAGE};
+use super::{exit_code, planted, usage_error, EXIT_CORRECTNESS, EXIT_USAGE};
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Scenario name (e.g. startup-unwrap) or path to a .toml file.
+    /// Scenario name (e.g. startup-unwrap), a path to a .toml file, or `swarm` for the
+    /// run a sweep draws from the seed.
     pub scenario: String,
     /// The seed that fixes the whole run.
     #[arg(long, default_value_t = 0)]
@@ -19,12 +20,18 @@ pub struct RunArgs {
     /// Write the trace as JSON lines to this file.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Write a run folder (scenario as played, trace, report, JUnit XML) under DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Run the seed twice in this process and fail on any difference.
     #[arg(long)]
     pub check_determinism: bool,
     /// Print the report as one JSON object instead of the verdict line.
     #[arg(long)]
     pub json: bool,
+    /// Plant a known bug (repeatable; needs a build with `--features planted-bugs`).
+    #[arg(long, value_name = "BUG")]
+    pub plant: Vec<String>,
     /// Scenario directory (default: ./scenarios, else the project's own).
     #[arg(long, value_name = "DIR")]
     pub scenarios: Option<PathBuf>,
@@ -36,16 +43,33 @@ pub fn load(name: &str, dir: Option<PathBuf>) -> Result<Scenario, String> {
     Scenario::load(&path).map_err(|e| e.to_string())
 }
 
+/// Plays `name` (a library scenario, a file, or `swarm`) with `opts`.
+fn play(
+    name: &str,
+    dir: Option<PathBuf>,
+    opts: &SimOptions,
+) -> Result<(Scenario, RunReport), String> {
+    if name == "swarm" {
+        return Ok(scenarios::swarm::run(opts.seed, opts));
+    }
+    let scenario = load(name, dir)?;
+    let mut report = sim::run(&scenario, opts);
+    if name.ends_with(".toml") {
+        report.target = name.to_string();
+    }
+    Ok((scenario, report))
+}
+
 pub fn run(args: RunArgs) -> i32 {
-    let scenario = match load(&args.scenario, args.scenarios) {
-        Ok(s) => s,
+    let mut opts = SimOptions::new(args.seed);
+    opts.planted = match planted(&args.plant) {
+        Ok(p) => p,
         Err(e) => return usage_error(e),
     };
-    let opts = SimOptions::new(args.seed);
-    let mut report = sim::run(&scenario, &opts);
-    if args.scenario.ends_with(".toml") {
-        report.target = args.scenario.clone();
-    }
+    let (scenario, report) = match play(&args.scenario, args.scenarios.clone(), &opts) {
+        Ok(r) => r,
+        Err(e) => return usage_error(e),
+    };
 
     if let Some(path) = &args.trace {
         let write = std::fs::File::create(path).and_then(|mut f| {
@@ -59,6 +83,18 @@ pub fn run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
+    if let Some(dir) = &args.out {
+        match scenarios::report::write_run_folder(dir, &scenario, &report) {
+            Ok(folder) => eprintln!("run folder: {}", folder.display()),
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write the run folder under {}: {e}",
+                    dir.display()
+                );
+                return EXIT_USAGE;
+            }
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
@@ -66,7 +102,10 @@ pub fn run(args: RunArgs) -> i32 {
     }
     let mut code = exit_code([&report]);
     if args.check_determinism {
-        let again = sim::run(&scenario, &opts);
+        let again = match play(&args.scenario, args.scenarios, &opts) {
+            Ok((_, r)) => r,
+            Err(e) => return usage_error(e),
+        };
         if again.trace_hash != report.trace_hash || again.trace != report.trace {
             let first_diff = report
                 .trace

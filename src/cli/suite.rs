@@ -3,8 +3,6 @@
 use std::io::IsTerminal;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use clap::Args;
 use scenarios::scenario::Scenario;
@@ -68,49 +66,43 @@ pub fn run(args: SuiteArgs) -> i32 {
             Err(e) => return usage_error(e),
         }
     }
-    let work: Vec<(usize, u64)> = (0..library.len())
-        .flat_map(|i| args.seeds.clone().map(move |seed| (i, seed)))
+    // A scenario that names its own seeds (a regression) runs with those.
+    let work: Vec<(usize, u64)> = library
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            let seeds: Vec<u64> = if s.scenario.seeds.is_empty() {
+                args.seeds.clone().collect()
+            } else {
+                s.scenario.seeds.clone()
+            };
+            seeds.into_iter().map(move |seed| (i, seed))
+        })
         .collect();
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, 64);
-
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<RunReport>>> = Mutex::new(vec![None; work.len()]);
     let progress = std::io::stderr().is_terminal();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&(s, seed)) = work.get(i) else {
-                    return;
-                };
-                let report = sim::run(&library[s], &SimOptions::new(seed));
-                let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
-                if progress {
-                    eprint!(
-                        "\r[{finished}/{}] {} seed {} {}   ",
-                        work.len(),
-                        report.scenario,
-                        report.seed,
-                        if report.passed() { "PASS" } else { "FAIL" }
-                    );
-                }
-                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(report);
-            });
-        }
-    });
+    let total = work.len();
+    let reports: Vec<RunReport> = super::parallel::run(
+        &work,
+        super::parallel::jobs(args.jobs),
+        |&(s, seed)| sim::run(&library[s], &SimOptions::new(seed)),
+        |finished, report: &RunReport| {
+            if progress {
+                eprint!(
+                    "\r[{finished}/{total}] {} seed {} {}   ",
+                    report.scenario,
+                    report.seed,
+                    if report.passed() { "PASS" } else { "FAIL" }
+                );
+            }
+            false
+        },
+    )
+    .into_iter()
+    .flatten()
+    .collect();
     if progress {
         eprintln!();
     }
-    let reports: Vec<RunReport> = results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .flatten()
-        .collect();
 
     if args.json {
         for r in &reports {

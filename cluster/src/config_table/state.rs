@@ -12,6 +12,10 @@ pub struct ConfigState {
     pub kms: Option<KmsConfig>,
     pub filesystems: BTreeMap<String, FsRecord>,
     pub next_fs_id: u32,
+    /// Only in a build that plants bugs: where one of them leaks a key.
+    #[cfg(feature = "planted-bugs")]
+    #[serde(default)]
+    pub debug_notes: BTreeMap<String, String>,
 }
 
 /// A change to the config table. Each is checked again when applied, because the node
@@ -32,6 +36,12 @@ pub enum ConfigCommand {
         fs: String,
         expected: WrappedDek,
         wrapped: WrappedDek,
+    },
+    /// Planted-bug builds only.
+    #[cfg(feature = "planted-bugs")]
+    DebugNote {
+        key: String,
+        value: String,
     },
 }
 
@@ -84,6 +94,11 @@ impl ConfigState {
                     reason: format!("no filesystem {fs}"),
                 },
             },
+            #[cfg(feature = "planted-bugs")]
+            ConfigCommand::DebugNote { key, value } => {
+                self.debug_notes.insert(key.clone(), value.clone());
+                ConfigResponse::Ok
+            }
         }
     }
 

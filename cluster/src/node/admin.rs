@@ -6,7 +6,8 @@ use crate::config_table::{ConfigCommand, ConfigResponse};
 use crate::dek::Dek;
 use crate::events::Event;
 use crate::filesystem::{FsRecord, KmsBinding};
-use crate::kms::{self, KmsConfig};
+use crate::hooks::{CrashPoint, PlantedBug};
+use crate::kms::{self, KmsConfig, WrappedDek};
 use crate::rpc::ProposeError;
 
 impl From<ProposeError> for AdminError {
@@ -31,6 +32,7 @@ impl Node {
             AdminCommand::Write { fs, block, data } => self.write_block(&fs, block, &data).await,
             AdminCommand::Read { fs, block } => self.read_block(&fs, block).await,
             AdminCommand::Status => Ok(AdminOutput::Status(self.status())),
+            AdminCommand::KmsRewrap => self.kms_rewrap().await,
         }
     }
 
@@ -117,23 +119,137 @@ impl Node {
         let dek = Dek::generate(&mut *lock(&self.0.rng));
         // Parked so this node's unwrap loop does not ask the KMS for a key it holds.
         lock(&self.0.creating).insert(name.to_string(), dek.clone());
-        let wrapped = self
-            .connector(config)
-            .wrap(std::slice::from_ref(&dek))
-            .await?
-            .pop()
-            .ok_or_else(|| AdminError::Kms(kms::KmsError::Malformed("empty wrap answer".into())))?;
-        let key_version = wrapped.key_version;
-        let record = FsRecord {
+        let record = |wrapped| FsRecord {
             name: name.to_string(),
             id: 0,
             capacity_gib,
             wrapped_dek: Some(wrapped),
             binding: KmsBinding::ClusterKey,
         };
-        let id = self.commit_fs(record).await?;
+        if self.planted(PlantedBug::CommitBeforeKms) {
+            return self.create_before_kms(name, &dek, config, record).await;
+        }
+        let wrapped = self.wrap_one(config, &dek).await?;
+        let key_version = wrapped.key_version;
+        self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
+        let id = self.commit_fs(record(wrapped)).await?;
+        self.leak_on_rare_path(id, name, &dek).await;
         self.add_keys([(name.to_string(), dek)]);
         Ok((id, Some(key_version)))
+    }
+
+    async fn wrap_one(&self, config: &KmsConfig, dek: &Dek) -> Result<WrappedDek, AdminError> {
+        self.connector(config)
+            .wrap(std::slice::from_ref(dek))
+            .await?
+            .pop()
+            .ok_or_else(|| AdminError::Kms(kms::KmsError::Malformed("empty wrap answer".into())))
+    }
+
+    /// Planted bug: commits a placeholder wrapping first and asks the KMS afterwards, so
+    /// a KMS failure leaves a filesystem whose key nobody can ever unwrap.
+    async fn create_before_kms(
+        &self,
+        name: &str,
+        dek: &Dek,
+        config: &KmsConfig,
+        record: impl Fn(WrappedDek) -> FsRecord,
+    ) -> Result<(u32, Option<u64>), AdminError> {
+        let placeholder = WrappedDek {
+            ciphertext: "vault:v1:cGVuZGluZw==".into(),
+            key_version: 1,
+        };
+        let id = self.commit_fs(record(placeholder.clone())).await?;
+        let wrapped = self.wrap_one(config, dek).await?;
+        let key_version = wrapped.key_version;
+        self.propose(ConfigCommand::Rewrap {
+            fs: name.to_string(),
+            expected: placeholder,
+            wrapped,
+        })
+        .await?;
+        self.add_keys([(name.to_string(), dek.clone())]);
+        Ok((id, Some(key_version)))
+    }
+
+    /// Planted bug: every fifth filesystem's plaintext DEK goes into the config table.
+    #[cfg(feature = "planted-bugs")]
+    async fn leak_on_rare_path(&self, id: u32, name: &str, dek: &Dek) {
+        if self.planted(PlantedBug::PlaintextDekRarePath) && id.is_multiple_of(5) {
+            let hex: String = dek.expose().iter().map(|b| format!("{b:02x}")).collect();
+            let _ = self
+                .propose(ConfigCommand::DebugNote {
+                    key: format!("dek-{name}"),
+                    value: hex,
+                })
+                .await;
+        }
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    async fn leak_on_rare_path(&self, _id: u32, _name: &str, _dek: &Dek) {}
+
+    /// `security kms rewrap`: every filesystem on the cluster key gets its DEK wrapped by
+    /// the newest key version. Each filesystem commits on its own, only if its wrapping is
+    /// still the one that was rewrapped, so a failure or crash midway leaves each one
+    /// wrapped by the old or the new version, never neither.
+    async fn kms_rewrap(&self) -> Result<AdminOutput, AdminError> {
+        self.read_barrier().await?;
+        let state = self.config();
+        let config = state.kms.clone().ok_or(AdminError::KmsNotConfigured)?;
+        let mut targets: Vec<(String, WrappedDek)> = state
+            .members_encrypted()
+            .filter(|f| f.binding == KmsBinding::ClusterKey)
+            .filter_map(|f| f.wrapped_dek.clone().map(|w| (f.name.clone(), w)))
+            .collect();
+        if self.planted(PlantedBug::SkipOneRewrap) {
+            targets.pop();
+        }
+        let connector = self.connector(&config);
+        let mut done = 0;
+        let mut newest = None;
+        for chunk in targets.chunks(100) {
+            let old: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
+            let new = match connector.rewrap(&old).await {
+                Ok(new) => new,
+                Err(e) => {
+                    self.emit(Event::RewrapFailed {
+                        error: e.to_string(),
+                        done,
+                        left: targets.len() - done,
+                    });
+                    return Err(e.into());
+                }
+            };
+            self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
+            for ((fs, old), new) in chunk.iter().zip(new) {
+                newest = newest.max(Some(new.key_version));
+                if *old == new {
+                    continue;
+                }
+                let (from_version, to_version) = (old.key_version, new.key_version);
+                let answer = self
+                    .propose(ConfigCommand::Rewrap {
+                        fs: fs.clone(),
+                        expected: old.clone(),
+                        wrapped: new,
+                    })
+                    .await?;
+                // Anything but Ok: someone else re-wrapped it meanwhile, and theirs stands.
+                if answer == ConfigResponse::Ok {
+                    self.emit(Event::Rewrapped {
+                        fs: fs.clone(),
+                        from_version,
+                        to_version,
+                    });
+                }
+                done += 1;
+            }
+        }
+        Ok(AdminOutput::Rewrapped {
+            filesystems: targets.len(),
+            key_version: newest,
+        })
     }
 
     async fn commit_fs(&self, record: FsRecord) -> Result<u32, AdminError> {

@@ -21,6 +21,7 @@ use crate::config_table::{
 use crate::dek::Dek;
 use crate::disk::Disk;
 use crate::events::{Event, EventSink};
+use crate::hooks::{CrashPoint, Hooks, PlantedBug};
 use crate::kms::{self, KmsConfig, KmsConnector};
 use crate::net::{BoxStream, Dialer};
 use crate::rpc::{self, ProposeError, Request, Response};
@@ -39,6 +40,8 @@ pub struct NodeOptions {
     /// restarted node never repeats a draw.
     pub seed: u64,
     pub timing: Timing,
+    /// Crash points and planted bugs; empty outside the harness.
+    pub hooks: Hooks,
 }
 
 /// Timeouts and backoff, in one place so a scenario can tune them.
@@ -178,6 +181,21 @@ impl Node {
     fn add_keys(&self, keys: impl IntoIterator<Item = (String, Dek)>) {
         lock(&self.0.keys).extend(keys);
         self.0.keys_changed.notify_waiters();
+    }
+
+    /// Freezes here if the harness asked for a crash at `point`; it then crashes the
+    /// host, so nothing after this line runs.
+    async fn crash_point(&self, point: CrashPoint) {
+        if let Some(hook) = &self.0.opts.hooks.crash_point {
+            if hook(self.id(), point) {
+                self.emit(Event::CrashPoint { point });
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    fn planted(&self, bug: PlantedBug) -> bool {
+        self.0.opts.hooks.planted(bug)
     }
 
     pub fn id(&self) -> NodeId {

@@ -12,6 +12,7 @@ use rand::Rng;
 
 use super::{lock, Node};
 use crate::events::{Event, KMS_ERROR_ALERT};
+use crate::hooks::PlantedBug;
 use crate::kms::WrappedDek;
 
 /// Unwraps go to the KMS in batches of at most this many DEKs.
@@ -77,6 +78,9 @@ impl Node {
                         error: e.to_string(),
                         retry_in_ms: delay.as_millis() as u64,
                     });
+                    if self.planted(PlantedBug::GiveUpUnwrap) {
+                        return;
+                    }
                     // A config change (a new KMS configuration, say) cuts the wait short.
                     tokio::select! {
                         biased;

@@ -36,6 +36,10 @@ pub struct Rule {
 pub struct Policy {
     pub text: String,
     pub rules: Vec<Rule>,
+    /// 1 when first written, one more on every rewrite, as OpenBao counts.
+    pub version: u64,
+    /// Simulated unix seconds of the last write.
+    pub modified_secs: u64,
 }
 
 impl Policy {
@@ -44,6 +48,8 @@ impl Policy {
         Ok(Policy {
             text: text.to_string(),
             rules,
+            version: 1,
+            modified_secs: 0,
         })
     }
 }
@@ -164,7 +170,15 @@ fn parse_rules(text: &str) -> Result<Vec<Rule>, String> {
                 Some(Tok::Punct('}')) => break,
                 Some(Tok::Ident(key)) if key == "capabilities" => {
                     p.expect('=')?;
-                    caps = Some(caps.unwrap_or(0) | parse_cap_list(&mut p)?);
+                    // OpenBao names the path twice in this message; so does the sim.
+                    let list = parse_cap_list(&mut p).map_err(|e| {
+                        if e.starts_with("invalid capability") {
+                            format!("path {pattern:?}: path {pattern:?}: {e}")
+                        } else {
+                            e
+                        }
+                    })?;
+                    caps = Some(caps.unwrap_or(0) | list);
                 }
                 Some(Tok::Ident(key)) => {
                     return Err(format!("unsupported key {key:?} in path block"))

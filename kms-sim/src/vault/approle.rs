@@ -138,11 +138,7 @@ pub fn handle(
             if keys.is_empty() {
                 return Err(VaultError::not_found());
             }
-            Ok(reply(response::data(
-                rng,
-                "approle",
-                json!({ "keys": keys }),
-            )))
+            Ok(reply(response::data(rng, json!({ "keys": keys }))))
         }
         (["role", name], Op::Update) if !name.is_empty() => {
             let mut config = a
@@ -177,7 +173,7 @@ pub fn handle(
                 "bind_secret_id": r.bind_secret_id,
                 "token_type": "default",
             });
-            Ok(reply(response::data(rng, "approle", data)))
+            Ok(reply(response::data(rng, data)))
         }
         (["role", name], Op::Delete) => {
             a.roles.remove(*name);
@@ -186,7 +182,7 @@ pub fn handle(
         (["role", name, "role-id"], Op::Read) => {
             let r = a.roles.get(*name).ok_or_else(VaultError::not_found)?;
             let data = json!({ "role_id": r.role_id });
-            Ok(reply(response::data(rng, "approle", data)))
+            Ok(reply(response::data(rng, data)))
         }
         (["role", name, "role-id"], Op::Update) => {
             let new_id = match body.get("role_id") {
@@ -227,7 +223,7 @@ pub fn handle(
                 "secret_id_ttl": ttl,
                 "secret_id_num_uses": uses,
             });
-            Ok(reply(response::data(rng, "approle", data)))
+            Ok(reply(response::data(rng, data)))
         }
         (["login"] | ["role"] | ["role", _] | ["role", _, "role-id" | "secret-id"], _) => {
             Err(VaultError::unsupported())
@@ -280,7 +276,8 @@ fn login(a: &mut AppRole, mount: &str, body: &Value) -> Result<Grant, VaultError
     Ok(Grant {
         policies,
         ttl_secs: ttl,
-        display_name: mount.replace('/', "-"),
+        // OpenBao names the token after the mount path, without `auth/`.
+        display_name: mount.trim_start_matches("auth/").replace('/', "-"),
         path: format!("{mount}/login"),
         meta: BTreeMap::from([("role_name".to_string(), name.clone())]),
         renewable: true,

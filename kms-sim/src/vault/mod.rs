@@ -219,7 +219,7 @@ fn dispatch(
     let caller = resolve_caller(st, &ns, &token)?;
     let need = required_caps(st, &ns, op, rel);
     if !allowed(st, &ns, &caller, rel, need) {
-        return Err(VaultError::denied());
+        return Err(VaultError::acl_denied());
     }
     let req = Req {
         op,
@@ -300,13 +300,16 @@ fn resolve_caller(st: &mut State, ns: &str, token: &str) -> Result<Caller, Vault
     if let Some(t) = st.live_token(ns, token) {
         return Ok(caller(t, ns));
     }
-    // Only root tokens cross namespaces; any other token works where it was issued.
+    // Only root tokens cross namespaces here. OpenBao also lets a parent namespace's token
+    // into a child namespace, where its parent policies apply to the child-prefixed paths; the
+    // sim refuses it as OpenBao does when those policies grant nothing there (stricter).
     if ns != ROOT_NS {
         if let Some(t) = st.live_token(ROOT_NS, token) {
             let c = caller(t, ROOT_NS);
             if c.root {
                 return Ok(c);
             }
+            return Err(VaultError::acl_denied());
         }
     }
     Err(VaultError::denied())
@@ -387,7 +390,7 @@ fn mount_request(
         Outcome::Reply(r) => Ok(r),
         Outcome::Login(grant) => {
             let auth = st.issue_token(ns, grant);
-            Ok(response::auth(&mut st.rng, "approle", auth))
+            Ok(response::auth(&mut st.rng, auth))
         }
     }
 }

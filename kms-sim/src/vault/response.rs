@@ -24,8 +24,17 @@ impl VaultError {
     pub fn bad_request(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, msg)
     }
+    /// No token, or one that is unknown or expired.
     pub fn denied() -> Self {
         Self::new(StatusCode::FORBIDDEN, "permission denied")
+    }
+    /// A live token whose policies do not grant the path: OpenBao wraps this one in its
+    /// multierror text.
+    pub fn acl_denied() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "1 error occurred:\n\t* permission denied\n\n",
+        )
     }
     pub fn sealed() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed")
@@ -82,8 +91,9 @@ pub fn uuid(rng: &mut ChaCha20Rng) -> String {
     )
 }
 
-/// Every field vaultrs's `EndpointResult` requires is present, even when null.
-fn envelope(rng: &mut ChaCha20Rng, data: Value, auth: Value, mount_type: &str) -> Value {
+/// Every field vaultrs's `EndpointResult` requires is present, even when null; and no more
+/// than OpenBao sends (it has no `mount_type`).
+pub fn envelope(rng: &mut ChaCha20Rng, data: Value, auth: Value) -> Value {
     json!({
         "request_id": uuid(rng),
         "lease_id": "",
@@ -93,26 +103,17 @@ fn envelope(rng: &mut ChaCha20Rng, data: Value, auth: Value, mount_type: &str) -
         "wrap_info": null,
         "warnings": null,
         "auth": auth,
-        "mount_type": mount_type,
     })
 }
 
-pub fn data(rng: &mut ChaCha20Rng, mount_type: &str, data: Value) -> Response {
-    data_with_status(rng, StatusCode::OK, mount_type, data)
+pub fn data(rng: &mut ChaCha20Rng, data: Value) -> Response {
+    data_with_status(rng, StatusCode::OK, data)
 }
 
-pub fn data_with_status(
-    rng: &mut ChaCha20Rng,
-    status: StatusCode,
-    mount_type: &str,
-    data: Value,
-) -> Response {
-    json_response(status, &envelope(rng, data, Value::Null, mount_type))
+pub fn data_with_status(rng: &mut ChaCha20Rng, status: StatusCode, data: Value) -> Response {
+    json_response(status, &envelope(rng, data, Value::Null))
 }
 
-pub fn auth(rng: &mut ChaCha20Rng, mount_type: &str, auth: Value) -> Response {
-    json_response(
-        StatusCode::OK,
-        &envelope(rng, Value::Null, auth, mount_type),
-    )
+pub fn auth(rng: &mut ChaCha20Rng, auth: Value) -> Response {
+    json_response(StatusCode::OK, &envelope(rng, Value::Null, auth))
 }

@@ -61,7 +61,9 @@ pub struct Grant {
 }
 
 pub struct Namespace {
+    /// OpenBao's short namespace id (6 base62 characters) and its uuid.
     pub id: String,
+    pub uuid: String,
     /// Keyed by path without trailing slash; auth methods live under `auth/<path>`.
     pub mounts: BTreeMap<String, Mount>,
     pub policies: BTreeMap<String, Policy>,
@@ -76,6 +78,7 @@ impl Namespace {
         }
         Namespace {
             id,
+            uuid: String::new(),
             mounts: BTreeMap::new(),
             policies,
             tokens: BTreeMap::new(),
@@ -137,8 +140,9 @@ impl State {
             Token {
                 accessor,
                 policies: vec!["root".to_string()],
-                display_name: "root".to_string(),
-                path: "auth/token/root".to_string(),
+                // The dev server creates its root token through the token store.
+                display_name: "token".to_string(),
+                path: "auth/token/create".to_string(),
                 meta: BTreeMap::new(),
                 issued_secs: EPOCH_SECS,
                 ttl_secs: 0,
@@ -192,7 +196,6 @@ impl State {
             "accessor": accessor,
             "policies": policies,
             "token_policies": policies,
-            "identity_policies": null,
             "metadata": grant.meta,
             "lease_duration": grant.ttl_secs,
             "renewable": grant.renewable,

@@ -27,19 +27,22 @@ pub fn unauthenticated(st: &mut State, op: Op, rel: &str, bytes: &Bytes) -> Opti
     Some(reply)
 }
 
+/// OpenBao's health body: a sealed node reports itself standby, with unknown replication
+/// modes and no cluster name or id.
 fn health(st: &State) -> axum::response::Response {
-    let body = json!({
+    let mut body = json!({
         "initialized": true,
         "sealed": st.sealed,
-        "standby": false,
-        "performance_standby": false,
-        "replication_performance_mode": "disabled",
-        "replication_dr_mode": "disabled",
+        "standby": st.sealed,
+        "replication_performance_mode": if st.sealed { "unknown" } else { "disabled" },
+        "replication_dr_mode": if st.sealed { "unknown" } else { "disabled" },
         "server_time_utc": st.now_secs(),
         "version": VERSION,
-        "cluster_name": CLUSTER_NAME,
-        "cluster_id": st.cluster_id,
     });
+    if !st.sealed {
+        body["cluster_name"] = json!(CLUSTER_NAME);
+        body["cluster_id"] = json!(st.cluster_id);
+    }
     let status = if st.sealed {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -58,7 +61,7 @@ fn seal_status(st: &State) -> Value {
         "progress": 0,
         "nonce": "",
         "version": VERSION,
-        "build_date": rfc3339(super::state::EPOCH_SECS),
+        "commit_date": rfc3339(super::state::EPOCH_SECS),
         "migration": false,
         "recovery_seal": false,
         "storage_type": "inmem",
@@ -135,11 +138,7 @@ fn mounts(st: &mut State, req: &Req, path: &str, auth: bool) -> VResult {
                 );
             }
         }
-        return Ok(response::data(
-            &mut st.rng,
-            "system",
-            Value::Object(listing),
-        ));
+        return Ok(response::data(&mut st.rng, Value::Object(listing)));
     }
     let key = format!("{prefix}{path}");
     match req.op {
@@ -178,6 +177,7 @@ fn mounts(st: &mut State, req: &Req, path: &str, auth: bool) -> VResult {
 }
 
 fn policies(st: &mut State, req: &Req, name: &str, text_field: &str) -> VResult {
+    let now = st.now_secs();
     let space = st.ns(req.ns);
     if name.is_empty() {
         let names: Vec<String> = space
@@ -189,7 +189,6 @@ fn policies(st: &mut State, req: &Req, name: &str, text_field: &str) -> VResult 
         return match req.op {
             Op::List | Op::Read => Ok(response::data(
                 &mut st.rng,
-                "system",
                 json!({ "keys": names, "policies": names }),
             )),
             _ => Err(VaultError::unsupported()),
@@ -213,8 +212,10 @@ fn policies(st: &mut State, req: &Req, name: &str, text_field: &str) -> VResult 
                     "'policy' parameter not supplied or empty",
                 ));
             }
-            let policy = Policy::parse(text)
+            let mut policy = Policy::parse(text)
                 .map_err(|e| VaultError::bad_request(format!("failed to parse policy: {e}")))?;
+            policy.version = space.policies.get(&name).map_or(1, |old| old.version + 1);
+            policy.modified_secs = now;
             space.policies.insert(name, policy);
             Ok(no_content())
         }
@@ -223,9 +224,24 @@ fn policies(st: &mut State, req: &Req, name: &str, text_field: &str) -> VResult 
                 .policies
                 .get(&name)
                 .ok_or_else(VaultError::not_found)?;
-            let mut data = json!({ "name": name });
+            let mut data = json!({
+                "name": name,
+                "version": policy.version,
+                "modified": rfc3339(policy.modified_secs),
+                "cas_required": false,
+                "allow_slashes_in_identity_templates": false,
+                "allow_wildcards_in_identity_templates": false,
+            });
             data[text_field] = json!(policy.text);
-            Ok(response::data(&mut st.rng, "system", data))
+            if text_field == "rules" {
+                // The legacy `sys/policy/NAME` answers its fields at the top level too.
+                let mut body = response::envelope(&mut st.rng, data.clone(), Value::Null);
+                if let (Some(top), Some(fields)) = (body.as_object_mut(), data.as_object()) {
+                    top.extend(fields.clone());
+                }
+                return Ok(json_response(StatusCode::OK, &body));
+            }
+            Ok(response::data(&mut st.rng, data))
         }
         Op::Delete => {
             if name == "root" || name == "default" {
@@ -243,9 +259,18 @@ fn policies(st: &mut State, req: &Req, name: &str, text_field: &str) -> VResult 
 fn namespaces(st: &mut State, req: &Req, name: &str) -> VResult {
     // Namespaces nest in Vault; here they are one level under root, enough for tenant isolation.
     if req.ns != ROOT_NS || !req.caller.root {
-        return Err(VaultError::denied());
+        return Err(VaultError::acl_denied());
     }
-    let info = |name: &str, space: &Namespace| json!({ "id": space.id, "path": format!("{name}/"), "custom_metadata": {} });
+    let info = |name: &str, space: &Namespace| {
+        json!({
+            "id": space.id,
+            "uuid": space.uuid,
+            "path": format!("{name}/"),
+            "custom_metadata": {},
+            "locked": false,
+            "tainted": false,
+        })
+    };
     if name.is_empty() {
         if req.op != Op::List {
             return Err(VaultError::unsupported());
@@ -267,7 +292,6 @@ fn namespaces(st: &mut State, req: &Req, name: &str) -> VResult {
             .collect();
         return Ok(response::data(
             &mut st.rng,
-            "system",
             json!({ "keys": keys, "key_info": key_info }),
         ));
     }
@@ -286,18 +310,19 @@ fn namespaces(st: &mut State, req: &Req, name: &str) -> VResult {
                     "namespace {name:?} already exists"
                 )));
             }
-            let id = super::state::random_b62(&mut st.rng, 5);
-            let space = Namespace::new(id);
+            let id = super::state::random_b62(&mut st.rng, 6);
+            let mut space = Namespace::new(id);
+            space.uuid = response::uuid(&mut st.rng);
             let data = info(name, &space);
             st.namespaces.insert(name.to_string(), space);
-            Ok(response::data(&mut st.rng, "system", data))
+            Ok(response::data(&mut st.rng, data))
         }
         Op::Read => {
             let data = info(
                 name,
                 st.namespaces.get(name).ok_or_else(VaultError::not_found)?,
             );
-            Ok(response::data(&mut st.rng, "system", data))
+            Ok(response::data(&mut st.rng, data))
         }
         Op::Delete => {
             st.namespaces.remove(name);

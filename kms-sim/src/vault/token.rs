@@ -65,7 +65,7 @@ fn lookup_self(st: &mut State, req: &Req) -> VResult {
         "ttl": remaining,
         "type": "service",
     });
-    Ok(response::data(&mut st.rng, "token", data))
+    Ok(response::data(&mut st.rng, data))
 }
 
 fn create(st: &mut State, req: &Req, orphan: bool) -> VResult {
@@ -90,7 +90,7 @@ fn create(st: &mut State, req: &Req, orphan: bool) -> VResult {
         ));
     }
     if orphan && !privileged {
-        return Err(VaultError::denied());
+        return Err(VaultError::acl_denied());
     }
     let is_root = policies.iter().any(|p| p == "root");
     if is_root {
@@ -141,5 +141,5 @@ fn create(st: &mut State, req: &Req, orphan: bool) -> VResult {
         entity_id: String::new(),
     };
     let auth = st.issue_token(req.ns, grant);
-    Ok(response::auth(&mut st.rng, "token", auth))
+    Ok(response::auth(&mut st.rng, auth))
 }

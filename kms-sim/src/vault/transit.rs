@@ -16,7 +16,6 @@ use super::Op;
 
 const KEY_TYPE: &str = "aes256-gcm96";
 const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 
 #[derive(Default)]
 pub struct Transit {
@@ -53,13 +52,15 @@ impl Key {
     }
 
     fn read_body(&self, name: &str) -> Value {
+        // OpenBao lists only the versions that can still decrypt.
         let keys: Map<String, Value> = self
             .versions
-            .iter()
+            .range(self.min_decryption_version..)
             .map(|(v, (_, t))| (v.to_string(), json!(t)))
             .collect();
         json!({
             "name": name,
+            "soft_deleted": false,
             "type": KEY_TYPE,
             "keys": keys,
             "latest_version": self.latest,
@@ -81,11 +82,10 @@ impl Key {
 
     fn encrypt(&self, rng: &mut ChaCha20Rng, item: &Value) -> Result<Value, String> {
         let plaintext = match item.get("plaintext") {
-            Some(Value::String(s)) => B64
-                .decode(s)
-                .map_err(|_| "failed to base64-decode plaintext".to_string())?,
-            Some(_) => return Err("failed to base64-decode plaintext".into()),
-            None => return Err("missing plaintext to encrypt".into()),
+            Some(Value::String(s)) => go_b64_decode(s).map_err(illegal_base64)?,
+            // OpenBao reads a number as its decimal text; refusing it is stricter.
+            Some(Value::Null) | None => return Err("missing plaintext to encrypt".into()),
+            Some(_) => return Err(illegal_base64(0)),
         };
         let version = match uint_field(item, "key_version")? {
             None | Some(0) => self.latest,
@@ -122,26 +122,29 @@ impl Key {
             Some(_) => return Err("invalid ciphertext: no prefix".into()),
             None => return Err("missing ciphertext to decrypt".into()),
         };
+        // OpenBao's checks, in its order: prefix, fields, version number, version range
+        // (v0 is an alias of v1), then base64, then length, then the AEAD tag.
         let rest = ciphertext
             .strip_prefix("vault:v")
             .ok_or("invalid ciphertext: no prefix")?;
         let (version, body) = rest
             .split_once(':')
-            .ok_or("invalid ciphertext: no prefix")?;
-        let version: u32 = version
+            .ok_or("invalid ciphertext: wrong number of fields")?;
+        let version: i64 = version
             .parse()
-            .map_err(|_| "invalid ciphertext: no prefix")?;
-        let blob = B64
-            .decode(body)
-            .map_err(|_| "invalid ciphertext: failed to decode")?;
-        if blob.len() < NONCE_LEN + TAG_LEN {
-            return Err("invalid ciphertext: failed to decode".into());
+            .map_err(|_| "invalid ciphertext: version number could not be decoded")?;
+        let version = if version == 0 { 1 } else { version };
+        if version > i64::from(self.latest) {
+            return Err("invalid ciphertext: version is too new".into());
         }
-        if version == 0 || version > self.latest {
-            return Err("invalid key version".into());
-        }
-        if version < self.min_decryption_version {
+        if version < i64::from(self.min_decryption_version) {
             return Err("ciphertext or signature version is disallowed by policy (too old)".into());
+        }
+        let version = u32::try_from(version).map_err(|_| "invalid key version")?;
+        let blob =
+            go_b64_decode(body).map_err(|_| "invalid ciphertext: could not decode base64")?;
+        if blob.len() < NONCE_LEN {
+            return Err("invalid ciphertext length".into());
         }
         let (material, _) = self.versions.get(&version).ok_or("invalid key version")?;
         let cipher = Aes256Gcm::new_from_slice(material).map_err(|_| "invalid key material")?;
@@ -161,22 +164,22 @@ impl Key {
         if let Some(v) = uint_field(body, "min_encryption_version")? {
             min_enc = v;
         }
-        if min_dec > self.latest {
-            return Err(
-                "cannot set min decryption version to a value greater than the latest version"
-                    .into(),
-            );
+        let latest = self.latest;
+        if min_dec > latest {
+            return Err(format!(
+                "cannot set min decryption version of {min_dec}, latest key version is {latest}"
+            ));
         }
-        if min_enc > self.latest {
-            return Err(
-                "cannot set min encryption version to a value greater than the latest version"
-                    .into(),
-            );
+        if min_enc > latest {
+            return Err(format!(
+                "cannot set min encryption version of {min_enc}, latest key version is {latest}"
+            ));
         }
         if min_enc != 0 && min_enc < min_dec {
-            return Err(
-                "min encryption version should not be less than min decryption version".into(),
-            );
+            return Err(format!(
+                "cannot set min encryption/decryption values; min encryption version of \
+                 {min_enc} must be greater than or equal to min decryption version of {min_dec}"
+            ));
         }
         match body.get("deletion_allowed") {
             None | Some(Value::Null) => {}
@@ -234,7 +237,7 @@ pub fn handle(
 ) -> VResult {
     let parts: Vec<&str> = sub.split('/').collect();
     let read = |t: &Transit, rng: &mut ChaCha20Rng, k: &str| match t.keys.get(k) {
-        Some(key) => Ok(response::data(rng, "transit", key.read_body(k))),
+        Some(key) => Ok(response::data(rng, key.read_body(k))),
         None => Err(VaultError::not_found()),
     };
     match (parts.as_slice(), op) {
@@ -243,14 +246,15 @@ pub fn handle(
             if keys.is_empty() {
                 return Err(VaultError::not_found());
             }
-            Ok(response::data(rng, "transit", json!({ "keys": keys })))
+            Ok(response::data(rng, json!({ "keys": keys })))
         }
         (["keys", k], Op::Update) if !k.is_empty() => {
             check_type(body)?;
             if !t.keys.contains_key(*k) {
                 t.keys.insert(k.to_string(), Key::new(rng, now));
             }
-            Ok(no_content())
+            // OpenBao 2.x answers a create (new or existing key) with the key, like a read.
+            read(t, rng, k)
         }
         (["keys", k], Op::Read) => read(t, rng, k),
         (["keys", k], Op::Delete) => match t.keys.get(*k) {
@@ -272,10 +276,9 @@ pub fn handle(
             read(t, rng, k)
         }
         (["keys", k, "config"], Op::Update) => {
-            let key = t
-                .keys
-                .get_mut(*k)
-                .ok_or_else(|| VaultError::bad_request("no such key"))?;
+            let key = t.keys.get_mut(*k).ok_or_else(|| {
+                VaultError::bad_request(format!("no existing key named {k} could be found"))
+            })?;
             key.configure(body).map_err(VaultError::bad_request)?;
             read(t, rng, k)
         }
@@ -303,7 +306,7 @@ pub fn handle(
                     }
                 }
             };
-            batch_or_single(rng, body, one)
+            batch_or_single(rng, verb, body, one)
         }
         (["keys"] | ["keys", _] | ["keys", _, "rotate" | "config"], _)
         | (["encrypt" | "decrypt" | "rewrap", _], _) => Err(VaultError::unsupported()),
@@ -311,43 +314,109 @@ pub fn handle(
     }
 }
 
-/// Batch items fail one by one; any failure turns the status to 400 but the results still come
-/// back, in input order, as Vault does.
+/// OpenBao's answer when it cannot even parse a batch: a 500 with its multierror text.
+fn batch_parse_error(msg: String) -> VaultError {
+    VaultError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("1 error occurred:\n\t* failed to parse batch input: {msg}\n\n"),
+    )
+}
+
+/// How Go names the type of a decoded JSON value in mapstructure's messages.
+fn go_type(v: &Value, quoted_nil: bool) -> &'static str {
+    match v {
+        Value::Null if quoted_nil => "<nil>",
+        Value::Null => "nil",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "json.Number",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    }
+}
+
+/// OpenBao parses the whole batch before it processes an item: a non-list, a non-object item,
+/// a non-string reference, or (for encrypt and decrypt) an item without its input fails the
+/// whole request.
+fn check_batch(verb: &str, items: &[Value]) -> Result<(), VaultError> {
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(fields) = item else {
+            return Err(batch_parse_error(format!(
+                "[{i}] expected a map, got '{}'",
+                go_type(item, true)
+            )));
+        };
+        match fields.get("reference") {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(other) => {
+                return Err(batch_parse_error(format!(
+                    "'[{i}].reference' expected type 'string', got unconvertible type '{}'",
+                    go_type(other, false)
+                )))
+            }
+        }
+        let required = match verb {
+            "encrypt" => Some(("plaintext", "missing plaintext to encrypt")),
+            "decrypt" => Some(("ciphertext", "missing ciphertext to decrypt")),
+            _ => None,
+        };
+        if let Some((field, msg)) = required {
+            if fields.get(field).is_none_or(Value::is_null) {
+                return Err(batch_parse_error(format!("'[{i}].{field}' {msg}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Batch items fail one by one; a failed encrypt or decrypt item turns the status to 400 (a
+/// failed rewrap item does not, as in OpenBao), and the results still come back, in input
+/// order, each with its `reference` ("" when none was given).
 fn batch_or_single(
     rng: &mut ChaCha20Rng,
+    verb: &str,
     body: &Value,
     mut one: impl FnMut(&mut ChaCha20Rng, &Value) -> Result<Value, String>,
 ) -> VResult {
-    let Some(batch) = body.get("batch_input") else {
+    let batch = match body.get("batch_input") {
+        None | Some(Value::Null) => None,
+        Some(b) => Some(b),
+    };
+    let Some(batch) = batch else {
         let data = one(rng, body).map_err(VaultError::bad_request)?;
-        return Ok(response::data(rng, "transit", data));
+        return Ok(response::data(rng, data));
     };
     let items = match batch {
         Value::Array(items) if !items.is_empty() => items,
-        Value::Array(_) | Value::Null => {
-            return Err(VaultError::bad_request("missing batch input to process"))
+        Value::Array(_) => return Err(VaultError::bad_request("missing batch input to process")),
+        other => {
+            return Err(batch_parse_error(format!(
+                "source data must be an array or slice, got {}",
+                go_type(other, false)
+            )))
         }
-        _ => return Err(VaultError::bad_request("batch_input must be a list")),
     };
+    check_batch(verb, items)?;
     let mut failed = false;
     let results: Vec<Value> = items
         .iter()
         .map(|item| {
-            let mut out = match item {
-                Value::Object(_) => one(rng, item),
-                _ => Err("batch item must be an object".to_string()),
-            }
-            .unwrap_or_else(|e| {
+            let mut out = one(rng, item).unwrap_or_else(|e| {
                 failed = true;
-                json!({ "error": e })
+                if verb == "decrypt" {
+                    json!({ "error": e, "plaintext": "" })
+                } else {
+                    json!({ "error": e })
+                }
             });
-            if let Some(r) = item.get("reference") {
-                out["reference"] = r.clone();
-            }
+            out["reference"] = match item.get("reference") {
+                Some(Value::String(r)) => json!(r),
+                _ => json!(""),
+            };
             out
         })
         .collect();
-    let status = if failed {
+    let status = if failed && verb != "rewrap" {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
@@ -355,7 +424,102 @@ fn batch_or_single(
     Ok(response::data_with_status(
         rng,
         status,
-        "transit",
         json!({ "batch_results": results }),
     ))
+}
+
+fn illegal_base64(at: usize) -> String {
+    format!("illegal base64 data at input byte {at}")
+}
+
+/// Go's `base64.StdEncoding.DecodeString`, which OpenBao uses: padding required, non-zero
+/// trailing bits accepted, `\r` and `\n` skipped. On failure, the offset Go reports.
+pub fn go_b64_decode(s: &str) -> Result<Vec<u8>, usize> {
+    let src = s.as_bytes();
+    let skip_newlines = |mut i: usize| {
+        while i < src.len() && (src[i] == b'\n' || src[i] == b'\r') {
+            i += 1;
+        }
+        i
+    };
+    let sextet = |c: u8| -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    };
+    let mut out = Vec::with_capacity(src.len() / 4 * 3);
+    let mut si = 0;
+    while si < src.len() {
+        let mut quantum = [0u32; 4];
+        let mut len = 4;
+        let mut j = 0;
+        while j < 4 {
+            if si == src.len() {
+                if j == 0 {
+                    return Ok(out);
+                }
+                // Standard encoding needs padding: a short final quantum is corrupt.
+                return Err(si - j);
+            }
+            let c = src[si];
+            si += 1;
+            if let Some(v) = sextet(c) {
+                quantum[j] = v;
+                j += 1;
+                continue;
+            }
+            if c == b'\n' || c == b'\r' {
+                continue;
+            }
+            if c != b'=' || j < 2 {
+                return Err(si - 1);
+            }
+            if j == 2 {
+                si = skip_newlines(si);
+                if si == src.len() {
+                    return Err(src.len());
+                }
+                if src[si] != b'=' {
+                    return Err(si - 1);
+                }
+                si += 1;
+            }
+            si = skip_newlines(si);
+            if si < src.len() {
+                return Err(si);
+            }
+            len = j;
+            break;
+        }
+        let v = quantum[0] << 18 | quantum[1] << 12 | quantum[2] << 6 | quantum[3];
+        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
+        out.extend_from_slice(&bytes[..len - 1]);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_b64_decode;
+
+    #[test]
+    fn base64_like_go() {
+        assert_eq!(go_b64_decode("QUJD"), Ok(b"ABC".to_vec()));
+        assert_eq!(go_b64_decode("QUJD\nRA=="), Ok(b"ABCD".to_vec()));
+        assert_eq!(go_b64_decode("AB=="), Ok(vec![0]));
+        assert_eq!(go_b64_decode(""), Ok(vec![]));
+        // Offsets as OpenBao 2.7.2 reports them.
+        assert_eq!(go_b64_decode("!!!"), Err(0));
+        assert_eq!(go_b64_decode("AAA"), Err(0));
+        assert_eq!(go_b64_decode("A"), Err(0));
+        assert_eq!(go_b64_decode("AAAA===="), Err(4));
+        assert_eq!(go_b64_decode("AA=A"), Err(2));
+        assert_eq!(go_b64_decode("AAAAAA!A"), Err(6));
+        assert_eq!(go_b64_decode("AAAA=AAA"), Err(4));
+    }
 }

@@ -5,13 +5,17 @@
 //! liveness phase (every filesystem ready within a bound) and a final read-back of every
 //! acknowledged write.
 
+mod checks;
 mod driver;
+mod faults;
 mod steps;
 mod world;
 
+use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cluster::hooks::PlantedBug;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -30,6 +34,8 @@ pub struct SimOptions {
     pub tick: Duration,
     /// Bound for the liveness phase at the end of a run.
     pub liveness_bound: Duration,
+    /// Known bugs to plant in the cluster (only a `planted-bugs` build plants them).
+    pub planted: BTreeSet<PlantedBug>,
 }
 
 impl SimOptions {
@@ -38,6 +44,7 @@ impl SimOptions {
             seed,
             tick: Duration::from_millis(10),
             liveness_bound: Duration::from_secs(60),
+            planted: BTreeSet::new(),
         }
     }
 }
@@ -83,6 +90,8 @@ pub struct RunReport {
     /// What to give `wekasim run` to replay this run: the scenario's name, or the path
     /// of a file outside the library.
     pub target: String,
+    /// Bugs planted in this run (a `planted-bugs` build only).
+    pub planted: Vec<String>,
     pub seed: u64,
     pub sim_ms: u64,
     pub wall_ms: u64,
@@ -100,7 +109,11 @@ impl RunReport {
 
     /// The command that replays this run exactly.
     pub fn repro(&self) -> String {
-        format!("wekasim run {} --seed {}", self.target, self.seed)
+        let mut cmd = format!("wekasim run {} --seed {}", self.target, self.seed);
+        for bug in &self.planted {
+            cmd.push_str(&format!(" --plant {bug}"));
+        }
+        cmd
     }
 
     /// One line: scenario, seed, times, hash, verdict, and how to reproduce it.
@@ -167,6 +180,7 @@ pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
     RunReport {
         scenario: scenario.scenario.name.clone(),
         target: scenario.scenario.name.clone(),
+        planted: opts.planted.iter().map(|b| b.name().to_string()).collect(),
         seed: opts.seed,
         sim_ms: sim.as_millis() as u64,
         wall_ms: wall.elapsed().as_millis() as u64,

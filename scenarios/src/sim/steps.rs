@@ -1,29 +1,38 @@
 //! The run itself: setup, each step followed by the oracles, then the liveness phase
 //! and the final read-back.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cluster::admin::{AdminCommand, AdminError, AdminOutput, KmsSetVault};
-use cluster::http::HttpClient;
 use cluster::rpc::{self, Request, Response};
 use rand::{Rng, RngCore};
 
-use super::world::{RunnerEvent, World, BACKEND_PORT, ROOT_TOKEN, VAULT_HOST, VAULT_PORT};
+use super::world::{RunnerEvent, World, BACKEND_PORT, VAULT_HOST, VAULT_PORT};
 use super::{Failure, FailureKind};
 use crate::net::TurmoilDialer;
-use crate::oracle::{self, Key, Violation};
-use crate::scenario::{Auth, Scenario, Step};
-use crate::trace;
-use crate::vault_setup::VaultAdmin;
+use crate::scenario::{Auth, Expect, Scenario, Step};
 
-/// Bound on one admin command as the runner waits for it (the cluster's own timeouts are
-/// shorter, so hitting this means something hangs).
-const ADMIN_BOUND: Duration = Duration::from_secs(60);
-const SETUP_BOUND: Duration = Duration::from_secs(30);
+/// Bound on one admin command as the runner waits for it. Every wait inside the cluster
+/// is shorter, so hitting this means an operation hangs instead of failing.
+pub(super) const ADMIN_BOUND: Duration = Duration::from_secs(60);
+
+/// What an admin command came to.
+pub(super) enum Answer {
+    Done(AdminOutput),
+    /// The backend answered with a typed error.
+    Refused(AdminError),
+    /// No answer: the backend crashed or was cut off mid-command.
+    Lost(String),
+}
 
 impl World<'_> {
-    fn fail(&self, kind: FailureKind, step: Option<usize>, check: &str, detail: String) -> Failure {
+    pub(super) fn fail(
+        &self,
+        kind: FailureKind,
+        step: Option<usize>,
+        check: &str,
+        detail: String,
+    ) -> Failure {
         Failure {
             kind,
             step,
@@ -48,6 +57,7 @@ impl World<'_> {
     fn play_inner(&mut self) -> Result<(), Failure> {
         self.record(&RunnerEvent::Phase { name: "setup" });
         self.setup_vault()?;
+        self.record(&RunnerEvent::Phase { name: "steps" });
         let steps = self.scenario.steps.clone();
         for (i, step) in steps.iter().enumerate() {
             let index = i + 1;
@@ -58,211 +68,191 @@ impl World<'_> {
             self.take(index, step)?;
             self.check_oracles(Some(index))?;
         }
+        // Liveness: with every fault healed and every backend up, every filesystem must
+        // become ready within the bound, and every acknowledged write read back.
         self.record(&RunnerEvent::Phase { name: "liveness" });
+        self.heal_all();
         let bound = self.opts.liveness_bound;
         self.wait_ready(None, bound)?;
-        self.read_verify(None, "all")?;
+        self.read_verify(None, "all", Expect::Ok)?;
         self.check_oracles(None)
     }
 
-    /// The Vault an admin would prepare before `security kms set`.
-    fn setup_vault(&mut self) -> Result<(), Failure> {
-        // The job borrows nothing from `self` once built.
-        let key = self.scenario.kms.key.clone();
-        let job = async move {
-            let http = HttpClient::new(std::sync::Arc::new(TurmoilDialer), Duration::from_secs(5));
-            let base = format!("http://{VAULT_HOST}:{VAULT_PORT}");
-            VaultAdmin {
-                http: &http,
-                base: &base,
-                root_token: ROOT_TOKEN,
-            }
-            .prepare("transit", &key)
-            .await
-        };
-        match self.driver.run(&mut self.sim, SETUP_BOUND, job) {
-            Ok(Ok(creds)) => {
-                self.creds = Some(creds);
-                Ok(())
-            }
-            Ok(Err(e)) => Err(self.fail(FailureKind::Correctness, None, "vault-setup", e)),
-            Err(_) => Err(self.fail(
-                FailureKind::Liveness,
-                None,
-                "vault-setup",
-                format!("Vault setup did not finish within {SETUP_BOUND:?}"),
-            )),
-        }
-    }
-
     /// Sends one admin command to a backend and waits for its answer.
-    fn admin(
-        &mut self,
-        step: Option<usize>,
-        backend: u64,
-        cmd: AdminCommand,
-    ) -> Result<Result<AdminOutput, AdminError>, Failure> {
+    pub(super) fn admin(&mut self, backend: u64, cmd: AdminCommand) -> Result<Answer, Failure> {
         let addr = format!("backend{backend}:{BACKEND_PORT}");
         let job = async move {
-            rpc::call(&TurmoilDialer, &addr, &Request::Admin(cmd), ADMIN_BOUND / 2).await
+            rpc::call(&TurmoilDialer, &addr, &Request::Admin(cmd), ADMIN_BOUND).await
         };
-        match self.driver.run(&mut self.sim, ADMIN_BOUND, job) {
-            Ok(Ok(Response::Admin(answer))) => Ok(answer),
-            Ok(Ok(_)) => Err(self.fail(
-                FailureKind::Correctness,
-                step,
-                "admin",
-                format!("backend{backend} answered an admin command with another kind of answer"),
-            )),
-            Ok(Err(e)) => Err(self.fail(
-                FailureKind::Liveness,
-                step,
-                "admin",
-                format!("admin command to backend{backend} failed: {e}"),
-            )),
-            Err(_) => Err(self.fail(
-                FailureKind::Liveness,
-                step,
-                "admin",
-                format!("backend{backend} did not answer within {ADMIN_BOUND:?}"),
-            )),
+        match self.run_job(ADMIN_BOUND + Duration::from_secs(1), job) {
+            Ok(Ok(Response::Admin(Ok(out)))) => Ok(Answer::Done(out)),
+            Ok(Ok(Response::Admin(Err(e)))) => Ok(Answer::Refused(e)),
+            Ok(Ok(_)) => Ok(Answer::Lost(format!(
+                "backend{backend} answered an admin command with another kind of answer"
+            ))),
+            Ok(Err(e)) => Ok(Answer::Lost(format!("backend{backend}: {e}"))),
+            Err(_) => Ok(Answer::Lost(format!(
+                "backend{backend} did not answer within {ADMIN_BOUND:?}"
+            ))),
         }
     }
 
-    /// A backend chosen by the seed among those running.
+    /// A backend chosen by the seed among those running (and in `via`, if set).
     fn pick_backend(&mut self) -> u64 {
-        let running: Vec<u64> = self.running().into_iter().map(|(id, _)| id).collect();
+        let via = self.via.clone();
+        let running: Vec<u64> = self
+            .running()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| via.as_ref().is_none_or(|v| v.contains(id)))
+            .collect();
         if running.is_empty() {
             return self.backends[0].id;
         }
         running[self.rng.gen_range(0..running.len())]
     }
 
-    /// An admin command that must succeed.
-    fn must(&mut self, step: Option<usize>, cmd: AdminCommand) -> Result<AdminOutput, Failure> {
+    /// Sends `cmd` to a backend the seed picks and holds the answer to `expect`.
+    /// Returns the output when the command succeeded.
+    pub(super) fn command(
+        &mut self,
+        step: Option<usize>,
+        cmd: AdminCommand,
+        expect: Expect,
+    ) -> Result<Option<AdminOutput>, Failure> {
         let what = command_name(&cmd);
         let backend = self.pick_backend();
-        match self.admin(step, backend, cmd)? {
-            Ok(out) => Ok(out),
-            Err(e) => Err(self.fail(
+        let answer = self.admin(backend, cmd)?;
+        match (answer, expect) {
+            (Answer::Done(out), Expect::Ok | Expect::Any) => Ok(Some(out)),
+            (Answer::Refused(_) | Answer::Lost(_), Expect::Error | Expect::Any) => Ok(None),
+            (Answer::Done(_), Expect::Error) => Err(self.fail(
+                FailureKind::Correctness,
+                step,
+                what,
+                format!("backend{backend} carried it out, but the step expects it to fail"),
+            )),
+            (Answer::Refused(e), Expect::Ok) => Err(self.fail(
                 FailureKind::Correctness,
                 step,
                 what,
                 format!("backend{backend}: {e}"),
             )),
+            (Answer::Lost(e), Expect::Ok) => Err(self.fail(FailureKind::Liveness, step, what, e)),
         }
+    }
+
+    /// The backend ids a group names (`None` for all).
+    fn backend_ids(&self, group: Option<&str>) -> Option<Vec<u64>> {
+        let hosts = crate::scenario::host_group(group?, self.scenario.cluster.backends).ok()?;
+        Some(
+            self.backends
+                .iter()
+                .filter(|b| hosts.contains(&b.host))
+                .map(|b| b.id)
+                .collect(),
+        )
     }
 
     fn take(&mut self, index: usize, step: &Step) -> Result<(), Failure> {
         let at = Some(index);
+        // A step's `via` applies to that step only.
+        self.via = None;
         match step {
             Step::KmsSet { auth } => {
                 let creds = self.creds.as_ref().expect("setup ran");
-                let (token, role_id, secret_id) = match auth {
-                    Auth::Token => (Some(creds.token.clone()), None, None),
-                    Auth::Approle => (
-                        None,
-                        Some(creds.role_id.clone()),
-                        Some(creds.secret_id.clone()),
-                    ),
-                };
                 let mut args = KmsSetVault::new(
                     format!("http://{VAULT_HOST}:{VAULT_PORT}"),
                     self.scenario.kms.key.clone(),
                 );
-                (args.token, args.role_id, args.secret_id) = (token, role_id, secret_id);
-                self.must(at, AdminCommand::KmsSet(args))?;
+                match auth {
+                    Auth::Token => args.token = Some(creds.token.clone()),
+                    Auth::Approle => {
+                        args.role_id = Some(creds.role_id.clone());
+                        args.secret_id = Some(creds.secret_id.clone());
+                    }
+                }
+                self.command(at, AdminCommand::KmsSet(args), Expect::Ok)?;
             }
             Step::FsCreate {
                 name,
                 count,
                 encrypted,
                 capacity_gib,
+                expect,
             } => {
                 for fs in Scenario::fs_names(name, *count) {
-                    self.must(
-                        at,
-                        AdminCommand::FsCreate {
-                            name: fs.clone(),
-                            capacity_gib: *capacity_gib,
-                            encrypted: *encrypted,
-                        },
-                    )?;
-                    self.filesystems.push(fs);
+                    let cmd = AdminCommand::FsCreate {
+                        name: fs,
+                        capacity_gib: *capacity_gib,
+                        encrypted: *encrypted,
+                    };
+                    self.create(at, cmd, *expect, None)?;
                 }
             }
-            Step::Write { fs, blocks } => {
+            Step::Write {
+                fs,
+                blocks,
+                via,
+                expect,
+            } => {
+                self.via = self.backend_ids(via.as_deref());
                 let targets = self.select(at, fs)?;
                 let size = self.scenario.cluster.block_size;
                 for fs in targets {
                     for block in 0..*blocks {
                         let mut data = vec![0u8; size];
                         self.rng.fill_bytes(&mut data);
-                        self.must(
-                            at,
-                            AdminCommand::Write {
-                                fs: fs.clone(),
-                                block,
-                                data: data.clone(),
-                            },
-                        )?;
-                        self.acked.insert((fs.clone(), block), data);
+                        let cmd = AdminCommand::Write {
+                            fs: fs.clone(),
+                            block,
+                            data: data.clone(),
+                        };
+                        let key = (fs.clone(), block);
+                        if self.command(at, cmd, *expect)?.is_some() {
+                            self.unacked.remove(&key);
+                            self.acked.insert(key, data);
+                        } else {
+                            self.unacked.entry(key).or_default().push(data);
+                        }
                     }
                 }
             }
-            Step::ReadVerify { fs } => self.read_verify(at, fs)?,
+            Step::ReadVerify { fs, via, expect } => {
+                self.via = self.backend_ids(via.as_deref());
+                self.read_verify(at, fs, *expect)?;
+            }
+            Step::Weka {
+                command,
+                expect_error,
+                expect,
+            } => self.weka(at, command, expect_error.as_deref(), *expect)?,
             Step::RestartAll => {
                 for i in 0..self.backends.len() {
                     self.restart(i);
                 }
             }
             Step::Restart { backend } => self.restart(*backend as usize - 1),
-            Step::WaitReady { within } => self.wait_ready(at, *within)?,
-            Step::Weka {
-                command,
-                expect_error,
-            } => {
-                let creds = self.creds.as_ref().expect("setup ran");
-                let line = crate::scenario::substitute(
-                    command,
-                    &format!("http://{VAULT_HOST}:{VAULT_PORT}"),
-                    creds.token.expose(),
-                    &creds.role_id,
-                    creds.secret_id.expose(),
-                );
-                // Checked at load time; a failure here can only come from a substitution.
-                let cmd = cluster::weka_cli::parse(&line)
-                    .map_err(|e| self.fail(FailureKind::Correctness, at, "weka", e))?;
-                let created = match &cmd {
-                    AdminCommand::FsCreate { name, .. } => Some(name.clone()),
-                    _ => None,
-                };
-                match expect_error {
-                    None => {
-                        self.must(at, cmd)?;
-                        self.filesystems.extend(created);
-                    }
-                    Some(text) => {
-                        let backend = self.pick_backend();
-                        match self.admin(at, backend, cmd)? {
-                            Err(e) if e.to_string().contains(text.as_str()) => {}
-                            other => {
-                                return Err(self.fail(
-                                    FailureKind::Correctness,
-                                    at,
-                                    "expected-error",
-                                    format!(
-                                        "expected an error containing {text:?}, got {}",
-                                        match other {
-                                            Ok(_) => "success".to_string(),
-                                            Err(e) => e.to_string(),
-                                        }
-                                    ),
-                                ))
-                            }
-                        }
+            Step::Crash { backend } => {
+                if self.is_up(*backend as usize - 1) {
+                    self.crash(*backend as usize - 1);
+                }
+            }
+            Step::Start { backend } => {
+                for i in 0..self.backends.len() {
+                    let named = backend.is_none_or(|b| b as usize == i + 1);
+                    if named && !self.is_up(i) {
+                        self.start(i);
                     }
                 }
+            }
+            Step::CrashAt { backend, point } => {
+                self.crashes.arm(backend.map(u64::from), *point);
+            }
+            Step::WaitReady { within } => self.wait_ready(at, *within)?,
+            Step::ExpectLocked { within, backends } => {
+                let only = self.backend_ids(backends.as_deref());
+                self.expect_locked(at, *within, only)?;
             }
             Step::Idle { duration } => {
                 let end = self.sim.elapsed() + *duration;
@@ -270,18 +260,121 @@ impl World<'_> {
                     self.step_sim();
                 }
             }
+            Step::KmsFault { .. }
+            | Step::KmsSeal
+            | Step::KmsUnseal
+            | Step::KmsRotate
+            | Step::KmsTrim { .. }
+            | Step::Partition { .. }
+            | Step::Hold { .. }
+            | Step::Release { .. }
+            | Step::Heal
+            | Step::Latency { .. } => self.fault(at, step)?,
         }
         Ok(())
     }
 
-    fn step_sim(&mut self) {
-        if let Err(e) = self.sim.step() {
-            panic!("the simulation stopped: {e}");
+    /// `fs create`: an acknowledged filesystem joins the list every later check covers;
+    /// one refused with a KMS error must never appear.
+    fn create(
+        &mut self,
+        at: Option<usize>,
+        cmd: AdminCommand,
+        expect: Expect,
+        expect_error: Option<&str>,
+    ) -> Result<(), Failure> {
+        let AdminCommand::FsCreate { name, .. } = &cmd else {
+            unreachable!("create is only called with fs create");
+        };
+        let name = name.clone();
+        let backend = self.pick_backend();
+        match self.admin(backend, cmd)? {
+            Answer::Done(_) if expect != Expect::Error && expect_error.is_none() => {
+                self.filesystems.push(name);
+                Ok(())
+            }
+            Answer::Refused(e) if expect != Expect::Ok || expect_error.is_some() => {
+                if expect_error.is_some_and(|t| !e.to_string().contains(t)) {
+                    return Err(self.expected_error(at, expect_error, &e.to_string()));
+                }
+                if matches!(e, AdminError::Kms(_) | AdminError::KmsNotConfigured) {
+                    self.failed_creates.insert(name);
+                }
+                Ok(())
+            }
+            Answer::Lost(_) if expect == Expect::Any => Ok(()),
+            Answer::Done(_) => Err(self.fail(
+                FailureKind::Correctness,
+                at,
+                "fs create",
+                format!("backend{backend} created {name}, but the step expects a failure"),
+            )),
+            Answer::Refused(e) if expect_error.is_some() => {
+                Err(self.expected_error(at, expect_error, &e.to_string()))
+            }
+            Answer::Refused(e) => Err(self.fail(
+                FailureKind::Correctness,
+                at,
+                "fs create",
+                format!("backend{backend}: {e}"),
+            )),
+            Answer::Lost(e) => Err(self.fail(FailureKind::Liveness, at, "fs create", e)),
+        }
+    }
+
+    fn expected_error(&self, at: Option<usize>, text: Option<&str>, got: &str) -> Failure {
+        self.fail(
+            FailureKind::Correctness,
+            at,
+            "expected-error",
+            format!(
+                "expected an error containing {:?}, got {got}",
+                text.unwrap_or_default()
+            ),
+        )
+    }
+
+    /// A WEKA CLI command, with the setup's credentials filled in.
+    fn weka(
+        &mut self,
+        at: Option<usize>,
+        command: &str,
+        expect_error: Option<&str>,
+        expect: Expect,
+    ) -> Result<(), Failure> {
+        let creds = self.creds.as_ref().expect("setup ran");
+        let line = crate::scenario::substitute(
+            command,
+            &format!("http://{VAULT_HOST}:{VAULT_PORT}"),
+            creds.token.expose(),
+            &creds.role_id,
+            creds.secret_id.expose(),
+        );
+        // Checked at load time; a failure here can only come from a substitution.
+        let cmd = cluster::weka_cli::parse(&line)
+            .map_err(|e| self.fail(FailureKind::Correctness, at, "weka", e))?;
+        if matches!(cmd, AdminCommand::FsCreate { .. }) {
+            return self.create(at, cmd, expect, expect_error);
+        }
+        let Some(text) = expect_error else {
+            let rewrap = cmd == AdminCommand::KmsRewrap;
+            let done = self.command(at, cmd, expect)?.is_some();
+            if rewrap {
+                self.last_rewrap_ok = done;
+            }
+            return Ok(());
+        };
+        let backend = self.pick_backend();
+        match self.admin(backend, cmd)? {
+            Answer::Refused(e) if e.to_string().contains(text) => Ok(()),
+            Answer::Refused(e) => Err(self.expected_error(at, Some(text), &e.to_string())),
+            Answer::Done(_) => Err(self.expected_error(at, Some(text), "success")),
+            Answer::Lost(e) => Err(self.expected_error(at, Some(text), &e)),
         }
     }
 
     /// `all`, or one filesystem the scenario created.
-    fn select(&self, step: Option<usize>, fs: &str) -> Result<Vec<String>, Failure> {
+    pub(super) fn select(&self, step: Option<usize>, fs: &str) -> Result<Vec<String>, Failure> {
         if fs == "all" {
             return Ok(self.filesystems.clone());
         }
@@ -295,118 +388,13 @@ impl World<'_> {
             format!("no filesystem named {fs} was created before this step"),
         ))
     }
-
-    /// Every acknowledged block of the selection must read back byte for byte.
-    fn read_verify(&mut self, step: Option<usize>, fs: &str) -> Result<(), Failure> {
-        let wanted = self.select(step, fs)?;
-        let blocks: Vec<((String, u64), Vec<u8>)> = self
-            .acked
-            .iter()
-            .filter(|((f, _), _)| wanted.contains(f))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for ((fs, block), expected) in blocks {
-            let out = self.must(
-                step,
-                AdminCommand::Read {
-                    fs: fs.clone(),
-                    block,
-                },
-            )?;
-            let same = matches!(&out, AdminOutput::Data { data } if *data == expected);
-            if !same {
-                return Err(self.fail(
-                    FailureKind::Correctness,
-                    step,
-                    "acknowledged-writes-read-back",
-                    format!("block {block} of {fs} does not read back as written"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Steps until every backend is up and serves every filesystem with no `KMSError`.
-    fn wait_ready(&mut self, step: Option<usize>, within: Duration) -> Result<(), Failure> {
-        let end = self.sim.elapsed() + within;
-        loop {
-            let waiting = self.not_ready();
-            if waiting.is_empty() {
-                return Ok(());
-            }
-            if self.sim.elapsed() >= end {
-                return Err(self.fail(
-                    FailureKind::Liveness,
-                    step,
-                    "filesystems-ready",
-                    format!(
-                        "not ready after {:.1}s: {}",
-                        within.as_secs_f64(),
-                        waiting.join("; ")
-                    ),
-                ));
-            }
-            self.step_sim();
-        }
-    }
-
-    fn not_ready(&self) -> Vec<String> {
-        let running = self.running();
-        let expected = self.filesystems.len();
-        let mut waiting = Vec::new();
-        for b in &self.backends {
-            match running.iter().find(|(id, _)| *id == b.id) {
-                None => waiting.push(format!("{} is not up", b.host)),
-                Some((_, node)) if !node.is_ready(expected) => {
-                    let status = node.status();
-                    waiting.push(format!(
-                        "{} locked [{}] alerts [{}]",
-                        b.host,
-                        status.locked.join(","),
-                        status.alerts.join(",")
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        waiting
-    }
-
-    /// The oracles that hold after every step.
-    fn check_oracles(&mut self, step: Option<usize>) -> Result<(), Failure> {
-        let held: Vec<(u64, BTreeMap<String, Key>)> = self
-            .running()
-            .into_iter()
-            .map(|(id, node)| {
-                let keys = node.with_keys(|keys| {
-                    keys.iter()
-                        .map(|(fs, dek)| (fs.clone(), *dek.expose()))
-                        .collect()
-                });
-                (id, keys)
-            })
-            .collect();
-        let disks: Vec<_> = self
-            .backends
-            .iter()
-            .map(|b| (b.id, b.disk.clone()))
-            .collect();
-        let result = oracle::deks_agree(&held, &mut self.known_deks).and_then(|()| {
-            self.leaks.update(&self.known_deks);
-            self.leaks.no_plaintext_dek_at_rest(&disks)?;
-            let trace = trace::lock(&self.trace);
-            self.leaks.no_dek_in_trace(trace.lines())
-        });
-        result.map_err(|Violation { oracle, detail }| {
-            self.fail(FailureKind::Correctness, step, oracle, detail)
-        })
-    }
 }
 
 fn command_name(cmd: &AdminCommand) -> &'static str {
     match cmd {
         AdminCommand::KmsSet(_) => "security kms set",
         AdminCommand::KmsShow => "security kms",
+        AdminCommand::KmsRewrap => "security kms rewrap",
         AdminCommand::FsCreate { .. } => "fs create",
         AdminCommand::FsList => "fs",
         AdminCommand::Write { .. } => "write",

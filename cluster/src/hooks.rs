@@ -1,0 +1,84 @@
+//! Seams for the harness: crash points and planted bugs. A live cluster leaves them
+//! empty; a normal build cannot plant bugs at all.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config_table::NodeId;
+
+/// A point inside a command where a crash is most dangerous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrashPoint {
+    /// The KMS has answered (a wrap or a rewrap) and nothing is committed yet.
+    AfterKmsBeforeCommit,
+}
+
+/// Known bugs, planted to prove the harness notices them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlantedBug {
+    /// `fs create` commits the filesystem before the KMS has wrapped its DEK.
+    CommitBeforeKms,
+    /// `security kms rewrap` skips the last filesystem.
+    SkipOneRewrap,
+    /// Startup unwrap stops after its first failure.
+    GiveUpUnwrap,
+    /// `fs create` writes the plaintext DEK into the config table for every fifth
+    /// filesystem.
+    PlaintextDekRarePath,
+}
+
+impl PlantedBug {
+    pub const ALL: [PlantedBug; 4] = [
+        PlantedBug::CommitBeforeKms,
+        PlantedBug::SkipOneRewrap,
+        PlantedBug::GiveUpUnwrap,
+        PlantedBug::PlaintextDekRarePath,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::CommitBeforeKms => "commit-before-kms",
+            PlantedBug::SkipOneRewrap => "skip-one-rewrap",
+            PlantedBug::GiveUpUnwrap => "give-up-unwrap",
+            PlantedBug::PlaintextDekRarePath => "plaintext-dek-rare-path",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<PlantedBug> {
+        PlantedBug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+/// Whether this build can plant bugs (the `planted-bugs` cargo feature).
+pub const CAN_PLANT: bool = cfg!(feature = "planted-bugs");
+
+pub type CrashPointHook = Arc<dyn Fn(NodeId, CrashPoint) -> bool + Send + Sync>;
+
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Asked at each crash point; `true` freezes the node there so the runner can crash
+    /// it at exactly that point.
+    pub crash_point: Option<CrashPointHook>,
+    /// Bugs to plant. Ignored unless the build has the `planted-bugs` feature.
+    pub planted: BTreeSet<PlantedBug>,
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("crash_point", &self.crash_point.is_some())
+            .field("planted", &self.planted)
+            .finish()
+    }
+}
+
+impl Hooks {
+    pub fn planted(&self, bug: PlantedBug) -> bool {
+        CAN_PLANT && self.planted.contains(&bug)
+    }
+}

@@ -1,0 +1,198 @@
+//! Faults a scenario switches on and off in front of a simulated service: the ways a
+//! KMS fails in the field, short of being sealed (the Vault models that itself).
+//!
+//! Every mode is deterministic: a fault applies to every request while it is on, so
+//! the seed alone decides when requests meet it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+/// What the service does to each request while the fault is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// Serves normally.
+    #[default]
+    None,
+    /// Accepts the connection and closes it at once (what a client sees as a refused or
+    /// reset connection).
+    Refuse,
+    /// Accepts the request and never answers: the client's timeout must fire.
+    Hang,
+    /// HTTP 500 with a Vault error body.
+    #[serde(rename = "error-500")]
+    Error500,
+    /// HTTP 503 with a Vault error body (an unavailable or standby node).
+    #[serde(rename = "error-503")]
+    Error503,
+    /// HTTP 429, as Vault's rate-limit quotas answer.
+    RateLimit,
+    /// Answers after a delay (see [`Chaos::set_delay`]).
+    Slow,
+    /// HTTP 200 with a body that is not JSON.
+    Malformed,
+    /// HTTP 200 with the real answer cut in half.
+    Truncated,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    fault: Fault,
+    delay: Duration,
+    /// Requests that met a fault, for traces and reports.
+    hits: u64,
+}
+
+/// The switch a scenario holds; cheap to clone, shared with the serving host.
+#[derive(Debug, Clone, Default)]
+pub struct Chaos(Arc<Mutex<Inner>>);
+
+impl Chaos {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set(&self, fault: Fault) {
+        self.lock().fault = fault;
+    }
+
+    pub fn fault(&self) -> Fault {
+        self.lock().fault
+    }
+
+    /// The delay of [`Fault::Slow`].
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.lock().hits
+    }
+
+    /// Whether a new connection should be dropped unanswered.
+    pub fn refuses(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.fault == Fault::Refuse {
+            inner.hits += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Puts the faults in front of `app`.
+    pub fn wrap(&self, app: Router) -> Router {
+        app.layer(middleware::from_fn_with_state(self.clone(), apply))
+    }
+}
+
+fn vault_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "errors": [message] }).to_string();
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+async fn apply(State(chaos): State<Chaos>, req: Request, next: Next) -> Response {
+    let (fault, delay) = {
+        let mut inner = chaos.lock();
+        if inner.fault != Fault::None {
+            inner.hits += 1;
+        }
+        (inner.fault, inner.delay)
+    };
+    match fault {
+        Fault::None | Fault::Refuse => next.run(req).await,
+        Fault::Hang => std::future::pending().await,
+        Fault::Error500 => vault_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Fault::Error503 => vault_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Vault is temporarily unavailable",
+        ),
+        Fault::RateLimit => vault_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "request rate limit quota exceeded",
+        ),
+        Fault::Slow => {
+            tokio::time::sleep(delay).await;
+            next.run(req).await
+        }
+        Fault::Malformed => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{\"data\": <html>garbage"))
+            .unwrap_or_default(),
+        Fault::Truncated => {
+            let resp = next.run(req).await;
+            let (mut parts, body) = resp.into_parts();
+            let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+            let cut = bytes.slice(..bytes.len() / 2);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(cut))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    fn app(chaos: &Chaos) -> Router {
+        chaos.wrap(Router::new().route("/v1/x", get(|| async { "{\"data\":{\"a\":1}}" })))
+    }
+
+    async fn call(app: Router) -> (u16, Vec<u8>) {
+        let resp = app
+            .oneshot(Request::get("/v1/x").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (
+            status,
+            to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec(),
+        )
+    }
+
+    #[tokio::test]
+    async fn modes_change_the_answer() {
+        let chaos = Chaos::default();
+        assert_eq!(call(app(&chaos)).await.0, 200);
+        chaos.set(Fault::Error503);
+        assert_eq!(call(app(&chaos)).await.0, 503);
+        chaos.set(Fault::RateLimit);
+        assert_eq!(call(app(&chaos)).await.0, 429);
+        chaos.set(Fault::Malformed);
+        let (status, body) = call(app(&chaos)).await;
+        assert_eq!(status, 200);
+        assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
+        chaos.set(Fault::Truncated);
+        let (_, body) = call(app(&chaos)).await;
+        assert_eq!(body, b"{\"data\":");
+        assert_eq!(chaos.hits(), 4);
+        chaos.set(Fault::Refuse);
+        assert!(chaos.refuses());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hang_never_answers() {
+        let chaos = Chaos::default();
+        chaos.set(Fault::Hang);
+        let answered = tokio::time::timeout(Duration::from_secs(60), call(app(&chaos))).await;
+        assert!(answered.is_err());
+    }
+}

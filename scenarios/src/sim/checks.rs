@@ -1,0 +1,214 @@
+//! Checks on the cluster: waiting for readiness (or for the locked state an outage must
+//! leave), reading back acknowledged writes, and the oracles run after every step.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cluster::admin::{AdminCommand, AdminOutput};
+use cluster::events::KMS_ERROR_ALERT;
+
+use super::world::World;
+use super::{Failure, FailureKind};
+use crate::oracle::{self, Key, Violation};
+use crate::scenario::Expect;
+use crate::trace;
+
+impl World<'_> {
+    /// Every acknowledged block of the selection must read back byte for byte.
+    pub(super) fn read_verify(
+        &mut self,
+        step: Option<usize>,
+        fs: &str,
+        expect: Expect,
+    ) -> Result<(), Failure> {
+        let wanted = self.select(step, fs)?;
+        let blocks: Vec<((String, u64), Vec<u8>)> = self
+            .acked
+            .iter()
+            .filter(|((f, _), _)| wanted.contains(f))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for ((fs, block), expected) in blocks {
+            let cmd = AdminCommand::Read {
+                fs: fs.clone(),
+                block,
+            };
+            let Some(out) = self.command(step, cmd, expect)? else {
+                continue;
+            };
+            let key = (fs.clone(), block);
+            let possible = |data: &Vec<u8>| {
+                *data == expected
+                    || self
+                        .unacked
+                        .get(&key)
+                        .is_some_and(|maybe| maybe.contains(data))
+            };
+            let same = matches!(&out, AdminOutput::Data { data } if possible(data));
+            if !same {
+                return Err(self.fail(
+                    FailureKind::Correctness,
+                    step,
+                    "acknowledged-writes-read-back",
+                    format!("block {block} of {fs} does not read back as written"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Steps the simulation until `lagging` reports nothing, or fails the run as a
+    /// liveness failure of `check` once `within` has passed.
+    fn wait_until(
+        &mut self,
+        step: Option<usize>,
+        within: Duration,
+        check: &str,
+        lagging: impl Fn(&Self) -> Vec<String>,
+    ) -> Result<(), Failure> {
+        let end = self.sim.elapsed() + within;
+        loop {
+            let waiting = lagging(self);
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if self.sim.elapsed() >= end {
+                return Err(self.fail(
+                    FailureKind::Liveness,
+                    step,
+                    check,
+                    format!(
+                        "not there after {:.1}s: {}",
+                        within.as_secs_f64(),
+                        waiting.join("; ")
+                    ),
+                ));
+            }
+            self.step_sim();
+        }
+    }
+
+    /// Steps until every backend is up and serves every filesystem with no `KMSError`.
+    pub(super) fn wait_ready(
+        &mut self,
+        step: Option<usize>,
+        within: Duration,
+    ) -> Result<(), Failure> {
+        self.wait_until(step, within, "filesystems-ready", Self::not_ready)
+    }
+
+    fn not_ready(&self) -> Vec<String> {
+        let running = self.running();
+        let expected = self.filesystems.len();
+        let mut waiting = Vec::new();
+        for b in &self.backends {
+            match running.iter().find(|(id, _)| *id == b.id) {
+                None => waiting.push(format!("{} is not up", b.host)),
+                Some((_, node)) if !node.is_ready(expected) => {
+                    let status = node.status();
+                    waiting.push(format!(
+                        "{} locked [{}] alerts [{}]",
+                        b.host,
+                        status.locked.join(","),
+                        status.alerts.join(",")
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        waiting
+    }
+
+    /// Steps until every backend of `only` (all by default) is up, has raised
+    /// `KMSError`, keeps every encrypted filesystem locked and serves every unencrypted
+    /// one: what a KMS outage at startup must look like.
+    pub(super) fn expect_locked(
+        &mut self,
+        step: Option<usize>,
+        within: Duration,
+        only: Option<Vec<u64>>,
+    ) -> Result<(), Failure> {
+        self.wait_until(step, within, "locked-during-outage", |world| {
+            world.not_locked(only.as_deref())
+        })
+    }
+
+    fn not_locked(&self, only: Option<&[u64]>) -> Vec<String> {
+        let running = self.running();
+        let mut waiting = Vec::new();
+        let checked = self
+            .backends
+            .iter()
+            .filter(|b| only.is_none_or(|o| o.contains(&b.id)));
+        for b in checked {
+            let Some((_, node)) = running.iter().find(|(id, _)| *id == b.id) else {
+                waiting.push(format!("{} is not up", b.host));
+                continue;
+            };
+            let status = node.status();
+            let state = node.config();
+            let encrypted = state.members_encrypted().count();
+            let alert = status.alerts.iter().any(|a| a == KMS_ERROR_ALERT);
+            let plain_ready = state
+                .filesystems
+                .values()
+                .filter(|f| !f.encrypted())
+                .all(|f| status.ready.contains(&f.name));
+            if !alert || status.locked.len() != encrypted || !plain_ready {
+                waiting.push(format!(
+                    "{}: alert {} locked {}/{} unencrypted ready {}",
+                    b.host,
+                    alert,
+                    status.locked.len(),
+                    encrypted,
+                    plain_ready
+                ));
+            }
+        }
+        waiting
+    }
+
+    /// The oracles that hold after every step.
+    pub(super) fn check_oracles(&mut self, step: Option<usize>) -> Result<(), Failure> {
+        let held: Vec<(u64, BTreeMap<String, Key>)> = self
+            .running()
+            .into_iter()
+            .map(|(id, node)| {
+                let keys = node.with_keys(|keys| {
+                    keys.iter()
+                        .map(|(fs, dek)| (fs.clone(), *dek.expose()))
+                        .collect()
+                });
+                (id, keys)
+            })
+            .collect();
+        let disks: Vec<_> = self
+            .backends
+            .iter()
+            .map(|b| (b.id, b.disk.clone()))
+            .collect();
+        let tables: Vec<_> = disks
+            .iter()
+            .map(|(id, d)| (*id, d.config_state()))
+            .collect();
+        // A lagging or crashed backend's table may trail the cluster's; what the KMS must
+        // still decrypt is what the most advanced one holds.
+        let newest: Vec<_> = disks
+            .iter()
+            .max_by_key(|(_, d)| d.last_applied())
+            .map(|(id, d)| (*id, d.config_state()))
+            .into_iter()
+            .collect();
+        let result = oracle::deks_agree(&held, &mut self.known_deks).and_then(|()| {
+            oracle::wrapped_deks_unwrappable(&newest, self.key_min_decryption)?;
+            oracle::nothing_half_created(&tables, &self.failed_creates)?;
+            self.leaks.update(&self.known_deks);
+            self.leaks.no_plaintext_dek_at_rest(&disks)?;
+            let trace = trace::lock(&self.trace);
+            self.leaks.no_dek_in_trace(trace.lines())
+        });
+        result.map_err(|Violation { oracle, detail }| {
+            self.fail(FailureKind::Correctness, step, oracle, detail)
+        })
+    }
+}

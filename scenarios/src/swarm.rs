@@ -1,0 +1,370 @@
+//! Swarm testing: from one seed, draw a topology, the fault knobs that are on for this
+//! run, and a sequence of operations, as a scenario the runner plays like any file.
+//!
+//! Generation goes through proptest strategies driven by an RNG seeded from the run's
+//! seed, so the same seed always draws the same plan, and proptest can shrink a failing
+//! plan to the smallest one that still fails.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cluster::hooks::CrashPoint;
+use kms_sim::chaos::Fault;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use serde::Serialize;
+
+use crate::scenario::{ClusterSpec, Expect, KmsSpec, Meta, Scenario, Step};
+use crate::sim::{self, derive_seed, RunReport, SimOptions};
+
+/// Which kinds of trouble this run may meet (swarm testing: each run turns on a random
+/// subset, so rare combinations get runs of their own).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Knobs {
+    pub backends: u32,
+    pub kms_faults: bool,
+    pub kms_seal: bool,
+    pub network: bool,
+    pub crashes: bool,
+    pub crash_points: bool,
+    pub rotation: bool,
+}
+
+/// One operation of a swarm run; each becomes one or a few scenario steps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    CreateFs { encrypted: bool },
+    Write { blocks: u64 },
+    ReadVerify,
+    KmsFault(Fault),
+    KmsHeal,
+    Seal,
+    Unseal,
+    Partition { a: u32, b: u32 },
+    IsolateKms { backend: u32 },
+    Heal,
+    Crash { backend: u32 },
+    StartAll,
+    RestartAll,
+    CrashPoint,
+    RotateRewrapTrim,
+    Idle { ms: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub knobs: Knobs,
+    pub ops: Vec<Op>,
+}
+
+fn fault_mode() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        Just(Fault::Refuse),
+        Just(Fault::Hang),
+        Just(Fault::Error500),
+        Just(Fault::Error503),
+        Just(Fault::RateLimit),
+        Just(Fault::Malformed),
+        Just(Fault::Truncated),
+        Just(Fault::Slow),
+    ]
+}
+
+fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
+    let n = knobs.backends;
+    let mut ops: Vec<(u32, BoxedStrategy<Op>)> = vec![
+        (
+            6,
+            prop::bool::weighted(0.8)
+                .prop_map(|encrypted| Op::CreateFs { encrypted })
+                .boxed(),
+        ),
+        (6, (1u64..4).prop_map(|blocks| Op::Write { blocks }).boxed()),
+        (3, Just(Op::ReadVerify).boxed()),
+        (2, (100u64..3000).prop_map(|ms| Op::Idle { ms }).boxed()),
+    ];
+    if knobs.kms_faults {
+        ops.push((3, fault_mode().prop_map(Op::KmsFault).boxed()));
+        ops.push((3, Just(Op::KmsHeal).boxed()));
+    }
+    if knobs.kms_seal {
+        ops.push((2, Just(Op::Seal).boxed()));
+        ops.push((2, Just(Op::Unseal).boxed()));
+    }
+    if knobs.network {
+        ops.push((
+            2,
+            (1..=n, 1..=n)
+                .prop_filter("distinct", |(a, b)| a != b)
+                .prop_map(|(a, b)| Op::Partition { a, b })
+                .boxed(),
+        ));
+        ops.push((
+            2,
+            (1..=n)
+                .prop_map(|backend| Op::IsolateKms { backend })
+                .boxed(),
+        ));
+        ops.push((3, Just(Op::Heal).boxed()));
+    }
+    if knobs.crashes {
+        ops.push((2, (1..=n).prop_map(|backend| Op::Crash { backend }).boxed()));
+        ops.push((2, Just(Op::StartAll).boxed()));
+        ops.push((1, Just(Op::RestartAll).boxed()));
+    }
+    if knobs.crash_points {
+        ops.push((2, Just(Op::CrashPoint).boxed()));
+    }
+    if knobs.rotation {
+        ops.push((2, Just(Op::RotateRewrapTrim).boxed()));
+    }
+    proptest::strategy::Union::new_weighted(ops).boxed()
+}
+
+fn plan() -> impl Strategy<Value = Plan> {
+    (3u32..=7, any::<[bool; 6]>())
+        .prop_map(|(backends, k)| Knobs {
+            backends,
+            kms_faults: k[0],
+            kms_seal: k[1],
+            network: k[2],
+            crashes: k[3],
+            crash_points: k[4],
+            rotation: k[5],
+        })
+        .prop_flat_map(|knobs| {
+            let ops = proptest::collection::vec(op(&knobs), 4..24);
+            (Just(knobs), ops)
+        })
+        .prop_map(|(knobs, ops)| Plan { knobs, ops })
+}
+
+/// The proptest runner for a seed: its RNG is seeded from the seed alone.
+fn runner(seed: u64) -> TestRunner {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&derive_seed(seed, "swarm").to_le_bytes());
+    TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+    )
+}
+
+fn tree(seed: u64) -> impl ValueTree<Value = Plan> {
+    plan()
+        .new_tree(&mut runner(seed))
+        .expect("the swarm strategy always produces a plan")
+}
+
+/// The plan a seed draws.
+pub fn draw(seed: u64) -> Plan {
+    tree(seed).current()
+}
+
+impl Plan {
+    /// The plan as a scenario the runner plays (and a file a person can read).
+    pub fn scenario(&self, seed: u64) -> Scenario {
+        let k = &self.knobs;
+        let mut knobs = BTreeMap::new();
+        for (name, on) in [
+            ("kms_faults", k.kms_faults),
+            ("kms_seal", k.kms_seal),
+            ("network", k.network),
+            ("crashes", k.crashes),
+            ("crash_points", k.crash_points),
+            ("rotation", k.rotation),
+        ] {
+            knobs.insert(name.to_string(), on.to_string());
+        }
+        knobs.insert("backends".into(), k.backends.to_string());
+        let mut steps = vec![Step::Weka {
+            command: "weka security kms set vault $VAULT_URL weka-key --role-id $ROLE_ID --secret-id $SECRET_ID".into(),
+            expect_error: None,
+            expect: Expect::Ok,
+        }];
+        let mut created = 0;
+        for op in &self.ops {
+            steps.extend(op_steps(op, &mut created));
+        }
+        Scenario {
+            scenario: Meta {
+                name: "swarm".into(),
+                description: format!("swarm run drawn from seed {seed}"),
+                seeds: vec![seed],
+                knobs,
+            },
+            cluster: ClusterSpec {
+                backends: k.backends,
+                replicas: 2,
+                block_size: 256,
+            },
+            kms: KmsSpec::default(),
+            steps,
+        }
+    }
+}
+
+fn op_steps(op: &Op, created: &mut u32) -> Vec<Step> {
+    let any = Expect::Any;
+    match op {
+        Op::CreateFs { encrypted } => {
+            *created += 1;
+            vec![Step::FsCreate {
+                name: format!("fs{created}"),
+                count: 1,
+                encrypted: *encrypted,
+                capacity_gib: 10,
+                expect: any,
+            }]
+        }
+        Op::Write { blocks } => vec![Step::Write {
+            fs: "all".into(),
+            blocks: *blocks,
+            via: None,
+            expect: any,
+        }],
+        Op::ReadVerify => vec![Step::ReadVerify {
+            fs: "all".into(),
+            via: None,
+            expect: any,
+        }],
+        Op::KmsFault(mode) => vec![Step::KmsFault {
+            mode: *mode,
+            delay: (*mode == Fault::Slow).then_some(Duration::from_millis(800)),
+        }],
+        Op::KmsHeal => vec![Step::KmsFault {
+            mode: Fault::None,
+            delay: None,
+        }],
+        Op::Seal => vec![Step::KmsSeal],
+        Op::Unseal => vec![Step::KmsUnseal],
+        Op::Partition { a, b } => vec![Step::Partition {
+            a: format!("backend{a}"),
+            b: format!("backend{b}"),
+            oneway: false,
+        }],
+        Op::IsolateKms { backend } => vec![Step::Partition {
+            a: format!("backend{backend}"),
+            b: "kms".into(),
+            oneway: false,
+        }],
+        Op::Heal => vec![Step::Heal],
+        Op::Crash { backend } => vec![Step::Crash { backend: *backend }],
+        Op::StartAll => vec![Step::Start { backend: None }],
+        Op::RestartAll => vec![Step::RestartAll],
+        Op::CrashPoint => vec![Step::CrashAt {
+            backend: None,
+            point: CrashPoint::AfterKmsBeforeCommit,
+        }],
+        Op::RotateRewrapTrim => vec![
+            // Rotation is an admin's planned operation: Vault is unsealed for it.
+            Step::KmsUnseal,
+            Step::KmsRotate,
+            Step::Weka {
+                command: "weka security kms rewrap".into(),
+                expect_error: None,
+                expect: any,
+            },
+            // An admin retires old versions only after the cluster said the rewrap
+            // succeeded.
+            Step::KmsTrim {
+                min_decryption_version: None,
+                only_after_rewrap: true,
+            },
+        ],
+        Op::Idle { ms } => vec![Step::Idle {
+            duration: Duration::from_millis(*ms),
+        }],
+    }
+}
+
+/// Runs the swarm plan of `seed`.
+pub fn run(seed: u64, opts: &SimOptions) -> (Scenario, RunReport) {
+    let scenario = draw(seed).scenario(seed);
+    let mut report = sim::run(&scenario, opts);
+    report.target = "swarm".into();
+    (scenario, report)
+}
+
+/// Shrinks the plan of a failing seed: proptest simplifies it step by step, keeping each
+/// simpler plan that still fails the same check. Returns the smallest failing scenario,
+/// its report, and how many runs it took; `None` if the seed does not fail.
+pub fn shrink(
+    seed: u64,
+    opts: &SimOptions,
+    max_runs: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Option<(Scenario, RunReport, usize)> {
+    let mut tree = tree(seed);
+    let first = sim::run(&tree.current().scenario(seed), opts);
+    let check = first.failure.as_ref()?.check.clone();
+    let fails = |plan: &Plan| {
+        let report = sim::run(&plan.scenario(seed), opts);
+        let same = report.failure.as_ref().is_some_and(|f| f.check == check);
+        (same, report)
+    };
+    let mut best = (tree.current(), first);
+    let mut runs = 1;
+    if tree.simplify() {
+        while runs < max_runs {
+            let candidate = tree.current();
+            let (failed, report) = fails(&candidate);
+            runs += 1;
+            progress(runs, candidate.ops.len());
+            let more = if failed {
+                best = (candidate, report);
+                tree.simplify()
+            } else {
+                tree.complicate()
+            };
+            if !more {
+                break;
+            }
+        }
+    }
+    let (plan, mut report) = best;
+    report.target = "swarm".into();
+    Some((plan.scenario(seed), report, runs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_always_draws_the_same_plan() {
+        assert_eq!(draw(7), draw(7));
+        let distinct: std::collections::BTreeSet<String> =
+            (0..20).map(|s| format!("{:?}", draw(s))).collect();
+        assert!(distinct.len() >= 18);
+    }
+
+    #[test]
+    fn plans_respect_their_knobs() {
+        for seed in 0..50 {
+            let plan = draw(seed);
+            let k = &plan.knobs;
+            assert!((3..=7).contains(&k.backends));
+            for op in &plan.ops {
+                match op {
+                    Op::KmsFault(_) | Op::KmsHeal => assert!(k.kms_faults),
+                    Op::Seal | Op::Unseal => assert!(k.kms_seal),
+                    Op::Crash { backend } => assert!(k.crashes && *backend <= k.backends),
+                    Op::Partition { a, b } => assert!(k.network && a != b),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn swarm_scenarios_pass_the_loader_rules() {
+        for seed in 0..20 {
+            let s = draw(seed).scenario(seed);
+            let text = toml::to_string(&s).expect("serializes");
+            let back =
+                Scenario::parse(&text).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text}"));
+            assert_eq!(back, s);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `wekasim sweep --seeds A..B`: the swarm over many seeds.
+
+use std::io::IsTerminal;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use clap::Args;
+use scenarios::sim::{FailureKind, RunReport, SimOptions};
+use scenarios::wall::Stopwatch;
+
+use super::suite::parse_seeds;
+use super::{exit_code, planted, usage_error};
+
+#[derive(Args)]
+pub struct SweepArgs {
+    /// Seeds: `A..B` (B excluded), `A..=B`, or one seed.
+    #[arg(long, value_parser = parse_seeds)]
+    pub seeds: Range<u64>,
+    /// Runs at once (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Stop at the first failing seed.
+    #[arg(long)]
+    pub until_fail: bool,
+    /// Plant a known bug (repeatable; needs a build with `--features planted-bugs`).
+    #[arg(long, value_name = "BUG")]
+    pub plant: Vec<String>,
+    /// Write junit.xml, and a run folder per failing seed, under DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print one JSON report per seed instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: SweepArgs) -> i32 {
+    let planted = match planted(&args.plant) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    let seeds: Vec<u64> = args.seeds.clone().collect();
+    let clock = Stopwatch::start();
+    let failed = AtomicUsize::new(0);
+    let tty = std::io::stderr().is_terminal();
+    let every = (seeds.len() / 10).max(1);
+    let reports: Vec<RunReport> = super::parallel::run(
+        &seeds,
+        super::parallel::jobs(args.jobs),
+        |&seed| {
+            let mut opts = SimOptions::new(seed);
+            opts.planted = planted.clone();
+            scenarios::swarm::run(seed, &opts).1
+        },
+        |n, report: &RunReport| {
+            let failures = failed.fetch_add(usize::from(!report.passed()), Ordering::SeqCst)
+                + usize::from(!report.passed());
+            let rate = n as f64 / clock.elapsed().as_secs_f64().max(1e-9);
+            let line = format!("[{n}/{}] {failures} failed, {rate:.1} seeds/s", seeds.len());
+            if tty {
+                eprint!("\r{line}   ");
+            } else if n % every == 0 || n == seeds.len() {
+                eprintln!("{line}");
+            }
+            args.until_fail && !report.passed()
+        },
+    )
+    .into_iter()
+    .flatten()
+    .collect();
+    if tty {
+        eprintln!();
+    }
+    let wall = clock.elapsed();
+
+    if let Some(dir) = &args.out {
+        if let Err(e) = write_out(dir, &reports) {
+            eprintln!("error: cannot write under {}: {e}", dir.display());
+            return super::EXIT_USAGE;
+        }
+    }
+    if args.json {
+        for r in &reports {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        }
+    } else {
+        summary(&reports, wall);
+    }
+    exit_code(&reports)
+}
+
+fn write_out(dir: &std::path::Path, reports: &[RunReport]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("junit.xml"),
+        scenarios::report::junit("wekasim sweep", reports),
+    )?;
+    for r in reports.iter().filter(|r| !r.passed()) {
+        let scenario = scenarios::swarm::draw(r.seed).scenario(r.seed);
+        scenarios::report::write_run_folder(dir, &scenario, r)?;
+    }
+    Ok(())
+}
+
+fn summary(reports: &[RunReport], wall: std::time::Duration) {
+    let count = |kind: FailureKind| {
+        reports
+            .iter()
+            .filter(|r| r.failure.as_ref().is_some_and(|f| f.kind == kind))
+            .count()
+    };
+    let passed = reports.iter().filter(|r| r.passed()).count();
+    let sim: f64 = reports.iter().map(|r| r.sim_ms as f64 / 1000.0).sum();
+    let secs = wall.as_secs_f64().max(1e-9);
+    println!(
+        "{:>6} {:>7} {:>12} {:>9} {:>6} {:>9} {:>9} {:>9}",
+        "seeds", "passed", "correctness", "liveness", "crash", "wall", "seeds/s", "sim/wall"
+    );
+    println!(
+        "{:>6} {:>7} {:>12} {:>9} {:>6} {:>8.1}s {:>9.1} {:>8.0}x",
+        reports.len(),
+        passed,
+        count(FailureKind::Correctness),
+        count(FailureKind::Liveness),
+        count(FailureKind::Crash),
+        secs,
+        reports.len() as f64 / secs,
+        sim / secs
+    );
+    for r in reports.iter().filter(|r| !r.passed()) {
+        println!("{}", r.verdict_line());
+    }
+    println!("{} passed, {} failed", passed, reports.len() - passed);
+}
