@@ -66,3 +66,62 @@ fn each_seed_replays_to_the_same_hash_and_seeds_give_different_runs() {
         distinct.len()
     );
 }
+
+/// Hash of `run <target> --seed <seed>` in a fresh process.
+fn fresh_hash(target: &str, seed: u64) -> String {
+    let seed_arg = seed.to_string();
+    let r = run(&["run", target, "--seed", &seed_arg, "--json"]);
+    let report: Value = serde_json::from_str(r.stdout.trim())
+        .unwrap_or_else(|e| panic!("{target} seed {seed}: not JSON ({e})\n{}", r.describe()));
+    report["trace_hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A sweep runs many seeds in one process, on several threads; what it reports for a
+/// seed must be what `wekasim run swarm --seed N` replays in a fresh process, or its
+/// repro lines would lie.
+#[test]
+fn a_parallel_sweep_reports_the_hashes_fresh_runs_replay() {
+    let r = run(&["sweep", "--seeds", "0..16", "--jobs", "2", "--json"]);
+    assert_eq!(r.code, Some(EXIT_PASS), "{}", r.describe());
+    let reports: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON report per line"))
+        .collect();
+    assert_eq!(reports.len(), 16);
+    for report in reports
+        .iter()
+        .filter(|r| r["seed"].as_u64().unwrap() % 5 == 0)
+    {
+        let seed = report["seed"].as_u64().unwrap();
+        assert_eq!(
+            report["trace_hash"].as_str().unwrap(),
+            fresh_hash("swarm", seed),
+            "sweep and a fresh run disagree on swarm seed {seed}"
+        );
+    }
+}
+
+/// The same for the suite, whose runs share a process with the scenarios before them.
+#[test]
+fn a_parallel_suite_reports_the_hashes_fresh_runs_replay() {
+    let r = run(&["suite", "--seeds", "0..3", "--jobs", "2", "--json"]);
+    assert_eq!(r.code, Some(EXIT_PASS), "{}", r.describe());
+    for line in r.stdout.lines() {
+        let report: Value = serde_json::from_str(line).expect("one JSON report per line");
+        let (scenario, seed) = (
+            report["scenario"].as_str().unwrap(),
+            report["seed"].as_u64().unwrap(),
+        );
+        if scenario == "startup-unwrap" || scenario == "kms-outage" {
+            assert_eq!(
+                report["trace_hash"].as_str().unwrap(),
+                fresh_hash(scenario, seed),
+                "suite and a fresh run disagree on {scenario} seed {seed}"
+            );
+        }
+    }
+}

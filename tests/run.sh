@@ -3,9 +3,11 @@
 #
 #   bash tests/run.sh
 #
-# 0. a real OpenBao (2.7.2, into .venv) for the Vault conformance test;
+# 0. a real OpenBao (2.7.2, into .venv) for the Vault conformance test, and the container
+#    images built from it and from kms-sim (tests/images.sh) for the Docker tests;
 # 1. the workspace's tests (unit, scenario, CLI end-to-end, 20-seed determinism, Vault
-#    conformance of kms-sim against that OpenBao);
+#    conformance of kms-sim against that OpenBao, the connector against OpenBao in a
+#    container, docker-compose.yml up and down);
 # 2. the same seed gives the same trace hash in a debug and a release build;
 # 3. the scenario suite over the default seeds, from the release build;
 # 4. the swarm sweep over 500 seeds, which the clean build must pass;
@@ -32,6 +34,11 @@ if ! .venv/bin/bao version 2>/dev/null | grep -q '^OpenBao v2\.7\.2 '; then
 fi
 .venv/bin/bao version
 
+# The container images the Docker tests run (tests/container_gate.rs, tests/compose.rs), built
+# locally from that OpenBao and the release kms-sim; rebuilt only when their inputs changed.
+echo "== container images (tests/images.sh)"
+bash tests/images.sh
+
 echo "== cargo test --workspace"
 cargo test --workspace
 
@@ -55,7 +62,7 @@ target/release/wekasim sweep --seeds 0..500
 
 echo "== planted bugs: each must be caught within 500 seeds"
 cargo build --release --quiet --features planted-bugs
-for bug in commit-before-kms skip-one-rewrap give-up-unwrap plaintext-dek-rare-path; do
+for bug in commit-before-kms skip-one-rewrap give-up-unwrap plaintext-dek-rare-path trim-under-snapshot; do
   if out=$(target/release/wekasim sweep --seeds 0..500 --plant "$bug" --until-fail --jobs 1 2>/dev/null); then
     echo "FAIL: planted bug $bug was not caught in 500 seeds" >&2
     exit 1

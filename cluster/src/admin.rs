@@ -14,6 +14,17 @@ pub enum AdminCommand {
     KmsShow,
     /// `weka security kms rewrap`
     KmsRewrap,
+    /// `weka fs snapshot`: the snapshots uploaded, with the key version of each.
+    SnapshotList,
+    /// `weka fs snapshot upload <fs> <snapshot>`
+    SnapshotUpload { fs: String, snapshot: String },
+    /// `weka fs download <name> <group> <capacity> <ssd-capacity> <obs-bucket> <locator>`
+    FsDownload {
+        name: String,
+        capacity_gib: u64,
+        bucket: String,
+        locator: String,
+    },
     /// `weka fs create <name> <group> <capacity> [--encrypted]`
     FsCreate {
         name: String,
@@ -142,6 +153,14 @@ pub enum AdminOutput {
         filesystems: usize,
         key_version: Option<u64>,
     },
+    SnapshotUploaded {
+        bucket: String,
+        locator: String,
+        blocks: usize,
+    },
+    Snapshots {
+        snapshots: Vec<crate::filesystem::SnapshotRecord>,
+    },
     Data {
         data: Vec<u8>,
     },
@@ -200,6 +219,10 @@ pub enum AdminError {
         block: u64,
         reason: String,
     },
+    #[error("object store: {0}")]
+    ObjectStore(String),
+    #[error("snapshot {locator}: {reason}")]
+    Snapshot { locator: String, reason: String },
     #[error("block {block} of {fs} failed authentication: stored ciphertext does not decrypt")]
     Corrupt { fs: String, block: u64 },
 }

@@ -67,6 +67,16 @@ pub enum Event {
         from_version: u64,
         to_version: u64,
     },
+    SnapshotUploaded {
+        fs: String,
+        locator: String,
+        blocks: usize,
+    },
+    FsDownloaded {
+        fs: String,
+        locator: String,
+        key_version: Option<u64>,
+    },
     RewrapFailed {
         error: String,
         done: usize,

@@ -9,8 +9,13 @@ use crate::kms::WrappedDek;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsRecord {
     pub name: String,
-    /// Short id used in block addresses and as cipher associated data.
+    /// Short id used in block addresses on the backends' disks.
     pub id: u32,
+    /// The id the data was first written under, bound into every block's cipher
+    /// associated data. Equal to `id`, except for a filesystem downloaded from a
+    /// snapshot, which keeps its source's (its data is never re-encrypted).
+    #[serde(default)]
+    pub data_id: u32,
     pub capacity_gib: u64,
     /// `None` for an unencrypted filesystem.
     pub wrapped_dek: Option<WrappedDek>,
@@ -25,6 +30,34 @@ pub enum KmsBinding {
     None,
     /// The cluster's KMS key (`security kms set ... <key-name>`).
     ClusterKey,
+}
+
+/// A snapshot uploaded to the object store, as the config table remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub fs: String,
+    pub snapshot: String,
+    pub bucket: String,
+    pub locator: String,
+    /// The key version its DEK is wrapped by: `security kms rewrap` never re-wraps an
+    /// uploaded snapshot, so this version must stay decryptable while it is kept.
+    pub key_version: Option<u64>,
+}
+
+/// What Snap-To-Object writes beside the blocks: enough to rebuild the filesystem on
+/// any cluster whose KMS can unwrap `wrapped_dek`, and never a plaintext key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub fs: String,
+    pub snapshot: String,
+    pub data_id: u32,
+    pub capacity_gib: u64,
+    pub wrapped_dek: Option<WrappedDek>,
+    pub binding: KmsBinding,
+    /// The KMS key name that wrapped the DEK, so a failed download can say which key
+    /// it needs.
+    pub kms_key: Option<String>,
+    pub blocks: Vec<u64>,
 }
 
 impl FsRecord {

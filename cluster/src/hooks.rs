@@ -30,14 +30,19 @@ pub enum PlantedBug {
     /// `fs create` writes the plaintext DEK into the config table for every fifth
     /// filesystem.
     PlaintextDekRarePath,
+    /// `security kms rewrap` records every uploaded snapshot as re-wrapped too, so an
+    /// admin who trusts the cluster's snapshot list retires a key version a snapshot
+    /// still needs.
+    TrimUnderSnapshot,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 5] = [
         PlantedBug::CommitBeforeKms,
         PlantedBug::SkipOneRewrap,
         PlantedBug::GiveUpUnwrap,
         PlantedBug::PlaintextDekRarePath,
+        PlantedBug::TrimUnderSnapshot,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +51,7 @@ impl PlantedBug {
             PlantedBug::SkipOneRewrap => "skip-one-rewrap",
             PlantedBug::GiveUpUnwrap => "give-up-unwrap",
             PlantedBug::PlaintextDekRarePath => "plaintext-dek-rare-path",
+            PlantedBug::TrimUnderSnapshot => "trim-under-snapshot",
         }
     }
 

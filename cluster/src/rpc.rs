@@ -38,6 +38,10 @@ pub enum Request {
         fs_id: u32,
         block: u64,
     },
+    /// The blocks of a filesystem this backend stores.
+    ListBlocks {
+        fs_id: u32,
+    },
     Admin(AdminCommand),
 }
 
@@ -56,6 +60,7 @@ pub enum Response {
     ReadIndex(Result<Option<u64>, ProposeError>),
     Stored,
     Block(Option<StoredBlock>),
+    Blocks(Vec<u64>),
     Admin(Result<AdminOutput, AdminError>),
 }
 

@@ -22,12 +22,21 @@ pub fn parse(line: &str) -> Result<AdminCommand, String> {
         ["security", "kms", "rewrap", "--new-key-uid", ..] => {
             Err("--new-key-uid is for a KMIP KMS; a Vault key rotates in place".into())
         }
+        ["fs", "snapshot", "upload", fs, snapshot] => Ok(AdminCommand::SnapshotUpload {
+            fs: fs.to_string(),
+            snapshot: snapshot.to_string(),
+        }),
+        ["fs", "snapshot", "upload", ..] => {
+            Err("usage: fs snapshot upload <fs> <snapshot>".into())
+        }
+        ["fs", "download", rest @ ..] => fs_download(rest),
+        ["fs", "snapshot"] | ["fs", "snapshot", "--json"] => Ok(AdminCommand::SnapshotList),
         ["fs", "create", rest @ ..] => fs_create(rest, 3),
         ["fs", "add", rest @ ..] => fs_create(rest, 2),
         ["fs"] | ["fs", "--json"] => Ok(AdminCommand::FsList),
         [] => Err("empty command".into()),
         _ => Err(format!(
-            "unsupported command {:?}: known are `security kms set vault`, `security kms`, `security kms rewrap`, \
+            "unsupported command {:?}: known are `security kms set vault`, `security kms`, `security kms rewrap`, `fs snapshot upload`, `fs download`, \
              `fs create`, `fs add`, `fs`",
             words.join(" ")
         )),
@@ -127,6 +136,21 @@ fn fs_create(words: &[&str], positional: usize) -> Result<AdminCommand, String> 
     })
 }
 
+fn fs_download(words: &[&str]) -> Result<AdminCommand, String> {
+    match words {
+        [name, _group, capacity, _ssd_capacity, bucket, locator] => Ok(AdminCommand::FsDownload {
+            name: name.to_string(),
+            capacity_gib: parse_capacity(capacity)?,
+            bucket: bucket.to_string(),
+            locator: locator.to_string(),
+        }),
+        _ => Err(
+            "usage: fs download <name> <group> <capacity> <ssd-capacity> <obs-bucket> <locator>"
+                .into(),
+        ),
+    }
+}
+
 /// `10GiB`, `1TiB`, `500GB`, `2TB`, rounded up to whole GiB.
 fn parse_capacity(text: &str) -> Result<u64, String> {
     let split = text
@@ -195,6 +219,27 @@ mod tests {
         );
         assert!(parse("fs create data 1TiB").is_err());
         assert!(parse("fs create data default 1PB").is_err());
+    }
+
+    #[test]
+    fn snapshot_upload_and_download() {
+        assert_eq!(
+            parse("weka fs snapshot upload data nightly").unwrap(),
+            AdminCommand::SnapshotUpload {
+                fs: "data".into(),
+                snapshot: "nightly".into()
+            }
+        );
+        assert_eq!(
+            parse("fs download copy default 10GiB 1GiB weka-snapshots data/nightly").unwrap(),
+            AdminCommand::FsDownload {
+                name: "copy".into(),
+                capacity_gib: 10,
+                bucket: "weka-snapshots".into(),
+                locator: "data/nightly".into()
+            }
+        );
+        assert!(parse("fs download copy default 10GiB").is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! turmoil simulation or on a real port.
 
 pub mod chaos;
+pub mod object_store;
 pub mod serve;
 pub mod vault;
 

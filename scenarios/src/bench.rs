@@ -21,6 +21,7 @@ pub fn startup_unwrap(backends: u32, filesystems: u32) -> Scenario {
             block_size: 512,
         },
         kms: KmsSpec::default(),
+        extra_clusters: Vec::new(),
         steps: vec![
             Step::KmsSet {
                 auth: Auth::Approle,
@@ -35,6 +36,7 @@ pub fn startup_unwrap(backends: u32, filesystems: u32) -> Scenario {
             Step::Write {
                 fs: "all".into(),
                 blocks: 1,
+                cluster: None,
                 via: None,
                 expect: Expect::Ok,
             },

@@ -8,6 +8,8 @@ use base64::Engine as _;
 use cluster::config_table::ConfigState;
 use cluster::dek::DEK_LEN;
 use cluster::disk::Disk;
+use cluster::filesystem::Manifest;
+use kms_sim::object_store::ObjectStore;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -78,6 +80,17 @@ impl LeakScanner {
         Ok(())
     }
 
+    /// No DEK in one stored object (the object store: snapshot blocks and manifests).
+    pub fn no_dek_in(&self, what: &str, bytes: &[u8]) -> Result<(), Violation> {
+        match self.find(bytes) {
+            Some((fs, form)) => Err(Violation {
+                oracle: "no-plaintext-dek-at-rest",
+                detail: format!("{what} holds the DEK of {fs} as {form}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// No DEK in the trace, in any form. Searches only lines not yet cleared.
     pub fn no_dek_in_trace(&mut self, lines: &[String]) -> Result<(), Violation> {
         if self.automaton.is_some() {
@@ -144,6 +157,38 @@ pub fn wrapped_deks_unwrappable(
         }
     }
     Ok(())
+}
+
+/// Every snapshot kept in the object store is wrapped by a key version no "safe" trim
+/// retired (a trim the cluster's own snapshot list said no snapshot needed).
+pub fn snapshots_downloadable(objects: &ObjectStore, safe_trim_min: u64) -> Result<(), Violation> {
+    let mut stranded = None;
+    objects.for_each_object(|bucket, key, bytes| {
+        if stranded.is_some() || !key.ends_with("/manifest.json") {
+            return;
+        }
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(bytes) else {
+            stranded = Some(format!("{bucket}/{key} is not a readable manifest"));
+            return;
+        };
+        if let Some(w) = manifest
+            .wrapped_dek
+            .filter(|w| w.key_version < safe_trim_min)
+        {
+            stranded = Some(format!(
+                "snapshot {bucket}/{key} is wrapped by key version {}, which a trim the \
+                 cluster's snapshot list called safe retired (versions below {safe_trim_min})",
+                w.key_version
+            ));
+        }
+    });
+    match stranded {
+        Some(detail) => Err(Violation {
+            oracle: "snapshots-downloadable",
+            detail,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A filesystem whose creation failed because of the KMS left nothing behind.

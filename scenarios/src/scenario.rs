@@ -21,6 +21,14 @@ pub struct Scenario {
     pub cluster: ClusterSpec,
     #[serde(default)]
     pub kms: KmsSpec,
+    /// More clusters beside the main one (a disaster-recovery site, say): their own
+    /// backends and config table, the same KMS and object store.
+    #[serde(
+        rename = "extra_cluster",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub extra_clusters: Vec<ExtraCluster>,
     #[serde(rename = "step", default)]
     pub steps: Vec<Step>,
 }
@@ -83,6 +91,10 @@ pub struct KmsSpec {
     /// The transit key that wraps the cluster's DEKs.
     #[serde(default = "default_key")]
     pub key: String,
+    /// More transit keys the setup creates (and the WEKA policy covers), for clusters
+    /// configured with another key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_keys: Vec<String>,
 }
 
 fn default_kms_type() -> KmsKind {
@@ -97,8 +109,20 @@ impl Default for KmsSpec {
         KmsSpec {
             kind: KmsKind::Vault,
             key: default_key(),
+            extra_keys: Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraCluster {
+    /// Steps name it with `cluster = "<name>"`; its hosts are `<name>-backend<N>`.
+    pub name: String,
+    #[serde(default = "default_backends")]
+    pub backends: u32,
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +185,9 @@ pub enum Step {
         #[serde(default = "all")]
         fs: String,
         blocks: u64,
+        /// The cluster to write to (the main one by default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<String>,
         /// The backends that may serve the writes (all by default).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         via: Option<String>,
@@ -171,6 +198,9 @@ pub enum Step {
     ReadVerify {
         #[serde(default = "all")]
         fs: String,
+        /// The cluster to read from (the main one by default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<String>,
         /// The backends that may serve the reads (all by default).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         via: Option<String>,
@@ -183,6 +213,9 @@ pub enum Step {
     /// command must fail with an error containing that text.
     Weka {
         command: String,
+        /// The cluster that runs the command (the main one by default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expect_error: Option<String>,
         #[serde(default, skip_serializing_if = "Expect::is_ok")]
@@ -299,6 +332,16 @@ fn all() -> String {
 }
 
 impl Step {
+    /// The cluster a step names, if any.
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Step::Weka { cluster, .. }
+            | Step::Write { cluster, .. }
+            | Step::ReadVerify { cluster, .. } => cluster.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn action(&self) -> &'static str {
         match self {
             Step::KmsSet { .. } => "kms-set",
@@ -494,8 +537,45 @@ impl Scenario {
                 c.block_size
             ));
         }
+        for (i, extra) in self.extra_clusters.iter().enumerate() {
+            let at = format!("[[extra_cluster]] {}", i + 1);
+            if extra.name.is_empty()
+                || !extra
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                || extra.name == "main"
+            {
+                return Err(format!(
+                    "{at}: name {:?} must be letters, digits and '-', and not \"main\"",
+                    extra.name
+                ));
+            }
+            if self.extra_clusters[..i]
+                .iter()
+                .any(|e| e.name == extra.name)
+            {
+                return Err(format!(
+                    "{at}: a cluster named {:?} already exists",
+                    extra.name
+                ));
+            }
+            if !(1..=9).contains(&extra.backends)
+                || extra.replicas == 0
+                || extra.replicas > extra.backends
+            {
+                return Err(format!(
+                    "{at}: backends must be 1 to 9 and replicas 1 to backends"
+                ));
+            }
+        }
         for (i, step) in self.steps.iter().enumerate() {
             let at = format!("step {} ({})", i + 1, step.action());
+            if let Some(name) = step.cluster() {
+                if name != "main" && !self.extra_clusters.iter().any(|e| e.name == name) {
+                    return Err(format!("{at}: no cluster named {name:?}"));
+                }
+            }
             self.check_step(step).map_err(|e| format!("{at}: {e}"))?;
         }
         Ok(())
@@ -523,6 +603,7 @@ impl Scenario {
                 command,
                 expect_error,
                 expect,
+                ..
             } => {
                 if expect_error.is_some() && *expect != Expect::Ok {
                     return Err(format!(

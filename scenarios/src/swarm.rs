@@ -29,27 +29,47 @@ pub struct Knobs {
     pub crashes: bool,
     pub crash_points: bool,
     pub rotation: bool,
+    pub snapshots: bool,
 }
 
 /// One operation of a swarm run; each becomes one or a few scenario steps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    CreateFs { encrypted: bool },
-    Write { blocks: u64 },
+    CreateFs {
+        encrypted: bool,
+    },
+    Write {
+        blocks: u64,
+    },
     ReadVerify,
     KmsFault(Fault),
     KmsHeal,
     Seal,
     Unseal,
-    Partition { a: u32, b: u32 },
-    IsolateKms { backend: u32 },
+    Partition {
+        a: u32,
+        b: u32,
+    },
+    IsolateKms {
+        backend: u32,
+    },
     Heal,
-    Crash { backend: u32 },
+    Crash {
+        backend: u32,
+    },
     StartAll,
     RestartAll,
     CrashPoint,
     RotateRewrapTrim,
-    Idle { ms: u64 },
+    /// Uploads a snapshot of `fs<n>` (which may not exist: then the command fails).
+    SnapshotUpload {
+        fs: u32,
+    },
+    /// Downloads the latest snapshot uploaded so far into a new filesystem.
+    Download,
+    Idle {
+        ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,11 +139,18 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
     if knobs.rotation {
         ops.push((2, Just(Op::RotateRewrapTrim).boxed()));
     }
+    if knobs.snapshots {
+        ops.push((
+            2,
+            (1u32..4).prop_map(|fs| Op::SnapshotUpload { fs }).boxed(),
+        ));
+        ops.push((2, Just(Op::Download).boxed()));
+    }
     proptest::strategy::Union::new_weighted(ops).boxed()
 }
 
 fn plan() -> impl Strategy<Value = Plan> {
-    (3u32..=7, any::<[bool; 6]>())
+    (3u32..=7, any::<[bool; 7]>())
         .prop_map(|(backends, k)| Knobs {
             backends,
             kms_faults: k[0],
@@ -132,6 +159,7 @@ fn plan() -> impl Strategy<Value = Plan> {
             crashes: k[3],
             crash_points: k[4],
             rotation: k[5],
+            snapshots: k[6],
         })
         .prop_flat_map(|knobs| {
             let ops = proptest::collection::vec(op(&knobs), 4..24);
@@ -173,18 +201,20 @@ impl Plan {
             ("crashes", k.crashes),
             ("crash_points", k.crash_points),
             ("rotation", k.rotation),
+            ("snapshots", k.snapshots),
         ] {
             knobs.insert(name.to_string(), on.to_string());
         }
         knobs.insert("backends".into(), k.backends.to_string());
         let mut steps = vec![Step::Weka {
+            cluster: None,
             command: "weka security kms set vault $VAULT_URL weka-key --role-id $ROLE_ID --secret-id $SECRET_ID".into(),
             expect_error: None,
             expect: Expect::Ok,
         }];
-        let mut created = 0;
+        let mut names = Names::default();
         for op in &self.ops {
-            steps.extend(op_steps(op, &mut created));
+            steps.extend(op_steps(op, &mut names));
         }
         Scenario {
             scenario: Meta {
@@ -199,18 +229,51 @@ impl Plan {
                 block_size: 256,
             },
             kms: KmsSpec::default(),
+            extra_clusters: Vec::new(),
             steps,
         }
     }
 }
 
-fn op_steps(op: &Op, created: &mut u32) -> Vec<Step> {
+/// Names a plan gives out as its operations become steps.
+#[derive(Default)]
+struct Names {
+    created: u32,
+    downloads: u32,
+    uploads: Vec<String>,
+}
+
+fn weka(command: String) -> Step {
+    Step::Weka {
+        cluster: None,
+        command,
+        expect_error: None,
+        expect: Expect::Any,
+    }
+}
+
+fn op_steps(op: &Op, names: &mut Names) -> Vec<Step> {
     let any = Expect::Any;
     match op {
+        Op::SnapshotUpload { fs } => {
+            let snapshot = format!("s{}", names.uploads.len() + 1);
+            names.uploads.push(format!("fs{fs}/{snapshot}"));
+            vec![weka(format!("weka fs snapshot upload fs{fs} {snapshot}"))]
+        }
+        Op::Download => match names.uploads.last() {
+            Some(locator) => {
+                names.downloads += 1;
+                vec![weka(format!(
+                    "weka fs download dl{} default 10GiB 1GiB weka-snapshots {locator}",
+                    names.downloads
+                ))]
+            }
+            None => Vec::new(),
+        },
         Op::CreateFs { encrypted } => {
-            *created += 1;
+            names.created += 1;
             vec![Step::FsCreate {
-                name: format!("fs{created}"),
+                name: format!("fs{}", names.created),
                 count: 1,
                 encrypted: *encrypted,
                 capacity_gib: 10,
@@ -220,11 +283,13 @@ fn op_steps(op: &Op, created: &mut u32) -> Vec<Step> {
         Op::Write { blocks } => vec![Step::Write {
             fs: "all".into(),
             blocks: *blocks,
+            cluster: None,
             via: None,
             expect: any,
         }],
         Op::ReadVerify => vec![Step::ReadVerify {
             fs: "all".into(),
+            cluster: None,
             via: None,
             expect: any,
         }],
@@ -260,11 +325,7 @@ fn op_steps(op: &Op, created: &mut u32) -> Vec<Step> {
             // Rotation is an admin's planned operation: Vault is unsealed for it.
             Step::KmsUnseal,
             Step::KmsRotate,
-            Step::Weka {
-                command: "weka security kms rewrap".into(),
-                expect_error: None,
-                expect: any,
-            },
+            weka("weka security kms rewrap".into()),
             // An admin retires old versions only after the cluster said the rewrap
             // succeeded.
             Step::KmsTrim {

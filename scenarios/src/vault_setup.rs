@@ -13,12 +13,17 @@ pub struct VaultCreds {
     pub secret_id: Secret,
 }
 
-/// The policy WEKA documents: encrypt, decrypt and rewrap with the one key, and read it.
-pub fn weka_policy(transit: &str, key: &str) -> String {
-    format!(
-        "path \"{transit}/+/{key}\" {{\n  capabilities = [\"read\", \"create\", \"update\"]\n}}\n\
-         path \"{transit}/keys/{key}\" {{\n  capabilities = [\"read\"]\n}}\n"
-    )
+/// The policy WEKA documents: encrypt, decrypt and rewrap with the key, and read it
+/// (one such pair of rules per key).
+pub fn weka_policy(transit: &str, keys: &[&str]) -> String {
+    keys.iter()
+        .map(|key| {
+            format!(
+                "path \"{transit}/+/{key}\" {{\n  capabilities = [\"read\", \"create\", \"update\"]\n}}\n\
+                 path \"{transit}/keys/{key}\" {{\n  capabilities = [\"read\"]\n}}\n"
+            )
+        })
+        .collect()
 }
 
 pub struct VaultAdmin<'a> {
@@ -70,24 +75,27 @@ impl VaultAdmin<'_> {
             .ok_or_else(|| format!("{what}: the answer has no {pointer}"))
     }
 
-    /// Everything WEKA needs, from an empty dev server.
-    pub async fn prepare(&self, transit: &str, key: &str) -> Result<VaultCreds, String> {
+    /// Everything WEKA needs, from an empty dev server: `keys` are the transit keys to
+    /// create (the cluster key first).
+    pub async fn prepare(&self, transit: &str, keys: &[&str]) -> Result<VaultCreds, String> {
         self.call(
             "POST",
             &format!("sys/mounts/{transit}"),
             Some(json!({"type": "transit"})),
         )
         .await?;
-        self.call(
-            "POST",
-            &format!("{transit}/keys/{key}"),
-            Some(json!({"type": "aes256-gcm96"})),
-        )
-        .await?;
+        for key in keys {
+            self.call(
+                "POST",
+                &format!("{transit}/keys/{key}"),
+                Some(json!({"type": "aes256-gcm96"})),
+            )
+            .await?;
+        }
         self.call(
             "PUT",
             "sys/policies/acl/weka",
-            Some(json!({"policy": weka_policy(transit, key)})),
+            Some(json!({"policy": weka_policy(transit, keys)})),
         )
         .await?;
         self.call("POST", "sys/auth/approle", Some(json!({"type": "approle"})))

@@ -120,6 +120,9 @@ pub fn run(args: RunArgs) -> i32 {
                 again.trace_hash,
                 first_diff + 1
             );
+            let line = |t: &[String]| t.get(first_diff).cloned().unwrap_or_else(|| "(end)".into());
+            eprintln!("  first run:  {}", line(&report.trace));
+            eprintln!("  second run: {}", line(&again.trace));
             code = EXIT_CORRECTNESS;
         } else {
             eprintln!(

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::filesystem::FsRecord;
+use crate::filesystem::{FsRecord, SnapshotRecord};
 use crate::kms::{KmsConfig, WrappedDek};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,6 +12,9 @@ pub struct ConfigState {
     pub kms: Option<KmsConfig>,
     pub filesystems: BTreeMap<String, FsRecord>,
     pub next_fs_id: u32,
+    /// Snapshots uploaded to the object store, by locator.
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, SnapshotRecord>,
     /// Only in a build that plants bugs: where one of them leaks a key.
     #[cfg(feature = "planted-bugs")]
     #[serde(default)]
@@ -36,6 +39,10 @@ pub enum ConfigCommand {
         fs: String,
         expected: WrappedDek,
         wrapped: WrappedDek,
+    },
+    /// Records an uploaded snapshot.
+    AddSnapshot {
+        record: SnapshotRecord,
     },
     /// Planted-bug builds only.
     #[cfg(feature = "planted-bugs")]
@@ -75,6 +82,9 @@ impl ConfigState {
                 let id = self.next_fs_id;
                 let mut record = record.clone();
                 record.id = id;
+                if record.data_id == 0 {
+                    record.data_id = id;
+                }
                 self.filesystems.insert(record.name.clone(), record);
                 ConfigResponse::FsCreated { id }
             }
@@ -94,12 +104,24 @@ impl ConfigState {
                     reason: format!("no filesystem {fs}"),
                 },
             },
+            ConfigCommand::AddSnapshot { record } => {
+                self.snapshots
+                    .insert(record.locator.clone(), record.clone());
+                ConfigResponse::Ok
+            }
             #[cfg(feature = "planted-bugs")]
             ConfigCommand::DebugNote { key, value } => {
                 self.debug_notes.insert(key.clone(), value.clone());
                 ConfigResponse::Ok
             }
         }
+    }
+
+    /// The name of the KMS key the cluster is configured with.
+    pub fn kms_key(&self) -> Option<&str> {
+        self.kms.as_ref().map(|k| match k {
+            KmsConfig::Vault(v) => v.key_name.as_str(),
+        })
     }
 
     pub fn members_encrypted(&self) -> impl Iterator<Item = &FsRecord> {

@@ -33,6 +33,24 @@ impl Node {
             AdminCommand::Read { fs, block } => self.read_block(&fs, block).await,
             AdminCommand::Status => Ok(AdminOutput::Status(self.status())),
             AdminCommand::KmsRewrap => self.kms_rewrap().await,
+            AdminCommand::SnapshotList => {
+                self.read_barrier().await?;
+                Ok(AdminOutput::Snapshots {
+                    snapshots: self.config().snapshots.values().cloned().collect(),
+                })
+            }
+            AdminCommand::SnapshotUpload { fs, snapshot } => {
+                self.snapshot_upload(&fs, &snapshot).await
+            }
+            AdminCommand::FsDownload {
+                name,
+                capacity_gib,
+                bucket,
+                locator,
+            } => {
+                self.fs_download(name, capacity_gib, &bucket, &locator)
+                    .await
+            }
         }
     }
 
@@ -78,6 +96,7 @@ impl Node {
             let record = FsRecord {
                 name: name.clone(),
                 id: 0,
+                data_id: 0,
                 capacity_gib,
                 wrapped_dek: None,
                 binding: KmsBinding::None,
@@ -122,6 +141,7 @@ impl Node {
         let record = |wrapped| FsRecord {
             name: name.to_string(),
             id: 0,
+            data_id: 0,
             capacity_gib,
             wrapped_dek: Some(wrapped),
             binding: KmsBinding::ClusterKey,
@@ -246,13 +266,19 @@ impl Node {
                 done += 1;
             }
         }
+        if self.planted(PlantedBug::TrimUnderSnapshot) {
+            for mut record in state.snapshots.values().cloned() {
+                record.key_version = newest;
+                self.propose(ConfigCommand::AddSnapshot { record }).await?;
+            }
+        }
         Ok(AdminOutput::Rewrapped {
             filesystems: targets.len(),
             key_version: newest,
         })
     }
 
-    async fn commit_fs(&self, record: FsRecord) -> Result<u32, AdminError> {
+    pub(super) async fn commit_fs(&self, record: FsRecord) -> Result<u32, AdminError> {
         let name = record.name.clone();
         match self.propose(ConfigCommand::CreateFs { record }).await? {
             ConfigResponse::FsCreated { id } => Ok(id),

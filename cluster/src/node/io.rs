@@ -53,7 +53,7 @@ impl Node {
         Ok((record, Some(dek)))
     }
 
-    fn replicas_of(&self, record: &FsRecord, block: u64) -> Vec<u64> {
+    pub(super) fn replicas_of(&self, record: &FsRecord, block: u64) -> Vec<u64> {
         let members: Vec<u64> = self.0.opts.members.keys().copied().collect();
         placement(&members, record.id, block, self.0.opts.replicas)
     }
@@ -75,7 +75,7 @@ impl Node {
         let stored = match dek {
             Some(dek) => {
                 let nonce = dek::block_nonce(self.id(), self.next_nonce_seq());
-                let aad = dek::block_aad(record.id, block);
+                let aad = dek::block_aad(record.data_id, block);
                 StoredBlock {
                     nonce,
                     ciphertext: dek::seal(&dek, &nonce, &aad, data),
@@ -104,7 +104,7 @@ impl Node {
         Ok(AdminOutput::Written { replicas })
     }
 
-    async fn put_block(
+    pub(super) async fn put_block(
         &self,
         target: u64,
         fs_id: u32,
@@ -130,7 +130,7 @@ impl Node {
         }
     }
 
-    async fn get_block(
+    pub(super) async fn get_block(
         &self,
         target: u64,
         fs_id: u32,
@@ -148,7 +148,7 @@ impl Node {
         }
     }
 
-    async fn call(&self, target: u64, req: &Request) -> Result<Response, String> {
+    pub(super) async fn call(&self, target: u64, req: &Request) -> Result<Response, String> {
         let addr = self
             .0
             .opts
@@ -182,7 +182,7 @@ impl Node {
                 Some(dek) => dek::open(
                     dek,
                     &stored.nonce,
-                    &dek::block_aad(record.id, block),
+                    &dek::block_aad(record.data_id, block),
                     &stored.ciphertext,
                 )
                 .ok_or_else(|| AdminError::Corrupt {

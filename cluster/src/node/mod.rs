@@ -3,6 +3,7 @@
 
 mod admin;
 mod io;
+mod snapshot;
 mod unwrap;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +43,14 @@ pub struct NodeOptions {
     pub timing: Timing,
     /// Crash points and planted bugs; empty outside the harness.
     pub hooks: Hooks,
+    /// The object store Snap-To-Object uploads to: `http://host:port` and the bucket.
+    pub object_store: Option<ObjectStoreConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectStoreConfig {
+    pub url: String,
+    pub bucket: String,
 }
 
 /// Timeouts and backoff, in one place so a scenario can tune them.
@@ -274,6 +283,15 @@ impl Node {
                 self.0.disk.lock().blocks.insert((fs_id, block), stored);
                 Response::Stored
             }
+            Request::ListBlocks { fs_id } => Response::Blocks(
+                self.0
+                    .disk
+                    .lock()
+                    .blocks
+                    .range((fs_id, 0)..=(fs_id, u64::MAX))
+                    .map(|((_, b), _)| *b)
+                    .collect(),
+            ),
             Request::GetBlock { fs_id, block } => {
                 Response::Block(self.0.disk.lock().blocks.get(&(fs_id, block)).cloned())
             }

@@ -22,7 +22,8 @@ impl World<'_> {
         expect: Expect,
     ) -> Result<(), Failure> {
         let wanted = self.select(step, fs)?;
-        let blocks: Vec<((String, u64), Vec<u8>)> = self
+        let current = self.current;
+        let blocks: Vec<((String, u64), Vec<u8>)> = self.books[current]
             .acked
             .iter()
             .filter(|((f, _), _)| wanted.contains(f))
@@ -39,7 +40,7 @@ impl World<'_> {
             let key = (fs.clone(), block);
             let possible = |data: &Vec<u8>| {
                 *data == expected
-                    || self
+                    || self.books[current]
                         .unacked
                         .get(&key)
                         .is_some_and(|maybe| maybe.contains(data))
@@ -99,9 +100,9 @@ impl World<'_> {
 
     fn not_ready(&self) -> Vec<String> {
         let running = self.running();
-        let expected = self.filesystems.len();
         let mut waiting = Vec::new();
         for b in &self.backends {
+            let expected = self.books[b.cluster].filesystems.len();
             match running.iter().find(|(id, _)| *id == b.id) {
                 None => waiting.push(format!("{} is not up", b.host)),
                 Some((_, node)) if !node.is_ready(expected) => {
@@ -170,16 +171,20 @@ impl World<'_> {
 
     /// The oracles that hold after every step.
     pub(super) fn check_oracles(&mut self, step: Option<usize>) -> Result<(), Failure> {
+        // Keys are known by `cluster/fs`: two clusters may both have a filesystem "data".
+        let running = self.running();
         let held: Vec<(u64, BTreeMap<String, Key>)> = self
-            .running()
-            .into_iter()
-            .map(|(id, node)| {
+            .backends
+            .iter()
+            .filter_map(|b| {
+                let (_, node) = running.iter().find(|(id, _)| *id == b.id)?;
+                let cluster = &self.clusters[b.cluster];
                 let keys = node.with_keys(|keys| {
                     keys.iter()
-                        .map(|(fs, dek)| (fs.clone(), *dek.expose()))
+                        .map(|(fs, dek)| (format!("{cluster}/{fs}"), *dek.expose()))
                         .collect()
                 });
-                (id, keys)
+                Some((b.id, keys))
             })
             .collect();
         let disks: Vec<_> = self
@@ -187,23 +192,35 @@ impl World<'_> {
             .iter()
             .map(|b| (b.id, b.disk.clone()))
             .collect();
-        let tables: Vec<_> = disks
-            .iter()
-            .map(|(id, d)| (*id, d.config_state()))
-            .collect();
-        // A lagging or crashed backend's table may trail the cluster's; what the KMS must
-        // still decrypt is what the most advanced one holds.
-        let newest: Vec<_> = disks
-            .iter()
-            .max_by_key(|(_, d)| d.last_applied())
-            .map(|(id, d)| (*id, d.config_state()))
-            .into_iter()
-            .collect();
         let result = oracle::deks_agree(&held, &mut self.known_deks).and_then(|()| {
-            oracle::wrapped_deks_unwrappable(&newest, self.key_min_decryption)?;
-            oracle::nothing_half_created(&tables, &self.failed_creates)?;
+            for (c, books) in self.books.iter().enumerate() {
+                let mine: Vec<_> = self.backends.iter().filter(|b| b.cluster == c).collect();
+                let tables: Vec<_> = mine.iter().map(|b| (b.id, b.disk.config_state())).collect();
+                oracle::nothing_half_created(&tables, &books.failed_creates)?;
+                // A lagging or crashed backend's table may trail its cluster's; what the
+                // KMS must still decrypt is what the most advanced one holds, and the
+                // runner's rotations and trims are of the main KMS key.
+                let newest: Vec<_> = mine
+                    .iter()
+                    .max_by_key(|b| b.disk.last_applied())
+                    .map(|b| (b.id, b.disk.config_state()))
+                    .into_iter()
+                    .filter(|(_, t)| t.kms_key() == Some(self.scenario.kms.key.as_str()))
+                    .collect();
+                oracle::wrapped_deks_unwrappable(&newest, self.key_min_decryption)?;
+            }
             self.leaks.update(&self.known_deks);
             self.leaks.no_plaintext_dek_at_rest(&disks)?;
+            let mut leaked = Ok(());
+            self.objects.for_each_object(|bucket, key, bytes| {
+                if leaked.is_ok() {
+                    leaked = self
+                        .leaks
+                        .no_dek_in(&format!("object {bucket}/{key}"), bytes);
+                }
+            });
+            leaked?;
+            oracle::snapshots_downloadable(&self.objects, self.safe_trim_min)?;
             let trace = trace::lock(&self.trace);
             self.leaks.no_dek_in_trace(trace.lines())
         });

@@ -6,7 +6,10 @@ use std::time::Duration;
 use cluster::http::HttpClient;
 use serde_json::{json, Value};
 
-use super::world::{RunnerEvent, World, ROOT_TOKEN, VAULT_HOST, VAULT_PORT};
+use cluster::admin::{AdminCommand, AdminOutput};
+
+use super::steps::Answer;
+use super::world::{Cut, Net, RunnerEvent, World, ROOT_TOKEN, VAULT_HOST, VAULT_PORT};
 use super::{Failure, FailureKind};
 use crate::net::TurmoilDialer;
 use crate::scenario::{host_group, Step};
@@ -38,8 +41,13 @@ impl World<'_> {
 
     /// The Vault an admin prepares before `security kms set`.
     pub(super) fn setup_vault(&mut self) -> Result<(), Failure> {
-        let key = self.scenario.kms.key.clone();
-        match self.as_vault_admin(async move |admin| admin.prepare("transit", &key).await) {
+        let mut keys = vec![self.scenario.kms.key.clone()];
+        keys.extend(self.scenario.kms.extra_keys.iter().cloned());
+        let prepare = async move |admin: VaultAdmin<'_>| {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            admin.prepare("transit", &keys).await
+        };
+        match self.as_vault_admin(prepare) {
             Ok(creds) => {
                 self.creds = Some(creds);
                 Ok(())
@@ -64,15 +72,31 @@ impl World<'_> {
         result
     }
 
+    /// What a careful admin checks before retiring key versions below `version`: the
+    /// cluster's list of uploaded snapshots and the key version of each.
+    fn snapshot_needs(&mut self, version: u64) -> Result<Option<String>, Failure> {
+        let backend = self.pick_backend();
+        match self.admin(backend, AdminCommand::SnapshotList)? {
+            Answer::Done(AdminOutput::Snapshots { snapshots }) => Ok(snapshots
+                .iter()
+                .find(|s| s.key_version.is_some_and(|v| v < version))
+                .map(|s| {
+                    format!(
+                        "snapshot {} is on key version {:?}",
+                        s.locator, s.key_version
+                    )
+                })),
+            _ => Ok(Some("the snapshot list could not be read".into())),
+        }
+    }
+
     fn hosts(&self, group: &str) -> Vec<String> {
         // Checked when the scenario was loaded.
         host_group(group, self.scenario.cluster.backends).unwrap_or_default()
     }
 
     fn all_hosts(&self) -> Vec<String> {
-        let mut hosts = vec![VAULT_HOST.to_string()];
-        hosts.extend(self.backends.iter().map(|b| b.host.clone()));
-        hosts
+        self.net.hosts.clone()
     }
 
     pub(super) fn fault(&mut self, at: Option<usize>, step: &Step) -> Result<(), Failure> {
@@ -105,9 +129,19 @@ impl World<'_> {
             }
             Step::KmsTrim {
                 min_decryption_version,
-                ..
+                only_after_rewrap,
             } => {
                 let version = min_decryption_version.unwrap_or(self.key_latest);
+                if *only_after_rewrap {
+                    if let Some(why) = self.snapshot_needs(version)? {
+                        self.record(&RunnerEvent::Fault {
+                            what: format!("trim skipped: {why}"),
+                        });
+                        return Ok(());
+                    }
+                    // The cluster's own records said no snapshot needs the versions below.
+                    self.safe_trim_min = self.safe_trim_min.max(version);
+                }
                 let key = self.scenario.kms.key.clone();
                 self.vault_admin(
                     "POST",
@@ -121,27 +155,36 @@ impl World<'_> {
             Step::Partition { a, b, oneway } => {
                 for x in self.hosts(a) {
                     for y in self.hosts(b) {
-                        if *oneway {
-                            self.sim.partition_oneway(x.as_str(), y.as_str());
+                        let cut = if *oneway {
+                            Cut::OneWay(x.clone(), y)
                         } else {
-                            self.sim.partition(x.as_str(), y.as_str());
-                        }
+                            Cut::Both(x.clone(), y)
+                        };
+                        Net::apply(&self.sim, &cut);
+                        self.net.cuts.push(cut);
                     }
                 }
                 format!("partition {a} {} {b}", if *oneway { "->" } else { "<->" })
             }
-            Step::Hold { a, b } | Step::Release { a, b } => {
-                let hold = matches!(step, Step::Hold { .. });
+            Step::Hold { a, b } => {
                 for x in self.hosts(a) {
                     for y in self.hosts(b) {
-                        if hold {
-                            self.sim.hold(x.as_str(), y.as_str());
-                        } else {
-                            self.sim.release(x.as_str(), y.as_str());
-                        }
+                        let cut = Cut::Hold(x.clone(), y);
+                        Net::apply(&self.sim, &cut);
+                        self.net.cuts.push(cut);
                     }
                 }
-                format!("{} {a} <-> {b}", if hold { "hold" } else { "release" })
+                format!("hold {a} <-> {b}")
+            }
+            Step::Release { a, b } => {
+                for x in self.hosts(a) {
+                    for y in self.hosts(b) {
+                        self.sim.release(x.as_str(), y.as_str());
+                        let held = Cut::Hold(x.clone(), y);
+                        self.net.cuts.retain(|c| *c != held);
+                    }
+                }
+                format!("release {a} <-> {b}")
             }
             Step::Heal => {
                 self.heal_network();
@@ -158,6 +201,7 @@ impl World<'_> {
     }
 
     fn heal_network(&mut self) {
+        self.net.cuts.clear();
         let hosts = self.all_hosts();
         for (i, x) in hosts.iter().enumerate() {
             for y in &hosts[i + 1..] {

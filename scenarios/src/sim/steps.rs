@@ -74,13 +74,22 @@ impl World<'_> {
         self.heal_all();
         let bound = self.opts.liveness_bound;
         self.wait_ready(None, bound)?;
-        self.read_verify(None, "all", Expect::Ok)?;
+        for cluster in 0..self.clusters.len() {
+            self.current = cluster;
+            self.read_verify(None, "all", Expect::Ok)?;
+        }
         self.check_oracles(None)
     }
 
     /// Sends one admin command to a backend and waits for its answer.
     pub(super) fn admin(&mut self, backend: u64, cmd: AdminCommand) -> Result<Answer, Failure> {
-        let addr = format!("backend{backend}:{BACKEND_PORT}");
+        let host = self
+            .backends
+            .iter()
+            .find(|b| b.id == backend)
+            .map(|b| b.host.clone())
+            .unwrap_or_default();
+        let addr = format!("{host}:{BACKEND_PORT}");
         let job = async move {
             rpc::call(&TurmoilDialer, &addr, &Request::Admin(cmd), ADMIN_BOUND).await
         };
@@ -97,17 +106,26 @@ impl World<'_> {
         }
     }
 
-    /// A backend chosen by the seed among those running (and in `via`, if set).
-    fn pick_backend(&mut self) -> u64 {
+    /// A backend of the current cluster chosen by the seed among those running (and in
+    /// `via`, if set).
+    pub(super) fn pick_backend(&mut self) -> u64 {
         let via = self.via.clone();
+        let current = self.current;
+        let mine: Vec<u64> = self
+            .backends
+            .iter()
+            .filter(|b| b.cluster == current)
+            .map(|b| b.id)
+            .collect();
         let running: Vec<u64> = self
             .running()
             .into_iter()
             .map(|(id, _)| id)
+            .filter(|id| mine.contains(id))
             .filter(|id| via.as_ref().is_none_or(|v| v.contains(id)))
             .collect();
         if running.is_empty() {
-            return self.backends[0].id;
+            return mine[0];
         }
         running[self.rng.gen_range(0..running.len())]
     }
@@ -156,8 +174,12 @@ impl World<'_> {
 
     fn take(&mut self, index: usize, step: &Step) -> Result<(), Failure> {
         let at = Some(index);
-        // A step's `via` applies to that step only.
+        // A step's `via` and `cluster` apply to that step only.
         self.via = None;
+        self.current = step
+            .cluster()
+            .and_then(|name| self.clusters.iter().position(|c| c == name))
+            .unwrap_or(0);
         match step {
             Step::KmsSet { auth } => {
                 let creds = self.creds.as_ref().expect("setup ran");
@@ -195,6 +217,7 @@ impl World<'_> {
                 blocks,
                 via,
                 expect,
+                ..
             } => {
                 self.via = self.backend_ids(via.as_deref());
                 let targets = self.select(at, fs)?;
@@ -209,16 +232,20 @@ impl World<'_> {
                             data: data.clone(),
                         };
                         let key = (fs.clone(), block);
-                        if self.command(at, cmd, *expect)?.is_some() {
-                            self.unacked.remove(&key);
-                            self.acked.insert(key, data);
+                        let acked = self.command(at, cmd, *expect)?.is_some();
+                        let books = &mut self.books[self.current];
+                        if acked {
+                            books.unacked.remove(&key);
+                            books.acked.insert(key, data);
                         } else {
-                            self.unacked.entry(key).or_default().push(data);
+                            books.unacked.entry(key).or_default().push(data);
                         }
                     }
                 }
             }
-            Step::ReadVerify { fs, via, expect } => {
+            Step::ReadVerify {
+                fs, via, expect, ..
+            } => {
                 self.via = self.backend_ids(via.as_deref());
                 self.read_verify(at, fs, *expect)?;
             }
@@ -226,6 +253,7 @@ impl World<'_> {
                 command,
                 expect_error,
                 expect,
+                ..
             } => self.weka(at, command, expect_error.as_deref(), *expect)?,
             Step::RestartAll => {
                 for i in 0..self.backends.len() {
@@ -283,22 +311,34 @@ impl World<'_> {
         expect: Expect,
         expect_error: Option<&str>,
     ) -> Result<(), Failure> {
-        let AdminCommand::FsCreate { name, .. } = &cmd else {
-            unreachable!("create is only called with fs create");
+        let (name, download) = match &cmd {
+            AdminCommand::FsCreate { name, .. } => (name.clone(), None),
+            AdminCommand::FsDownload { name, locator, .. } => (name.clone(), Some(locator.clone())),
+            _ => unreachable!("create is only called with fs create or fs download"),
         };
-        let name = name.clone();
         let backend = self.pick_backend();
+        let current = self.current;
         match self.admin(backend, cmd)? {
             Answer::Done(_) if expect != Expect::Error && expect_error.is_none() => {
-                self.filesystems.push(name);
+                // A downloaded filesystem must read back as its snapshot was.
+                let content = download.and_then(|l| self.snapshots.get(&l).cloned());
+                let books = &mut self.books[current];
+                for (block, (expected, maybe)) in content.unwrap_or_default() {
+                    books.acked.insert((name.clone(), block), expected);
+                    books.unacked.insert((name.clone(), block), maybe);
+                }
+                books.filesystems.push(name);
                 Ok(())
             }
             Answer::Refused(e) if expect != Expect::Ok || expect_error.is_some() => {
                 if expect_error.is_some_and(|t| !e.to_string().contains(t)) {
                     return Err(self.expected_error(at, expect_error, &e.to_string()));
                 }
-                if matches!(e, AdminError::Kms(_) | AdminError::KmsNotConfigured) {
-                    self.failed_creates.insert(name);
+                if matches!(
+                    e,
+                    AdminError::Kms(_) | AdminError::KmsNotConfigured | AdminError::Snapshot { .. }
+                ) {
+                    self.books[current].failed_creates.insert(name);
                 }
                 Ok(())
             }
@@ -353,14 +393,24 @@ impl World<'_> {
         // Checked at load time; a failure here can only come from a substitution.
         let cmd = cluster::weka_cli::parse(&line)
             .map_err(|e| self.fail(FailureKind::Correctness, at, "weka", e))?;
-        if matches!(cmd, AdminCommand::FsCreate { .. }) {
+        if matches!(
+            cmd,
+            AdminCommand::FsCreate { .. } | AdminCommand::FsDownload { .. }
+        ) {
             return self.create(at, cmd, expect, expect_error);
         }
         let Some(text) = expect_error else {
             let rewrap = cmd == AdminCommand::KmsRewrap;
-            let done = self.command(at, cmd, expect)?.is_some();
+            let upload = match &cmd {
+                AdminCommand::SnapshotUpload { fs, .. } => Some(fs.clone()),
+                _ => None,
+            };
+            let out = self.command(at, cmd, expect)?;
             if rewrap {
-                self.last_rewrap_ok = done;
+                self.last_rewrap_ok = out.is_some();
+            }
+            if let (Some(fs), Some(AdminOutput::SnapshotUploaded { locator, .. })) = (upload, out) {
+                self.remember_snapshot(&fs, locator);
             }
             return Ok(());
         };
@@ -373,12 +423,32 @@ impl World<'_> {
         }
     }
 
-    /// `all`, or one filesystem the scenario created.
+    /// What a snapshot of `fs` must read back as: the blocks as they stand now.
+    fn remember_snapshot(&mut self, fs: &str, locator: String) {
+        let books = &self.books[self.current];
+        let blocks = books
+            .acked
+            .iter()
+            .filter(|((f, _), _)| f == fs)
+            .map(|((_, block), data)| {
+                let maybe = books
+                    .unacked
+                    .get(&(fs.to_string(), *block))
+                    .cloned()
+                    .unwrap_or_default();
+                (*block, (data.clone(), maybe))
+            })
+            .collect();
+        self.snapshots.insert(locator, blocks);
+    }
+
+    /// `all`, or one filesystem the scenario created on the current cluster.
     pub(super) fn select(&self, step: Option<usize>, fs: &str) -> Result<Vec<String>, Failure> {
+        let filesystems = &self.books[self.current].filesystems;
         if fs == "all" {
-            return Ok(self.filesystems.clone());
+            return Ok(filesystems.clone());
         }
-        if self.filesystems.iter().any(|f| f == fs) {
+        if filesystems.iter().any(|f| f == fs) {
             return Ok(vec![fs.to_string()]);
         }
         Err(self.fail(
@@ -395,6 +465,9 @@ fn command_name(cmd: &AdminCommand) -> &'static str {
         AdminCommand::KmsSet(_) => "security kms set",
         AdminCommand::KmsShow => "security kms",
         AdminCommand::KmsRewrap => "security kms rewrap",
+        AdminCommand::SnapshotUpload { .. } => "fs snapshot upload",
+        AdminCommand::SnapshotList => "fs snapshot",
+        AdminCommand::FsDownload { .. } => "fs download",
         AdminCommand::FsCreate { .. } => "fs create",
         AdminCommand::FsList => "fs",
         AdminCommand::Write { .. } => "write",

@@ -10,8 +10,9 @@ use cluster::config_table::seed_raft_rng;
 use cluster::disk::Disk;
 use cluster::events::{Event, EventSink};
 use cluster::hooks::{CrashPoint, CrashPointHook, Hooks};
-use cluster::node::{Node, NodeOptions, Timing};
+use cluster::node::{Node, NodeOptions, ObjectStoreConfig, Timing};
 use kms_sim::chaos::Chaos;
+use kms_sim::object_store::ObjectStore;
 use kms_sim::VaultSim;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -29,12 +30,17 @@ pub const VAULT_HOST: &str = "vault";
 pub const VAULT_PORT: u16 = 8200;
 pub const BACKEND_PORT: u16 = 7000;
 pub const ROOT_TOKEN: &str = "root";
+pub const OBJECT_STORE_HOST: &str = "s3";
+pub const OBJECT_STORE_PORT: u16 = 9000;
+pub const SNAPSHOT_BUCKET: &str = "weka-snapshots";
 
 /// The live node of a backend, filled in by the host each time it boots and emptied
 /// by the runner when it crashes the host.
 pub type Slot = Arc<Mutex<Option<Node>>>;
 
 pub struct Backend {
+    /// Index into the world's clusters: 0 is the main cluster.
+    pub cluster: usize,
     pub id: u64,
     pub host: String,
     pub disk: Disk,
@@ -93,26 +99,48 @@ pub struct World<'a> {
     pub(super) chaos: Chaos,
     pub(super) crashes: CrashSwitch,
     pub(super) creds: Option<VaultCreds>,
-    /// Filesystems whose creation was acknowledged, in order.
-    pub(super) filesystems: Vec<String>,
-    /// Filesystems whose creation failed with a KMS error: they must not exist.
-    pub(super) failed_creates: BTreeSet<String>,
-    /// Every acknowledged write: what each block must read back as.
-    pub(super) acked: BTreeMap<(String, u64), Vec<u8>>,
-    /// Writes that failed after the last acknowledged one of their block: a failed write
-    /// may have reached some replicas, so a read may return its data instead.
-    pub(super) unacked: BTreeMap<(String, u64), Vec<Vec<u8>>>,
-    /// Every DEK seen in any backend's memory during the run.
+    /// The clusters' names (`main` first) and what the runner knows of each.
+    pub(super) clusters: Vec<String>,
+    pub(super) books: Vec<Books>,
+    /// The cluster the current step talks to.
+    pub(super) current: usize,
+    /// What each uploaded snapshot holds, by locator: per block, what it must read back as
+    /// and what else a failed write may have left.
+    pub(super) snapshots: BTreeMap<String, SnapshotContent>,
+    pub(super) objects: ObjectStore,
+    pub(super) net: Net,
+    /// Every DEK seen in any backend's memory during the run, by `cluster/fs`.
     pub(super) known_deks: BTreeMap<String, Key>,
     pub(super) leaks: LeakScanner,
     /// The transit key's newest version and its `min_decryption_version`, as the
     /// runner's own rotate and trim steps left them.
     pub(super) key_latest: u64,
     pub(super) key_min_decryption: u64,
+    /// The highest `min_decryption_version` set by a trim the cluster's snapshot list
+    /// said was safe: no kept snapshot may be wrapped below it.
+    pub(super) safe_trim_min: u64,
     /// Whether the last `security kms rewrap` was acknowledged.
     pub(super) last_rewrap_ok: bool,
     /// The backends the current step may send commands to (`None`: any).
     pub(super) via: Option<Vec<u64>>,
+}
+
+/// Per block of a snapshot: what it must read back as, and what else a failed write may
+/// have left in it.
+pub type SnapshotContent = BTreeMap<u64, (Vec<u8>, Vec<Vec<u8>>)>;
+
+/// What the runner knows of one cluster, to check it against.
+#[derive(Default)]
+pub struct Books {
+    /// Filesystems whose creation was acknowledged, in order.
+    pub filesystems: Vec<String>,
+    /// Filesystems whose creation failed with a KMS error: they must not exist.
+    pub failed_creates: BTreeSet<String>,
+    /// Every acknowledged write: what each block must read back as.
+    pub acked: BTreeMap<(String, u64), Vec<u8>>,
+    /// Writes that failed after the last acknowledged one of their block: a failed write
+    /// may have reached some replicas, so a read may return its data instead.
+    pub unacked: BTreeMap<(String, u64), Vec<Vec<u8>>>,
 }
 
 /// A runner event in the trace.
@@ -188,57 +216,96 @@ impl<'a> World<'a> {
             }
         });
 
+        let objects = ObjectStore::default();
+        let store = objects.router();
+        sim.host(OBJECT_STORE_HOST, move || {
+            let store = store.clone();
+            async move {
+                let listener =
+                    turmoil::net::TcpListener::bind(("0.0.0.0", OBJECT_STORE_PORT)).await?;
+                loop {
+                    let (stream, _) = listener.accept().await?;
+                    tokio::spawn(kms_sim::serve::serve_stream(store.clone(), stream));
+                }
+            }
+        });
+
         let crashes = CrashSwitch::default();
         let hooks = Hooks {
             crash_point: Some(crashes.hook()),
             planted: opts.planted.clone(),
         };
         let spec = &scenario.cluster;
-        let members: BTreeMap<u64, String> = (1..=spec.backends as u64)
-            .map(|id| (id, format!("backend{id}:{BACKEND_PORT}")))
+        let mut clusters = vec![("main".to_string(), spec.backends, spec.replicas)];
+        clusters.extend(
+            scenario
+                .extra_clusters
+                .iter()
+                .map(|e| (e.name.clone(), e.backends, e.replicas)),
+        );
+        let hosts: BTreeMap<u64, String> = clusters
+            .iter()
+            .enumerate()
+            .flat_map(|(c, (name, count, _))| {
+                (1..=*count as u64).map(move |i| (node_id(c, i), host_name(c, name, i)))
+            })
             .collect();
         let sink: EventSink = {
             let trace = trace.clone();
             Arc::new(move |node: u64, event: Event| {
                 let at = turmoil::sim_elapsed().unwrap_or_default();
-                trace::lock(&trace).record(at, &format!("backend{node}"), &event);
+                let host = hosts.get(&node).map_or("?", String::as_str);
+                trace::lock(&trace).record(at, host, &event);
             })
         };
         let mut backends = Vec::new();
-        for id in 1..=spec.backends as u64 {
-            let host = format!("backend{id}");
-            let disk = Disk::default();
-            let slot: Slot = Arc::default();
-            let options = NodeOptions {
-                id,
-                members: members.clone(),
-                replicas: spec.replicas as usize,
-                seed: derive_seed(seed, &host),
-                timing: Timing::default(),
-                hooks: hooks.clone(),
-            };
-            let (d, s, sink) = (disk.clone(), slot.clone(), sink.clone());
-            sim.host(host.as_str(), move || {
-                let (options, disk, slot, sink) =
-                    (options.clone(), d.clone(), s.clone(), sink.clone());
-                async move {
-                    let node = Node::start(options, disk, Arc::new(TurmoilDialer), sink).await?;
-                    *lock(&slot) = Some(node.clone());
-                    let listener =
-                        turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
-                    loop {
-                        let (stream, _) = listener.accept().await?;
-                        let node = node.clone();
-                        tokio::spawn(async move { node.serve(Box::new(stream)).await });
+        for (index, (name, count, replicas)) in clusters.iter().enumerate() {
+            let host_of = |i: u64| host_name(index, name, i);
+            let members: BTreeMap<u64, String> = (1..=*count as u64)
+                .map(|i| (node_id(index, i), format!("{}:{BACKEND_PORT}", host_of(i))))
+                .collect();
+            for i in 1..=*count as u64 {
+                let host = host_of(i);
+                let id = node_id(index, i);
+                let disk = Disk::default();
+                let slot: Slot = Arc::default();
+                let options = NodeOptions {
+                    id,
+                    members: members.clone(),
+                    replicas: *replicas as usize,
+                    seed: derive_seed(seed, &host),
+                    timing: Timing::default(),
+                    hooks: hooks.clone(),
+                    object_store: Some(ObjectStoreConfig {
+                        url: format!("http://{OBJECT_STORE_HOST}:{OBJECT_STORE_PORT}"),
+                        bucket: SNAPSHOT_BUCKET.into(),
+                    }),
+                };
+                let (d, s, sink) = (disk.clone(), slot.clone(), sink.clone());
+                sim.host(host.as_str(), move || {
+                    let (options, disk, slot, sink) =
+                        (options.clone(), d.clone(), s.clone(), sink.clone());
+                    async move {
+                        let node =
+                            Node::start(options, disk, Arc::new(TurmoilDialer), sink).await?;
+                        *lock(&slot) = Some(node.clone());
+                        let listener =
+                            turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
+                        loop {
+                            let (stream, _) = listener.accept().await?;
+                            let node = node.clone();
+                            tokio::spawn(async move { node.serve(Box::new(stream)).await });
+                        }
                     }
-                }
-            });
-            backends.push(Backend {
-                id,
-                host,
-                disk,
-                slot,
-            });
+                });
+                backends.push(Backend {
+                    cluster: index,
+                    id,
+                    host,
+                    disk,
+                    slot,
+                });
+            }
         }
         let driver = Driver::install(&mut sim);
 
@@ -254,6 +321,14 @@ impl<'a> World<'a> {
                 knobs: &scenario.scenario.knobs,
             },
         );
+        let net = Net {
+            hosts: [VAULT_HOST, OBJECT_STORE_HOST, "admin"]
+                .iter()
+                .map(|h| h.to_string())
+                .chain(backends.iter().map(|b| b.host.clone()))
+                .collect(),
+            cuts: Vec::new(),
+        };
         World {
             sim,
             driver,
@@ -266,16 +341,19 @@ impl<'a> World<'a> {
             chaos,
             crashes,
             creds: None,
-            filesystems: Vec::new(),
-            failed_creates: BTreeSet::new(),
-            acked: BTreeMap::new(),
-            unacked: BTreeMap::new(),
+            books: clusters.iter().map(|_| Books::default()).collect(),
+            clusters: clusters.into_iter().map(|(name, _, _)| name).collect(),
+            current: 0,
+            snapshots: BTreeMap::new(),
+            net,
+            objects,
             known_deks: BTreeMap::new(),
             leaks: LeakScanner::default(),
             key_latest: 1,
             key_min_decryption: 1,
             via: None,
             last_rewrap_ok: false,
+            safe_trim_min: 0,
         }
     }
 
@@ -289,7 +367,13 @@ impl<'a> World<'a> {
 
     /// One tick, then any crash a crash point asked for.
     pub(super) fn step_sim(&mut self) -> Duration {
-        step_and_crash(&mut self.sim, &self.crashes, &self.backends, &self.trace)
+        step_and_crash(
+            &mut self.sim,
+            &self.crashes,
+            &self.backends,
+            &self.trace,
+            &self.net,
+        )
     }
 
     /// Runs a job on the admin host, crashing backends at their crash points meanwhile.
@@ -304,10 +388,11 @@ impl<'a> World<'a> {
             crashes,
             backends,
             trace,
+            net,
             ..
         } = self;
         let now = sim.elapsed();
-        let mut step = || step_and_crash(sim, crashes, backends, trace);
+        let mut step = || step_and_crash(sim, crashes, backends, trace, net);
         driver.run(&mut step, now, bound, job)
     }
 
@@ -325,7 +410,7 @@ impl<'a> World<'a> {
 
     /// Crashes one backend: its memory is gone, its disk stays; it stays down.
     pub(super) fn crash(&mut self, index: usize) {
-        crash_backend(&mut self.sim, &self.backends[index], &self.trace);
+        crash_backend(&mut self.sim, &self.backends[index], &self.trace, &self.net);
     }
 
     /// Boots one backend (crashed or running) from its disk.
@@ -346,9 +431,38 @@ impl<'a> World<'a> {
     }
 }
 
-fn crash_backend(sim: &mut turmoil::Sim<'_>, backend: &Backend, trace: &SharedTrace) {
+/// Node ids are unique across clusters: cluster `c`'s backend `i` is `c * 100 + i`, so
+/// the main cluster keeps ids 1..N.
+pub fn node_id(cluster: usize, i: u64) -> u64 {
+    cluster as u64 * 100 + i
+}
+
+fn host_name(cluster: usize, name: &str, i: u64) -> String {
+    if cluster == 0 {
+        format!("backend{i}")
+    } else {
+        format!("{name}-backend{i}")
+    }
+}
+
+/// Crashes a backend the way power loss does: its host sends nothing on the way down.
+///
+/// turmoil cancels a host's tasks in an order that follows tokio's process-wide task
+/// ids, and each stream dropped would send a FIN with a latency drawn from the seeded
+/// RNG; cutting the host off first drops those FINs (one draw each, whatever the order),
+/// so a run replays the same in a fresh process and after other runs in the same one.
+fn crash_backend(sim: &mut turmoil::Sim<'_>, backend: &Backend, trace: &SharedTrace, net: &Net) {
     *lock(&backend.slot) = None;
-    sim.crash(backend.host.as_str());
+    let host = backend.host.as_str();
+    let others: Vec<&String> = net.hosts.iter().filter(|h| *h != host).collect();
+    for other in &others {
+        sim.partition(host, other.as_str());
+    }
+    sim.crash(host);
+    for other in &others {
+        sim.repair(host, other.as_str());
+    }
+    net.reapply(sim);
     trace::lock(trace).record(
         sim.elapsed(),
         "runner",
@@ -363,14 +477,46 @@ fn step_and_crash(
     crashes: &CrashSwitch,
     backends: &[Backend],
     trace: &SharedTrace,
+    net: &Net,
 ) -> Duration {
     if let Err(e) = sim.step() {
         panic!("the simulation stopped: {e}");
     }
     for id in crashes.take_fired() {
         if let Some(b) = backends.iter().find(|b| b.id == id) {
-            crash_backend(sim, b, trace);
+            crash_backend(sim, b, trace, net);
         }
     }
     sim.elapsed()
+}
+
+/// Every host, and the cuts the scenario put in the network (so a crash, which cuts
+/// and repairs a host's links, can restore them).
+#[derive(Default)]
+pub struct Net {
+    pub hosts: Vec<String>,
+    pub cuts: Vec<Cut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cut {
+    Both(String, String),
+    OneWay(String, String),
+    Hold(String, String),
+}
+
+impl Net {
+    pub fn apply(sim: &turmoil::Sim<'_>, cut: &Cut) {
+        match cut {
+            Cut::Both(a, b) => sim.partition(a.as_str(), b.as_str()),
+            Cut::OneWay(a, b) => sim.partition_oneway(a.as_str(), b.as_str()),
+            Cut::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
+        }
+    }
+
+    fn reapply(&self, sim: &turmoil::Sim<'_>) {
+        for cut in &self.cuts {
+            Net::apply(sim, cut);
+        }
+    }
 }

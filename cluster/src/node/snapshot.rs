@@ -1,0 +1,275 @@
+//! Snap-To-Object: a filesystem's ciphertext blocks and a manifest with its wrapped DEK
+//! go to the object store; `fs download` builds a new filesystem from them, on this
+//! cluster or another, if its KMS can unwrap that DEK.
+
+use std::collections::BTreeSet;
+
+use super::{lock, Node};
+use crate::admin::{AdminError, AdminOutput};
+use crate::config_table::ConfigCommand;
+use crate::disk::StoredBlock;
+use crate::events::Event;
+use crate::filesystem::{FsRecord, KmsBinding, Manifest, SnapshotRecord};
+use crate::http::HttpClient;
+use crate::kms::{KmsConfig, KMS_REQUEST_TIMEOUT};
+use crate::rpc::{Request, Response};
+
+const MANIFEST: &str = "manifest.json";
+
+impl Node {
+    fn store(&self) -> Result<(HttpClient, String, String), AdminError> {
+        let cfg = self.0.opts.object_store.as_ref().ok_or_else(|| {
+            AdminError::ObjectStore("this cluster has no object store configured".into())
+        })?;
+        let http = HttpClient::new(self.0.dialer.clone(), KMS_REQUEST_TIMEOUT);
+        Ok((
+            http,
+            cfg.url.trim_end_matches('/').to_string(),
+            cfg.bucket.clone(),
+        ))
+    }
+
+    async fn object(
+        &self,
+        method: &str,
+        url: String,
+        body: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, AdminError> {
+        let (http, _, _) = self.store()?;
+        let req = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .body(body)
+            .map_err(|e| AdminError::ObjectStore(e.to_string()))?;
+        let resp = http
+            .send(req)
+            .await
+            .map_err(|e| AdminError::ObjectStore(e.to_string()))?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(Some(resp.into_body())),
+            404 => Ok(None),
+            status => Err(AdminError::ObjectStore(format!(
+                "{method} {url}: HTTP {status}"
+            ))),
+        }
+    }
+
+    /// Every block of a filesystem, from whichever backend stores it.
+    async fn all_blocks(&self, record: &FsRecord) -> Result<Vec<(u64, StoredBlock)>, AdminError> {
+        let mut ids = BTreeSet::new();
+        for &member in self.0.opts.members.keys() {
+            let listed = if member == self.id() {
+                self.0
+                    .disk
+                    .lock()
+                    .blocks
+                    .range((record.id, 0)..=(record.id, u64::MAX))
+                    .map(|((_, b), _)| *b)
+                    .collect()
+            } else {
+                match self
+                    .call(member, &Request::ListBlocks { fs_id: record.id })
+                    .await
+                {
+                    Ok(Response::Blocks(b)) => b,
+                    // A backend that is down holds replicas others have too.
+                    _ => Vec::new(),
+                }
+            };
+            ids.extend(listed);
+        }
+        let mut blocks = Vec::new();
+        for block in ids {
+            let mut found = None;
+            for target in self.replicas_of(record, block) {
+                if let Ok(Some(stored)) = self.get_block(target, record.id, block).await {
+                    found = Some(stored);
+                    break;
+                }
+            }
+            let stored = found.ok_or_else(|| AdminError::Unavailable {
+                fs: record.name.clone(),
+                block,
+                reason: "no replica answered".into(),
+            })?;
+            blocks.push((block, stored));
+        }
+        Ok(blocks)
+    }
+
+    /// `fs snapshot upload`: blocks first, the manifest last (a manifest means a complete
+    /// snapshot), then the config table records it.
+    pub(super) async fn snapshot_upload(
+        &self,
+        fs: &str,
+        snapshot: &str,
+    ) -> Result<AdminOutput, AdminError> {
+        self.read_barrier().await?;
+        let state = self.config();
+        let record = state
+            .filesystems
+            .get(fs)
+            .cloned()
+            .ok_or_else(|| AdminError::NoSuchFs(fs.to_string()))?;
+        let (_, url, bucket) = self.store()?;
+        let locator = format!("{fs}/{snapshot}");
+        let blocks = self.all_blocks(&record).await?;
+        for (block, stored) in &blocks {
+            let mut body = stored.nonce.to_vec();
+            body.extend_from_slice(&stored.ciphertext);
+            self.object(
+                "PUT",
+                format!("{url}/{bucket}/{locator}/blocks/{block}"),
+                body,
+            )
+            .await?;
+        }
+        let manifest = Manifest {
+            fs: fs.to_string(),
+            snapshot: snapshot.to_string(),
+            data_id: record.data_id,
+            capacity_gib: record.capacity_gib,
+            wrapped_dek: record.wrapped_dek.clone(),
+            binding: record.binding.clone(),
+            kms_key: state.kms.as_ref().map(|k| match k {
+                KmsConfig::Vault(v) => v.key_name.clone(),
+            }),
+            blocks: blocks.iter().map(|(b, _)| *b).collect(),
+        };
+        let body = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| AdminError::ObjectStore(e.to_string()))?;
+        self.object("PUT", format!("{url}/{bucket}/{locator}/{MANIFEST}"), body)
+            .await?;
+        self.propose(ConfigCommand::AddSnapshot {
+            record: SnapshotRecord {
+                fs: fs.to_string(),
+                snapshot: snapshot.to_string(),
+                bucket: bucket.clone(),
+                locator: locator.clone(),
+                key_version: record.wrapped_dek.as_ref().map(|w| w.key_version),
+            },
+        })
+        .await?;
+        self.emit(Event::SnapshotUploaded {
+            fs: fs.to_string(),
+            locator: locator.clone(),
+            blocks: blocks.len(),
+        });
+        Ok(AdminOutput::SnapshotUploaded {
+            bucket,
+            locator,
+            blocks: blocks.len(),
+        })
+    }
+
+    /// `fs download`: the snapshot's DEK must unwrap with this cluster's KMS before
+    /// anything is created; then the filesystem is committed and its blocks copied.
+    pub(super) async fn fs_download(
+        &self,
+        name: String,
+        capacity_gib: u64,
+        bucket: &str,
+        locator: &str,
+    ) -> Result<AdminOutput, AdminError> {
+        self.read_barrier().await?;
+        let state = self.config();
+        if state.filesystems.contains_key(&name) {
+            return Err(AdminError::FsExists(name));
+        }
+        let (_, url, _) = self.store()?;
+        let snapshot_error = |reason: String| AdminError::Snapshot {
+            locator: locator.to_string(),
+            reason,
+        };
+        let manifest: Manifest = match self
+            .object(
+                "GET",
+                format!("{url}/{bucket}/{locator}/{MANIFEST}"),
+                Vec::new(),
+            )
+            .await?
+        {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| snapshot_error(format!("the manifest is not readable: {e}")))?,
+            None => return Err(snapshot_error(format!("no snapshot in bucket {bucket}"))),
+        };
+        let dek = match &manifest.wrapped_dek {
+            None => None,
+            Some(wrapped) => {
+                let config = state.kms.as_ref().ok_or(AdminError::KmsNotConfigured)?;
+                let mut deks = self
+                    .connector(config)
+                    .unwrap(std::slice::from_ref(wrapped))
+                    .await
+                    .map_err(|e| {
+                        snapshot_error(format!(
+                            "this cluster's KMS cannot unwrap its key (wrapped by {} version {}): {e}",
+                            manifest.kms_key.as_deref().unwrap_or("an unknown key"),
+                            wrapped.key_version
+                        ))
+                    })?;
+                deks.pop()
+            }
+        };
+        let record = FsRecord {
+            name: name.clone(),
+            id: 0,
+            data_id: manifest.data_id,
+            capacity_gib: capacity_gib.max(manifest.capacity_gib),
+            wrapped_dek: manifest.wrapped_dek.clone(),
+            binding: if manifest.wrapped_dek.is_some() {
+                KmsBinding::ClusterKey
+            } else {
+                KmsBinding::None
+            },
+        };
+        // Parked so the unwrap loop does not ask the KMS again for this key.
+        if let Some(dek) = &dek {
+            lock(&self.0.creating).insert(name.clone(), dek.clone());
+        }
+        let committed = self.commit_fs(record.clone()).await;
+        let dek = lock(&self.0.creating).remove(&name).or(dek);
+        let id = committed?;
+        let record = FsRecord { id, ..record };
+        for &block in &manifest.blocks {
+            let bytes = self
+                .object(
+                    "GET",
+                    format!("{url}/{bucket}/{locator}/blocks/{block}"),
+                    Vec::new(),
+                )
+                .await?
+                .ok_or_else(|| snapshot_error(format!("block {block} is missing")))?;
+            if bytes.len() < 12 {
+                return Err(snapshot_error(format!("block {block} is truncated")));
+            }
+            let stored = StoredBlock {
+                nonce: bytes[..12].try_into().expect("12 bytes"),
+                ciphertext: bytes[12..].to_vec(),
+            };
+            for target in self.replicas_of(&record, block) {
+                self.put_block(target, id, block, &stored)
+                    .await
+                    .map_err(|reason| AdminError::Unavailable {
+                        fs: name.clone(),
+                        block,
+                        reason,
+                    })?;
+            }
+        }
+        if let Some(dek) = dek {
+            self.add_keys([(name.clone(), dek)]);
+        }
+        let key_version = record.wrapped_dek.as_ref().map(|w| w.key_version);
+        self.emit(Event::FsDownloaded {
+            fs: name.clone(),
+            locator: locator.to_string(),
+            key_version,
+        });
+        Ok(AdminOutput::FsCreated {
+            name,
+            id,
+            key_version,
+        })
+    }
+}
