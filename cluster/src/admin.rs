@@ -33,6 +33,12 @@ pub enum AdminCommand {
     },
     /// `weka fs`
     FsList,
+    /// `weka fs update <name> --kms-key-identifier <key>` (or, with `None`,
+    /// `--use-cluster-kms-key-identifier`): re-wraps the DEK with another key.
+    FsUpdate {
+        name: String,
+        kms_key: Option<String>,
+    },
     /// Write one block of a filesystem (the data path, not a WEKA CLI command).
     Write {
         fs: String,

@@ -67,6 +67,11 @@ pub enum Event {
         from_version: u64,
         to_version: u64,
     },
+    FsKeyMoved {
+        fs: String,
+        key: String,
+        key_version: u64,
+    },
     SnapshotUploaded {
         fs: String,
         locator: String,

@@ -30,6 +30,9 @@ pub enum KmsBinding {
     None,
     /// The cluster's KMS key (`security kms set ... <key-name>`).
     ClusterKey,
+    /// A key of its own (`fs update --kms-key-identifier`), reached with the cluster's
+    /// KMS address and credentials.
+    OwnKey { key: String },
 }
 
 /// A snapshot uploaded to the object store, as the config table remembers it.

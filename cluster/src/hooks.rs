@@ -34,15 +34,19 @@ pub enum PlantedBug {
     /// admin who trusts the cluster's snapshot list retires a key version a snapshot
     /// still needs.
     TrimUnderSnapshot,
+    /// `fs update --kms-key-identifier` wraps a fresh DEK under the new key but the
+    /// backends keep using the old one.
+    StaleDekAfterMove,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::CommitBeforeKms,
         PlantedBug::SkipOneRewrap,
         PlantedBug::GiveUpUnwrap,
         PlantedBug::PlaintextDekRarePath,
         PlantedBug::TrimUnderSnapshot,
+        PlantedBug::StaleDekAfterMove,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +56,7 @@ impl PlantedBug {
             PlantedBug::GiveUpUnwrap => "give-up-unwrap",
             PlantedBug::PlaintextDekRarePath => "plaintext-dek-rare-path",
             PlantedBug::TrimUnderSnapshot => "trim-under-snapshot",
+            PlantedBug::StaleDekAfterMove => "stale-dek-after-move",
         }
     }
 

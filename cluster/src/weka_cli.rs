@@ -31,6 +31,19 @@ pub fn parse(line: &str) -> Result<AdminCommand, String> {
         }
         ["fs", "download", rest @ ..] => fs_download(rest),
         ["fs", "snapshot"] | ["fs", "snapshot", "--json"] => Ok(AdminCommand::SnapshotList),
+        ["fs", "update", name, "--kms-key-identifier", key] => Ok(AdminCommand::FsUpdate {
+            name: name.to_string(),
+            kms_key: Some(key.to_string()),
+        }),
+        ["fs", "update", name, "--use-cluster-kms-key-identifier"] => Ok(AdminCommand::FsUpdate {
+            name: name.to_string(),
+            kms_key: None,
+        }),
+        ["fs", "update", ..] => Err(
+            "usage: fs update <name> (--kms-key-identifier <key> | --use-cluster-kms-key-identifier); \
+             per-filesystem namespaces and roles are not modelled yet"
+                .into(),
+        ),
         ["fs", "create", rest @ ..] => fs_create(rest, 3),
         ["fs", "add", rest @ ..] => fs_create(rest, 2),
         ["fs"] | ["fs", "--json"] => Ok(AdminCommand::FsList),

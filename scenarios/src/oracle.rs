@@ -142,7 +142,11 @@ pub fn wrapped_deks_unwrappable(
     min_decryption_version: u64,
 ) -> Result<(), Violation> {
     for (node, table) in tables {
-        for fs in table.members_encrypted() {
+        // The runner rotates and trims the cluster key only.
+        let on_cluster_key = table
+            .members_encrypted()
+            .filter(|f| f.binding == cluster::filesystem::KmsBinding::ClusterKey);
+        for fs in on_cluster_key {
             let version = fs.wrapped_dek.as_ref().map_or(0, |w| w.key_version);
             if version < min_decryption_version {
                 return Err(Violation {

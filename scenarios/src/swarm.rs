@@ -30,6 +30,7 @@ pub struct Knobs {
     pub crash_points: bool,
     pub rotation: bool,
     pub snapshots: bool,
+    pub key_moves: bool,
 }
 
 /// One operation of a swarm run; each becomes one or a few scenario steps.
@@ -67,6 +68,11 @@ pub enum Op {
     },
     /// Downloads the latest snapshot uploaded so far into a new filesystem.
     Download,
+    /// Moves `fs<n>` to its own key, or back to the cluster key.
+    MoveKey {
+        fs: u32,
+        own: bool,
+    },
     Idle {
         ms: u64,
     },
@@ -139,6 +145,14 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
     if knobs.rotation {
         ops.push((2, Just(Op::RotateRewrapTrim).boxed()));
     }
+    if knobs.key_moves {
+        ops.push((
+            2,
+            (1u32..4, any::<bool>())
+                .prop_map(|(fs, own)| Op::MoveKey { fs, own })
+                .boxed(),
+        ));
+    }
     if knobs.snapshots {
         ops.push((
             2,
@@ -150,7 +164,7 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
 }
 
 fn plan() -> impl Strategy<Value = Plan> {
-    (3u32..=7, any::<[bool; 7]>())
+    (3u32..=7, any::<[bool; 8]>())
         .prop_map(|(backends, k)| Knobs {
             backends,
             kms_faults: k[0],
@@ -160,6 +174,7 @@ fn plan() -> impl Strategy<Value = Plan> {
             crash_points: k[4],
             rotation: k[5],
             snapshots: k[6],
+            key_moves: k[7],
         })
         .prop_flat_map(|knobs| {
             let ops = proptest::collection::vec(op(&knobs), 4..24);
@@ -202,6 +217,7 @@ impl Plan {
             ("crash_points", k.crash_points),
             ("rotation", k.rotation),
             ("snapshots", k.snapshots),
+            ("key_moves", k.key_moves),
         ] {
             knobs.insert(name.to_string(), on.to_string());
         }
@@ -228,7 +244,10 @@ impl Plan {
                 replicas: 2,
                 block_size: 256,
             },
-            kms: KmsSpec::default(),
+            kms: KmsSpec {
+                extra_keys: vec![FS_KEY.into()],
+                ..KmsSpec::default()
+            },
             extra_clusters: Vec::new(),
             steps,
         }
@@ -252,9 +271,18 @@ fn weka(command: String) -> Step {
     }
 }
 
+/// The key `fs update --kms-key-identifier` moves filesystems to.
+const FS_KEY: &str = "fs-key";
+
 fn op_steps(op: &Op, names: &mut Names) -> Vec<Step> {
     let any = Expect::Any;
     match op {
+        Op::MoveKey { fs, own: true } => vec![weka(format!(
+            "weka fs update fs{fs} --kms-key-identifier {FS_KEY}"
+        ))],
+        Op::MoveKey { fs, own: false } => vec![weka(format!(
+            "weka fs update fs{fs} --use-cluster-kms-key-identifier"
+        ))],
         Op::SnapshotUpload { fs } => {
             let snapshot = format!("s{}", names.uploads.len() + 1);
             names.uploads.push(format!("fs{fs}/{snapshot}"));

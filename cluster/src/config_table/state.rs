@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::filesystem::{FsRecord, SnapshotRecord};
+use crate::filesystem::{FsRecord, KmsBinding, SnapshotRecord};
 use crate::kms::{KmsConfig, WrappedDek};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +39,14 @@ pub enum ConfigCommand {
         fs: String,
         expected: WrappedDek,
         wrapped: WrappedDek,
+    },
+    /// Moves a filesystem to another key: its DEK re-wrapped by that key, only if it is
+    /// still wrapped as `expected`.
+    Rebind {
+        fs: String,
+        expected: WrappedDek,
+        wrapped: WrappedDek,
+        binding: KmsBinding,
     },
     /// Records an uploaded snapshot.
     AddSnapshot {
@@ -104,6 +112,24 @@ impl ConfigState {
                     reason: format!("no filesystem {fs}"),
                 },
             },
+            ConfigCommand::Rebind {
+                fs,
+                expected,
+                wrapped,
+                binding,
+            } => match self.filesystems.get_mut(fs) {
+                Some(rec) if rec.wrapped_dek.as_ref() == Some(expected) => {
+                    rec.wrapped_dek = Some(wrapped.clone());
+                    rec.binding = binding.clone();
+                    ConfigResponse::Ok
+                }
+                Some(_) => ConfigResponse::Rejected {
+                    reason: format!("filesystem {fs} was re-wrapped concurrently"),
+                },
+                None => ConfigResponse::Rejected {
+                    reason: format!("no filesystem {fs}"),
+                },
+            },
             ConfigCommand::AddSnapshot { record } => {
                 self.snapshots
                     .insert(record.locator.clone(), record.clone());
@@ -115,6 +141,16 @@ impl ConfigState {
                 ConfigResponse::Ok
             }
         }
+    }
+
+    /// The KMS configuration that wraps `fs`'s DEK: the cluster's, with the
+    /// filesystem's own key if it has one.
+    pub fn kms_for(&self, fs: &FsRecord) -> Option<KmsConfig> {
+        let cluster = self.kms.as_ref()?;
+        Some(match &fs.binding {
+            KmsBinding::OwnKey { key } => cluster.with_key(key),
+            _ => cluster.clone(),
+        })
     }
 
     /// The name of the KMS key the cluster is configured with.

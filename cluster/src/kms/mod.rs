@@ -61,6 +61,22 @@ impl VaultAuth {
 }
 
 impl KmsConfig {
+    /// The same KMS and credentials, another key.
+    pub fn with_key(&self, key: &str) -> KmsConfig {
+        match self {
+            KmsConfig::Vault(v) => KmsConfig::Vault(VaultConfig {
+                key_name: key.to_string(),
+                ..v.clone()
+            }),
+        }
+    }
+
+    pub fn key_name(&self) -> &str {
+        match self {
+            KmsConfig::Vault(v) => &v.key_name,
+        }
+    }
+
     /// One line, with no credential in it.
     pub fn describe(&self) -> String {
         match self {

@@ -29,6 +29,7 @@ impl Node {
                 encrypted,
             } => self.fs_create(name, capacity_gib, encrypted).await,
             AdminCommand::FsList => Ok(self.fs_list()),
+            AdminCommand::FsUpdate { name, kms_key } => self.fs_update(name, kms_key).await,
             AdminCommand::Write { fs, block, data } => self.write_block(&fs, block, &data).await,
             AdminCommand::Read { fs, block } => self.read_block(&fs, block).await,
             AdminCommand::Status => Ok(AdminOutput::Status(self.status())),
@@ -278,6 +279,75 @@ impl Node {
         })
     }
 
+    /// `fs update --kms-key-identifier` / `--use-cluster-kms-key-identifier`: the DEK
+    /// stays (the data is never re-encrypted); only its wrapping moves to the other key.
+    async fn fs_update(
+        &self,
+        name: String,
+        kms_key: Option<String>,
+    ) -> Result<AdminOutput, AdminError> {
+        self.read_barrier().await?;
+        let state = self.config();
+        let record = state
+            .filesystems
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| AdminError::NoSuchFs(name.clone()))?;
+        let old = record.wrapped_dek.clone().ok_or_else(|| {
+            AdminError::Usage(format!(
+                "filesystem {name} is not encrypted: it has no key to move"
+            ))
+        })?;
+        let cluster = state.kms.clone().ok_or(AdminError::KmsNotConfigured)?;
+        let (binding, target) = match &kms_key {
+            Some(key) => (
+                KmsBinding::OwnKey { key: key.clone() },
+                cluster.with_key(key),
+            ),
+            None => (KmsBinding::ClusterKey, cluster.clone()),
+        };
+        // The DEK from memory if this backend serves the filesystem, else from the KMS.
+        let held = lock(&self.0.keys).get(&name).cloned();
+        let dek = match held {
+            Some(dek) => dek,
+            None => {
+                let current = state.kms_for(&record).unwrap_or(cluster);
+                self.connector(&current)
+                    .unwrap(std::slice::from_ref(&old))
+                    .await?
+                    .pop()
+                    .ok_or_else(|| {
+                        AdminError::Kms(kms::KmsError::Malformed("empty unwrap answer".into()))
+                    })?
+            }
+        };
+        let dek = if self.planted(PlantedBug::StaleDekAfterMove) {
+            Dek::generate(&mut *lock(&self.0.rng))
+        } else {
+            dek
+        };
+        let wrapped = self.wrap_one(&target, &dek).await?;
+        let key_version = wrapped.key_version;
+        self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
+        let answer = self
+            .propose(ConfigCommand::Rebind {
+                fs: name.clone(),
+                expected: old,
+                wrapped,
+                binding,
+            })
+            .await?;
+        if let ConfigResponse::Rejected { reason } = answer {
+            return Err(AdminError::NotCommitted(reason));
+        }
+        self.emit(Event::FsKeyMoved {
+            fs: name,
+            key: target.key_name().to_string(),
+            key_version,
+        });
+        Ok(AdminOutput::Done)
+    }
+
     pub(super) async fn commit_fs(&self, record: FsRecord) -> Result<u32, AdminError> {
         let name = record.name.clone();
         match self.propose(ConfigCommand::CreateFs { record }).await? {
@@ -292,9 +362,7 @@ impl Node {
     fn fs_list(&self) -> AdminOutput {
         let state = self.config();
         let keys = lock(&self.0.keys);
-        let key_name = state.kms.as_ref().map(|k| match k {
-            KmsConfig::Vault(v) => v.key_name.clone(),
-        });
+
         let filesystems = state
             .filesystems
             .values()
@@ -306,7 +374,10 @@ impl Node {
                     "LOCKED".into()
                 },
                 encrypted: f.encrypted(),
-                kms_key: f.encrypted().then(|| key_name.clone()).flatten(),
+                kms_key: f
+                    .encrypted()
+                    .then(|| state.kms_for(f).map(|k| k.key_name().to_string()))
+                    .flatten(),
                 key_version: f.wrapped_dek.as_ref().map(|w| w.key_version),
             })
             .collect();

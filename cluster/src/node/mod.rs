@@ -103,8 +103,9 @@ struct Inner {
     /// DEKs of filesystems this node is creating and has not committed yet.
     creating: Mutex<BTreeMap<String, Dek>>,
     rng: Mutex<ChaCha20Rng>,
-    /// The connector for the KMS configuration last used, rebuilt when it changes.
-    kms: Mutex<Option<(KmsConfig, Arc<dyn KmsConnector>)>>,
+    /// Connectors for the KMS configurations in use (the cluster key, and filesystems'
+    /// own keys), kept because each holds its AppRole login.
+    kms: Mutex<Vec<(KmsConfig, Arc<dyn KmsConnector>)>>,
     alerts: Mutex<BTreeSet<String>>,
 }
 
@@ -162,7 +163,7 @@ impl Node {
             keys: Mutex::new(BTreeMap::new()),
             keys_changed: tokio::sync::Notify::new(),
             creating: Mutex::new(BTreeMap::new()),
-            kms: Mutex::new(None),
+            kms: Mutex::new(Vec::new()),
             alerts: Mutex::new(BTreeSet::new()),
         }));
 
@@ -437,17 +438,20 @@ impl Node {
         }
     }
 
-    /// The connector for `config`, reusing the last one while the configuration is the
-    /// same (it holds the AppRole login).
+    /// The connector for `config`, reused while the configuration is the same (it
+    /// holds the AppRole login).
     fn connector(&self, config: &KmsConfig) -> Arc<dyn KmsConnector> {
+        /// A handful of keys at most are in use at once; forget the oldest beyond that.
+        const KEEP: usize = 8;
         let mut cached = lock(&self.0.kms);
-        if let Some((c, conn)) = cached.as_ref() {
-            if c == config {
-                return conn.clone();
-            }
+        if let Some((_, conn)) = cached.iter().find(|(c, _)| c == config) {
+            return conn.clone();
         }
         let conn = kms::connect(config, self.0.dialer.clone());
-        *cached = Some((config.clone(), conn.clone()));
+        if cached.len() == KEEP {
+            cached.remove(0);
+        }
+        cached.push((config.clone(), conn.clone()));
         conn
     }
 

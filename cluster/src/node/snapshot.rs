@@ -11,7 +11,7 @@ use crate::disk::StoredBlock;
 use crate::events::Event;
 use crate::filesystem::{FsRecord, KmsBinding, Manifest, SnapshotRecord};
 use crate::http::HttpClient;
-use crate::kms::{KmsConfig, KMS_REQUEST_TIMEOUT};
+use crate::kms::KMS_REQUEST_TIMEOUT;
 use crate::rpc::{Request, Response};
 
 const MANIFEST: &str = "manifest.json";
@@ -131,9 +131,7 @@ impl Node {
             capacity_gib: record.capacity_gib,
             wrapped_dek: record.wrapped_dek.clone(),
             binding: record.binding.clone(),
-            kms_key: state.kms.as_ref().map(|k| match k {
-                KmsConfig::Vault(v) => v.key_name.clone(),
-            }),
+            kms_key: state.kms_for(&record).map(|k| k.key_name().to_string()),
             blocks: blocks.iter().map(|(b, _)| *b).collect(),
         };
         let body = serde_json::to_vec_pretty(&manifest)
@@ -196,9 +194,14 @@ impl Node {
         let dek = match &manifest.wrapped_dek {
             None => None,
             Some(wrapped) => {
-                let config = state.kms.as_ref().ok_or(AdminError::KmsNotConfigured)?;
+                let cluster = state.kms.as_ref().ok_or(AdminError::KmsNotConfigured)?;
+                // The key the snapshot names, reached with this cluster's KMS.
+                let config = match &manifest.binding {
+                    KmsBinding::OwnKey { key } => cluster.with_key(key),
+                    _ => cluster.clone(),
+                };
                 let mut deks = self
-                    .connector(config)
+                    .connector(&config)
                     .unwrap(std::slice::from_ref(wrapped))
                     .await
                     .map_err(|e| {
@@ -217,11 +220,7 @@ impl Node {
             data_id: manifest.data_id,
             capacity_gib: capacity_gib.max(manifest.capacity_gib),
             wrapped_dek: manifest.wrapped_dek.clone(),
-            binding: if manifest.wrapped_dek.is_some() {
-                KmsBinding::ClusterKey
-            } else {
-                KmsBinding::None
-            },
+            binding: manifest.binding.clone(),
         };
         // Parked so the unwrap loop does not ask the KMS again for this key.
         if let Some(dek) = &dek {

@@ -13,7 +13,7 @@ use rand::Rng;
 use super::{lock, Node};
 use crate::events::{Event, KMS_ERROR_ALERT};
 use crate::hooks::PlantedBug;
-use crate::kms::WrappedDek;
+use crate::kms::{KmsConfig, WrappedDek};
 
 /// Unwraps go to the KMS in batches of at most this many DEKs.
 const UNWRAP_BATCH: usize = 100;
@@ -24,41 +24,55 @@ impl Node {
         let mut failures: u32 = 0;
         loop {
             let state = state_rx.borrow_and_update().clone();
-            let pending: Vec<(String, WrappedDek)> = {
+            // Grouped by the KMS configuration that wraps them (the cluster key, or a
+            // filesystem's own key).
+            let mut pending: Vec<(KmsConfig, Vec<(String, WrappedDek)>)> = Vec::new();
+            {
                 let keys = lock(&self.0.keys);
                 let creating = lock(&self.0.creating);
-                state
+                let missing = state
                     .members_encrypted()
-                    .filter(|f| !keys.contains_key(&f.name) && !creating.contains_key(&f.name))
-                    .filter_map(|f| f.wrapped_dek.clone().map(|w| (f.name.clone(), w)))
-                    .collect()
-            };
-            let Some(config) = state.kms.clone().filter(|_| !pending.is_empty()) else {
+                    .filter(|f| !keys.contains_key(&f.name) && !creating.contains_key(&f.name));
+                for f in missing {
+                    let (Some(config), Some(wrapped)) = (state.kms_for(f), f.wrapped_dek.clone())
+                    else {
+                        continue;
+                    };
+                    match pending.iter_mut().find(|(c, _)| *c == config) {
+                        Some((_, group)) => group.push((f.name.clone(), wrapped)),
+                        None => pending.push((config, vec![(f.name.clone(), wrapped)])),
+                    }
+                }
+            }
+            let waiting: usize = pending.iter().map(|(_, g)| g.len()).sum();
+            if waiting == 0 {
                 failures = 0;
                 self.set_alert(KMS_ERROR_ALERT, false);
                 if state_rx.changed().await.is_err() {
                     return;
                 }
                 continue;
-            };
+            }
 
-            let connector = self.connector(&config);
             let mut error = None;
-            for chunk in pending.chunks(UNWRAP_BATCH) {
-                let wrapped: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
-                match connector.unwrap(&wrapped).await {
-                    Ok(deks) => {
-                        for ((fs, w), _) in chunk.iter().zip(&deks) {
-                            self.emit(Event::DekUnwrapped {
-                                fs: fs.clone(),
-                                key_version: w.key_version,
-                            });
+            'groups: for (config, group) in &pending {
+                let connector = self.connector(config);
+                for chunk in group.chunks(UNWRAP_BATCH) {
+                    let wrapped: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
+                    match connector.unwrap(&wrapped).await {
+                        Ok(deks) => {
+                            for ((fs, w), _) in chunk.iter().zip(&deks) {
+                                self.emit(Event::DekUnwrapped {
+                                    fs: fs.clone(),
+                                    key_version: w.key_version,
+                                });
+                            }
+                            self.add_keys(chunk.iter().map(|(fs, _)| fs.clone()).zip(deks));
                         }
-                        self.add_keys(chunk.iter().map(|(fs, _)| fs.clone()).zip(deks));
-                    }
-                    Err(e) => {
-                        error = Some(e);
-                        break;
+                        Err(e) => {
+                            error = Some(e);
+                            break 'groups;
+                        }
                     }
                 }
             }
@@ -74,7 +88,7 @@ impl Node {
                     let delay = self.backoff(failures);
                     self.emit(Event::UnwrapFailed {
                         attempt: failures,
-                        pending: pending.len(),
+                        pending: waiting,
                         error: e.to_string(),
                         retry_in_ms: delay.as_millis() as u64,
                     });

@@ -470,6 +470,7 @@ fn command_name(cmd: &AdminCommand) -> &'static str {
         AdminCommand::FsDownload { .. } => "fs download",
         AdminCommand::FsCreate { .. } => "fs create",
         AdminCommand::FsList => "fs",
+        AdminCommand::FsUpdate { .. } => "fs update",
         AdminCommand::Write { .. } => "write",
         AdminCommand::Read { .. } => "read",
         AdminCommand::Status => "status",
