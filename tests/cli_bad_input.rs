@@ -255,3 +255,16 @@ fn contradictory_expectations_are_refused() {
     assert_bad_input(&r);
     assert_stderr_has(&r, "expect_error already says");
 }
+
+#[test]
+fn a_step_on_a_filesystem_nothing_creates_is_refused() {
+    let dir = TempDir::new("unknown_filesystem");
+    let path = dir.write(
+        "ghost.toml",
+        "[scenario]\nname = \"g\"\n\n[[step]]\naction = \"write\"\nfs = \"ghost\"\nblocks = 1\n",
+    );
+    let r = run(&["run", path.to_str().expect("UTF-8 path")]);
+    assert_bad_input(&r);
+    assert_stderr_has(&r, "step 1 (write)");
+    assert_stderr_has(&r, "\"ghost\"");
+}

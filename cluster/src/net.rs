@@ -18,6 +18,14 @@ pub type BoxStream = Box<dyn Stream>;
 /// turmoil's network; live mode hands them [`TcpDialer`].
 pub trait Dialer: Send + Sync + 'static {
     fn dial(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>>;
+
+    /// Whether [`crate::http::HttpClient`] may keep a connection open after an exchange and
+    /// reuse it for the next one to the same address (HTTP/1 keep-alive). Off by default:
+    /// the simulation's dialers open one connection per request, so their runs stay what
+    /// they were; [`TcpDialer`] turns it on.
+    fn reuse_connections(&self) -> bool {
+        false
+    }
 }
 
 /// Real TCP, for live runs against real peers.
@@ -32,5 +40,9 @@ impl Dialer for TcpDialer {
             stream.set_nodelay(true)?;
             Ok(Box::new(stream) as BoxStream)
         })
+    }
+
+    fn reuse_connections(&self) -> bool {
+        true
     }
 }

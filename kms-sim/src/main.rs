@@ -76,13 +76,25 @@ async fn main() -> ExitCode {
     eprintln!("Unseal Key: {}", vault.unseal_key());
     println!("kms-sim vault listening on http://{addr}");
     let app = vault.router();
+    // Stop on SIGTERM (`docker stop`) or ctrl-c instead of waiting to be killed.
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kms-sim: cannot watch for SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_stream(app.clone(), stream));
-            }
-            Err(e) => eprintln!("kms-sim: accept failed: {e}"),
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve_stream(app.clone(), stream));
+                }
+                Err(e) => eprintln!("kms-sim: accept failed: {e}"),
+            },
+            _ = term.recv() => return ExitCode::SUCCESS,
+            _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
         }
     }
 }

@@ -48,7 +48,7 @@ pub fn startup_unwrap(backends: u32, filesystems: u32) -> Scenario {
     }
 }
 
-/// Bare turmoil: the same number of hosts (backends, the Vault host, the admin client)
+/// Bare turmoil: the same number of hosts (backends, the Vault, the object store, the admin client)
 /// doing nothing for `duration` of simulated time at `tick`. Returns the wall time.
 pub fn bare_turmoil(hosts: u32, tick: Duration, duration: Duration, seed: u64) -> Duration {
     let mut sim = turmoil::Builder::new()
@@ -115,7 +115,8 @@ pub fn run(
     }
     let sim_total: Duration = rows.iter().map(|r| r.sim).sum();
     let per_seed = sim_total / rows.len().max(1) as u32;
-    let hosts = backends + 2;
+    // The backends, the Vault, the object store and the admin host.
+    let hosts = backends + 3;
     let mut ceilings = Vec::new();
     for t in [tick, Duration::from_millis(1)] {
         let wall = bare_turmoil(hosts, t, per_seed, 0);

@@ -4,7 +4,9 @@
 //! also be built in Rust. Loading is strict: an unknown field or action is an error that
 //! names the file, the line and the field.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use cluster::admin::AdminCommand;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -253,6 +255,9 @@ pub enum Step {
         )]
         delay: Option<Duration>,
     },
+    /// Revokes every token the KMS issued (the root token aside): a cluster that logs in
+    /// by AppRole logs in again; one configured with a token is locked out.
+    KmsRevokeTokens,
     /// `bao operator seal`: every KMS call answers 503 "Vault is sealed".
     KmsSeal,
     KmsUnseal,
@@ -356,6 +361,7 @@ impl Step {
             Step::CrashAt { .. } => "crash-at",
             Step::KmsFault { .. } => "kms-fault",
             Step::KmsSeal => "kms-seal",
+            Step::KmsRevokeTokens => "kms-revoke-tokens",
             Step::KmsUnseal => "kms-unseal",
             Step::KmsRotate => "kms-rotate",
             Step::KmsTrim { .. } => "kms-trim",
@@ -412,6 +418,52 @@ pub fn format_duration(d: Duration) -> String {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
+    }
+}
+
+/// The filesystems a step creates (`true`: it may create them) or needs to exist
+/// (`false`: it must succeed on them).
+fn step_filesystems(step: &Step) -> (bool, Vec<String>) {
+    match step {
+        Step::FsCreate {
+            name,
+            count,
+            expect,
+            ..
+        } if *expect != Expect::Error => (true, Scenario::fs_names(name, *count)),
+        Step::Write {
+            fs,
+            expect: Expect::Ok,
+            ..
+        }
+        | Step::ReadVerify {
+            fs,
+            expect: Expect::Ok,
+            ..
+        } if fs != "all" => (false, vec![fs.clone()]),
+        Step::Weka {
+            command,
+            expect_error,
+            expect,
+            ..
+        } => {
+            let stand_in = substitute(command, "http://vault:8200", "t", "r", "s");
+            let may_succeed = expect_error.is_none() && *expect != Expect::Error;
+            let must_succeed = expect_error.is_none() && *expect == Expect::Ok;
+            match cluster::weka_cli::parse(&stand_in) {
+                Ok(AdminCommand::FsCreate { name, .. } | AdminCommand::FsDownload { name, .. })
+                    if may_succeed =>
+                {
+                    (true, vec![name])
+                }
+                Ok(
+                    AdminCommand::FsUpdate { name: fs, .. }
+                    | AdminCommand::SnapshotUpload { fs, .. },
+                ) if must_succeed => (false, vec![fs]),
+                _ => (false, Vec::new()),
+            }
+        }
+        _ => (false, Vec::new()),
     }
 }
 
@@ -569,11 +621,26 @@ impl Scenario {
                 ));
             }
         }
+        // Filesystems created so far, by cluster: a step that must succeed cannot name one
+        // that no earlier step creates.
+        let mut created: BTreeSet<(String, String)> = BTreeSet::new();
         for (i, step) in self.steps.iter().enumerate() {
             let at = format!("step {} ({})", i + 1, step.action());
             if let Some(name) = step.cluster() {
                 if name != "main" && !self.extra_clusters.iter().any(|e| e.name == name) {
                     return Err(format!("{at}: no cluster named {name:?}"));
+                }
+            }
+            let cluster = step.cluster().unwrap_or("main").to_string();
+            let (makes, names) = step_filesystems(step);
+            for fs in names {
+                let known = created.contains(&(cluster.clone(), fs.clone()));
+                if makes {
+                    created.insert((cluster.clone(), fs));
+                } else if !known {
+                    return Err(format!(
+                        "{at}: no earlier step creates a filesystem named {fs:?} on cluster {cluster:?}"
+                    ));
                 }
             }
             self.check_step(step).map_err(|e| format!("{at}: {e}"))?;

@@ -47,6 +47,7 @@ pub enum Op {
     KmsHeal,
     Seal,
     Unseal,
+    RevokeTokens,
     Partition {
         a: u32,
         b: u32,
@@ -113,6 +114,7 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
     if knobs.kms_faults {
         ops.push((3, fault_mode().prop_map(Op::KmsFault).boxed()));
         ops.push((3, Just(Op::KmsHeal).boxed()));
+        ops.push((1, Just(Op::RevokeTokens).boxed()));
     }
     if knobs.kms_seal {
         ops.push((2, Just(Op::Seal).boxed()));
@@ -330,6 +332,7 @@ fn op_steps(op: &Op, names: &mut Names) -> Vec<Step> {
             delay: None,
         }],
         Op::Seal => vec![Step::KmsSeal],
+        Op::RevokeTokens => vec![Step::KmsRevokeTokens],
         Op::Unseal => vec![Step::KmsUnseal],
         Op::Partition { a, b } => vec![Step::Partition {
             a: format!("backend{a}"),

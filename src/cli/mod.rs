@@ -1,9 +1,10 @@
-//! Commands: `run`, `suite`, `bench`, `list`.
+//! Commands: `run`, `suite`, `sweep`, `shrink`, `bench`, `bench-vault`, `list`.
 //!
 //! Exit codes: 0 all passed; 1 a correctness failure; 2 bad input (unknown scenario,
 //! malformed file, bad flag); 3 a liveness failure; 4 a crash (panic).
 
 mod bench;
+mod bench_vault;
 mod parallel;
 mod run;
 mod shrink;
@@ -47,6 +48,8 @@ enum Command {
     Shrink(shrink::ShrinkArgs),
     /// Measure simulated seconds per wall second against bare turmoil.
     Bench(bench::BenchArgs),
+    /// Measure KMS throughput against a real OpenBao: harness vs bare vaultrs.
+    BenchVault(bench_vault::BenchVaultArgs),
     /// List the scenarios of the library.
     List {
         /// Scenario directory (default: ./scenarios, else the project's own).
@@ -72,6 +75,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(args),
         Command::Suite(args) => suite::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::BenchVault(args) => bench_vault::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Shrink(args) => shrink::run(args),
         Command::List { scenarios } => list(scenarios),

@@ -73,6 +73,21 @@ impl VaultSim {
         self.lock().unseal_key.clone()
     }
 
+    /// Revokes every token but the root token, in every namespace: what an admin's
+    /// `token revoke`, or every token expiring at once, does to the clients. Returns how
+    /// many were revoked.
+    pub fn revoke_tokens(&self) -> usize {
+        let mut st = self.lock();
+        let root = st.root_token.clone();
+        let mut revoked = 0;
+        for space in st.namespaces.values_mut() {
+            let before = space.tokens.len();
+            space.tokens.retain(|id, _| *id == root);
+            revoked += before - space.tokens.len();
+        }
+        revoked
+    }
+
     /// Requests answered so far, whatever their status; for benchmarks.
     pub fn requests_served(&self) -> u64 {
         self.lock().requests

@@ -110,6 +110,9 @@ impl World<'_> {
                 self.vault.seal();
                 "kms sealed".into()
             }
+            Step::KmsRevokeTokens => {
+                format!("{} kms tokens revoked", self.vault.revoke_tokens())
+            }
             Step::KmsUnseal => {
                 self.vault.unseal();
                 "kms unsealed".into()

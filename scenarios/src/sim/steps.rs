@@ -290,6 +290,7 @@ impl World<'_> {
             }
             Step::KmsFault { .. }
             | Step::KmsSeal
+            | Step::KmsRevokeTokens
             | Step::KmsUnseal
             | Step::KmsRotate
             | Step::KmsTrim { .. }

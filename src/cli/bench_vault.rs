@@ -1,0 +1,522 @@
+//! `wekasim bench-vault`: KMS throughput against a real OpenBao, the harness's connector
+//! (`cluster::kms::VaultConnector` over `cluster::http::HttpClient`) against a bare vaultrs
+//! loop doing the same calls with the same AppRole credentials and the same key.
+//!
+//! Live mode only: this talks to a real server over real TCP, so it is not part of any
+//! simulated run and nothing it measures enters a trace.
+
+use std::fs::File;
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use clap::Args;
+use cluster::dek::{Dek, DEK_LEN};
+use cluster::http::HttpClient;
+use cluster::kms::{KmsConfig, VaultAuth, VaultConfig, WrappedDek};
+use cluster::net::TcpDialer;
+use cluster::secret::Secret;
+use rand::{RngCore, SeedableRng};
+use rustify::endpoint::Endpoint;
+use rustify::enums::{RequestMethod, RequestType, ResponseType};
+use rustify::errors::ClientError as RustifyError;
+use scenarios::vault_setup::VaultAdmin;
+use scenarios::wall::Stopwatch;
+use serde_json::{json, Value};
+use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
+
+use super::{EXIT_CORRECTNESS, EXIT_PASS, EXIT_USAGE};
+
+const TRANSIT: &str = "transit";
+const KEY: &str = "weka-key";
+/// The cluster's connector batches up to this many DEKs per KMS call.
+const BATCH: usize = 100;
+/// The target: the harness at least this fraction of the bare loop's items/s.
+const TARGET: f64 = 0.8;
+
+#[derive(Args)]
+pub struct BenchVaultArgs {
+    /// The OpenBao binary to start a dev server from (ignored with --vault).
+    #[arg(long, default_value = ".venv/bin/bao")]
+    pub bao: PathBuf,
+    /// Use this running Vault/OpenBao (`http://host:port`) instead of starting one.
+    #[arg(long, requires = "token")]
+    pub vault: Option<String>,
+    /// Root token of the Vault given with --vault.
+    #[arg(long, requires = "vault")]
+    pub token: Option<String>,
+    /// Wrapped DEKs per operation.
+    #[arg(long, default_value_t = 1000)]
+    pub deks: usize,
+    /// Seed of the RNG that draws the DEKs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn run(args: BenchVaultArgs) -> i32 {
+    // vaultrs is built with `rustls-no-provider`: reqwest's client builder wants a process
+    // crypto provider even for http://. Installing fails only if one is already there.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    // The server (when we start one) lives in this guard: it is killed on every way out.
+    let (server, base, root) = match (&args.vault, &args.token) {
+        (Some(url), Some(token)) => (None, url.trim_end_matches('/').to_string(), token.clone()),
+        _ => {
+            if !args.bao.exists() {
+                eprintln!(
+                    "error: {} is missing: run bash tests/run.sh to install OpenBao",
+                    args.bao.display()
+                );
+                return EXIT_USAGE;
+            }
+            match BaoServer::start(&args.bao) {
+                Ok(s) => {
+                    let base = s.base.clone();
+                    (Some(s), base, "root".to_string())
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_CORRECTNESS;
+                }
+            }
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start a tokio runtime: {e}");
+            return EXIT_CORRECTNESS;
+        }
+    };
+    let code = match rt.block_on(bench(&args, server.as_ref(), &base, &root)) {
+        Ok(()) => EXIT_PASS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_CORRECTNESS
+        }
+    };
+    drop(server);
+    code
+}
+
+/// One measured operation for one client.
+struct Sample {
+    items: usize,
+    wall: Duration,
+}
+
+impl Sample {
+    fn per_sec(&self) -> f64 {
+        self.items as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+async fn bench(
+    args: &BenchVaultArgs,
+    server: Option<&BaoServer>,
+    base: &str,
+    root: &str,
+) -> Result<(), String> {
+    if let Some(s) = server {
+        s.wait_ready().await?;
+    }
+    let admin_http = HttpClient::new(Arc::new(TcpDialer), Duration::from_secs(10));
+    let admin = VaultAdmin {
+        http: &admin_http,
+        base,
+        root_token: root,
+    };
+    let creds = admin
+        .prepare(TRANSIT, &[KEY])
+        .await
+        .map_err(|e| format!("preparing the Vault: {e}"))?;
+
+    // The harness: the cluster's own connector, AppRole auth, its own HTTP client.
+    let config = KmsConfig::Vault(VaultConfig {
+        url: base.to_string(),
+        key_name: KEY.into(),
+        transit_path: TRANSIT.into(),
+        auth_path: "approle".into(),
+        namespace: None,
+        auth: VaultAuth::AppRole {
+            role_id: creds.role_id.clone(),
+            secret_id: Secret::new(creds.secret_id.expose().to_string()),
+        },
+    });
+    let harness = cluster::kms::connect(&config, Arc::new(TcpDialer));
+
+    // The bare loop: vaultrs's VaultClient, logged in with the same AppRole.
+    let mut bare = VaultClient::new(
+        VaultClientSettingsBuilder::default()
+            .address(base)
+            .build()
+            .map_err(|e| format!("vaultrs settings: {e}"))?,
+    )
+    .map_err(|e| format!("vaultrs client: {e}"))?;
+    let login =
+        vaultrs::auth::approle::login(&bare, "approle", &creds.role_id, creds.secret_id.expose())
+            .await
+            .map_err(|e| format!("vaultrs approle login: {e}"))?;
+    bare.set_token(&login.client_token);
+
+    // 1,000 DEKs from a seeded RNG, wrapped once (batched) by the connector.
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(args.seed);
+    let deks: Vec<Dek> = (0..args.deks)
+        .map(|_| {
+            let mut b = [0u8; DEK_LEN];
+            rng.fill_bytes(&mut b);
+            Dek::from_bytes(&b).expect("32 bytes")
+        })
+        .collect();
+    let mut wrapped: Vec<WrappedDek> = Vec::with_capacity(deks.len());
+    for chunk in deks.chunks(BATCH) {
+        wrapped.extend(
+            harness
+                .wrap(chunk)
+                .await
+                .map_err(|e| format!("wrapping the DEKs: {e}"))?,
+        );
+    }
+    // Warm both clients up (login done, a connection open) outside the measurement.
+    harness
+        .unwrap(&wrapped[..1])
+        .await
+        .map_err(|e| format!("harness warm-up: {e}"))?;
+    vaultrs::transit::data::decrypt(&bare, TRANSIT, KEY, &wrapped[0].ciphertext, None)
+        .await
+        .map_err(|e| format!("bare warm-up: {e}"))?;
+
+    let n = wrapped.len();
+    let mut rows: Vec<(&str, Sample, Sample)> = Vec::new();
+
+    // (a) unwrap, one KMS call per DEK.
+    let sw = Stopwatch::start();
+    let mut got = Vec::with_capacity(n);
+    for w in &wrapped {
+        got.extend(
+            harness
+                .unwrap(std::slice::from_ref(w))
+                .await
+                .map_err(|e| format!("harness unwrap: {e}"))?,
+        );
+    }
+    let h = Sample {
+        items: n,
+        wall: sw.elapsed(),
+    };
+    check_deks("harness unwrap x1", &got, &deks)?;
+    let sw = Stopwatch::start();
+    let mut got = Vec::with_capacity(n);
+    for w in &wrapped {
+        let r = vaultrs::transit::data::decrypt(&bare, TRANSIT, KEY, &w.ciphertext, None)
+            .await
+            .map_err(|e| format!("bare decrypt: {e}"))?;
+        got.push(dek_from_b64(&r.plaintext)?);
+    }
+    let b = Sample {
+        items: n,
+        wall: sw.elapsed(),
+    };
+    check_deks("bare unwrap x1", &got, &deks)?;
+    rows.push(("unwrap, 1 per call", h, b));
+
+    // Batched calls are few and short (10 calls of 100 items): each is timed over
+    // ROUNDS rounds, harness and bare in turn, and the best round of each counts.
+    const ROUNDS: usize = 7;
+
+    // (b) unwrap, batched.
+    let (mut h_best, mut b_best) = (Duration::MAX, Duration::MAX);
+    for _ in 0..ROUNDS {
+        let sw = Stopwatch::start();
+        let mut got = Vec::with_capacity(n);
+        for chunk in wrapped.chunks(BATCH) {
+            got.extend(
+                harness
+                    .unwrap(chunk)
+                    .await
+                    .map_err(|e| format!("harness unwrap batch: {e}"))?,
+            );
+        }
+        h_best = h_best.min(sw.elapsed());
+        check_deks("harness unwrap batch", &got, &deks)?;
+        let sw = Stopwatch::start();
+        let mut got = Vec::with_capacity(n);
+        for chunk in wrapped.chunks(BATCH) {
+            for r in bare_batch(&bare, "decrypt", chunk).await? {
+                got.push(dek_from_b64(field(&r, "plaintext")?)?);
+            }
+        }
+        b_best = b_best.min(sw.elapsed());
+        check_deks("bare unwrap batch", &got, &deks)?;
+    }
+    rows.push((
+        "unwrap, batched (best of 7)",
+        Sample {
+            items: n,
+            wall: h_best,
+        },
+        Sample {
+            items: n,
+            wall: b_best,
+        },
+    ));
+
+    // (c) rewrap after a key rotation, batched. Both rewrap the same v1 ciphertexts.
+    admin
+        .call("POST", &format!("{TRANSIT}/keys/{KEY}/rotate"), None)
+        .await
+        .map_err(|e| format!("rotating the key: {e}"))?;
+    let (mut h_best, mut b_best) = (Duration::MAX, Duration::MAX);
+    for _ in 0..ROUNDS {
+        let sw = Stopwatch::start();
+        let mut rewrapped = Vec::with_capacity(n);
+        for chunk in wrapped.chunks(BATCH) {
+            rewrapped.extend(
+                harness
+                    .rewrap(chunk)
+                    .await
+                    .map_err(|e| format!("harness rewrap: {e}"))?,
+            );
+        }
+        h_best = h_best.min(sw.elapsed());
+        check_versions("harness rewrap", rewrapped.iter().map(|w| w.key_version), n)?;
+        let sw = Stopwatch::start();
+        let mut versions = Vec::with_capacity(n);
+        for chunk in wrapped.chunks(BATCH) {
+            for r in bare_batch(&bare, "rewrap", chunk).await? {
+                let ct = field(&r, "ciphertext")?;
+                versions.push(
+                    r.get("key_version")
+                        .and_then(Value::as_u64)
+                        .unwrap_or_else(|| version_of(ct)),
+                );
+            }
+        }
+        b_best = b_best.min(sw.elapsed());
+        check_versions("bare rewrap", versions.into_iter(), n)?;
+    }
+    rows.push((
+        "rewrap after rotation, batched (best of 7)",
+        Sample {
+            items: n,
+            wall: h_best,
+        },
+        Sample {
+            items: n,
+            wall: b_best,
+        },
+    ));
+
+    println!(
+        "bench-vault: OpenBao at {base}, key {TRANSIT}/{KEY}, AppRole token for both clients, \
+         {n} DEKs, batches of {BATCH}"
+    );
+    println!(
+        "harness: cluster::kms::VaultConnector over cluster::http::HttpClient (TcpDialer); \
+         1-per-call = unwrap(&[one]) (a batch_input of 1)"
+    );
+    println!(
+        "bare:    vaultrs 0.8 VaultClient (reqwest); 1-per-call = vaultrs::transit::data::decrypt; \
+         batched = vaultrs::api::exec_with_result with a rustify Endpoint POSTing \
+         {{\"batch_input\":[...]}} over the same VaultClient"
+    );
+    println!(
+        "{:<44} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "operation", "items", "harness s", "harness/s", "bare s", "bare/s", "h/b"
+    );
+    for (op, h, b) in &rows {
+        println!(
+            "{:<44} {:>6} {:>10.3} {:>10.0} {:>10.3} {:>10.0} {:>8.2}",
+            op,
+            h.items,
+            h.wall.as_secs_f64(),
+            h.per_sec(),
+            b.wall.as_secs_f64(),
+            b.per_sec(),
+            h.per_sec() / b.per_sec()
+        );
+    }
+    for (op, h, b) in &rows {
+        let ratio = h.per_sec() / b.per_sec();
+        println!(
+            "{op}: within 80% of bare: {} ({:.0}%)",
+            if ratio >= TARGET { "yes" } else { "no" },
+            ratio * 100.0
+        );
+    }
+    Ok(())
+}
+
+/// `transit/<op>/<key>` with `batch_input`: vaultrs has no batched request type, so this
+/// is a rustify endpoint run by vaultrs's own `exec_with_result` over the same client.
+struct BareBatch {
+    op: &'static str,
+    body: Vec<u8>,
+}
+
+impl Endpoint for BareBatch {
+    type Response = Value;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        format!("{TRANSIT}/{}/{KEY}", self.op)
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::POST
+    }
+
+    fn body(&self) -> Result<Option<Vec<u8>>, RustifyError> {
+        Ok(Some(self.body.clone()))
+    }
+}
+
+async fn bare_batch(
+    client: &VaultClient,
+    op: &'static str,
+    chunk: &[WrappedDek],
+) -> Result<Vec<Value>, String> {
+    let items: Vec<Value> = chunk
+        .iter()
+        .map(|w| json!({"ciphertext": w.ciphertext}))
+        .collect();
+    let body = serde_json::to_vec(&json!({ "batch_input": items })).map_err(|e| e.to_string())?;
+    let data = vaultrs::api::exec_with_result(client, BareBatch { op, body })
+        .await
+        .map_err(|e| format!("bare batch {op}: {e}"))?;
+    let results = match data.get("batch_results").and_then(Value::as_array) {
+        Some(r) if r.len() == chunk.len() => r.clone(),
+        _ => return Err(format!("bare batch {op}: wrong or missing batch_results")),
+    };
+    if let Some(err) = results.iter().find_map(|r| r.get("error")?.as_str()) {
+        if !err.is_empty() {
+            return Err(format!("bare batch {op}: {err}"));
+        }
+    }
+    Ok(results)
+}
+
+fn field<'v>(v: &'v Value, name: &str) -> Result<&'v str, String> {
+    v.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("batch result without {name}"))
+}
+
+fn dek_from_b64(plaintext: &str) -> Result<Dek, String> {
+    let bytes = B64
+        .decode(plaintext)
+        .map_err(|_| "plaintext is not base64".to_string())?;
+    Dek::from_bytes(&bytes).ok_or_else(|| format!("unwrapped key has {} bytes", bytes.len()))
+}
+
+fn version_of(ciphertext: &str) -> u64 {
+    ciphertext
+        .strip_prefix("vault:v")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn check_deks(what: &str, got: &[Dek], want: &[Dek]) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: the unwrapped DEKs differ from the originals"
+        ))
+    }
+}
+
+fn check_versions(what: &str, versions: impl Iterator<Item = u64>, n: usize) -> Result<(), String> {
+    let v: Vec<u64> = versions.collect();
+    if v.len() == n && v.iter().all(|&v| v == 2) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: not every DEK was rewrapped to key version 2"
+        ))
+    }
+}
+
+/// An OpenBao dev server started by this command; killed when dropped (on success, on
+/// error and on panic unwinding alike).
+struct BaoServer {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Drop for BaoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+impl BaoServer {
+    fn start(bin: &std::path::Path) -> Result<BaoServer, String> {
+        let port = free_port_pair()?;
+        let tmp = std::env::temp_dir();
+        let log = tmp.join(format!("wekasim-bench-vault-openbao-{port}.log"));
+        let file = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let out = file.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(bin)
+            .args([
+                "server",
+                "-dev",
+                "-dev-root-token-id=root",
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            // Keep the dev server's token helper out of the user's home.
+            .env("HOME", &tmp)
+            .env_remove("BAO_ADDR")
+            .env_remove("VAULT_ADDR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        Ok(BaoServer {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        })
+    }
+
+    /// Ready when `sys/health` answers 200: at most 400 polls 25 ms apart (10 s).
+    async fn wait_ready(&self) -> Result<(), String> {
+        let http = HttpClient::new(Arc::new(TcpDialer), Duration::from_secs(2));
+        for _ in 0..400 {
+            let req = http::Request::get(format!("{}/v1/sys/health", self.base))
+                .body(Vec::new())
+                .map_err(|e| e.to_string())?;
+            if matches!(http.send(req).await, Ok(r) if r.status() == 200) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        Err(format!("OpenBao did not become ready; its log:\n{log}"))
+    }
+}
+
+/// A free loopback port whose successor is free too (OpenBao takes PORT+1 for its cluster).
+fn free_port_pair() -> Result<u16, String> {
+    for _ in 0..50 {
+        let a = StdListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = a.local_addr().map_err(|e| e.to_string())?.port();
+        if port < u16::MAX && StdListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("found no two consecutive free loopback ports".into())
+}
