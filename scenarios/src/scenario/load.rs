@@ -1,0 +1,359 @@
+//! Loading a scenario file: strict parsing, the rules serde cannot express, and errors
+//! that name the file, the line and the field.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use cluster::admin::AdminCommand;
+use kms_sim::chaos::Fault;
+
+use super::{host_group, substitute, Expect, Scenario, Step};
+
+/// The filesystems a step creates (`true`: it may create them) or needs to exist
+/// (`false`: it must succeed on them).
+fn step_filesystems(step: &Step) -> (bool, Vec<String>) {
+    match step {
+        Step::FsCreate {
+            name,
+            count,
+            expect,
+            ..
+        } if *expect != Expect::Error => (true, Scenario::fs_names(name, *count)),
+        Step::Write {
+            fs,
+            expect: Expect::Ok,
+            ..
+        }
+        | Step::ReadVerify {
+            fs,
+            expect: Expect::Ok,
+            ..
+        } if fs != "all" => (false, vec![fs.clone()]),
+        Step::Weka {
+            command,
+            expect_error,
+            expect,
+            ..
+        } => {
+            let stand_in = substitute(command, "http://vault:8200", "t", "r", "s");
+            let may_succeed = expect_error.is_none() && *expect != Expect::Error;
+            let must_succeed = expect_error.is_none() && *expect == Expect::Ok;
+            match cluster::weka_cli::parse(&stand_in) {
+                Ok(AdminCommand::FsCreate { name, .. } | AdminCommand::FsDownload { name, .. })
+                    if may_succeed =>
+                {
+                    (true, vec![name])
+                }
+                Ok(
+                    AdminCommand::FsUpdate { name: fs, .. }
+                    | AdminCommand::SnapshotUpload { fs, .. },
+                ) if must_succeed => (false, vec![fs]),
+                _ => (false, Vec::new()),
+            }
+        }
+        _ => (false, Vec::new()),
+    }
+}
+
+/// A scenario file that could not be loaded, with where and why.
+#[derive(Debug)]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+            path: path.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Scenario::parse(&text).map_err(|message| LoadError {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// The scenario as a file a person can read and `wekasim run` can load.
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| e.to_string())
+    }
+
+    /// Parses and checks a scenario; the error says line, column and field.
+    pub fn parse(text: &str) -> Result<Scenario, String> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    /// Rules serde cannot express.
+    fn check(&self) -> Result<(), String> {
+        let c = &self.cluster;
+        if !(1..=9).contains(&c.backends) {
+            return Err(format!(
+                "[cluster] backends = {}: must be 1 to 9",
+                c.backends
+            ));
+        }
+        if c.replicas == 0 || c.replicas > c.backends {
+            return Err(format!(
+                "[cluster] replicas = {}: must be 1 to backends ({})",
+                c.replicas, c.backends
+            ));
+        }
+        if !(16..=65536).contains(&c.block_size) {
+            return Err(format!(
+                "[cluster] block_size = {}: must be 16 to 65536 bytes",
+                c.block_size
+            ));
+        }
+        for (i, extra) in self.extra_clusters.iter().enumerate() {
+            let at = format!("[[extra_cluster]] {}", i + 1);
+            if extra.name.is_empty()
+                || !extra
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                || extra.name == "main"
+            {
+                return Err(format!(
+                    "{at}: name {:?} must be letters, digits and '-', and not \"main\"",
+                    extra.name
+                ));
+            }
+            if self.extra_clusters[..i]
+                .iter()
+                .any(|e| e.name == extra.name)
+            {
+                return Err(format!(
+                    "{at}: a cluster named {:?} already exists",
+                    extra.name
+                ));
+            }
+            if !(1..=9).contains(&extra.backends)
+                || extra.replicas == 0
+                || extra.replicas > extra.backends
+            {
+                return Err(format!(
+                    "{at}: backends must be 1 to 9 and replicas 1 to backends"
+                ));
+            }
+        }
+        // Filesystems created so far, by cluster: a step that must succeed cannot name one
+        // that no earlier step creates.
+        let mut created: BTreeSet<(String, String)> = BTreeSet::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = format!("step {} ({})", i + 1, step.action());
+            if let Some(name) = step.cluster() {
+                if name != "main" && !self.extra_clusters.iter().any(|e| e.name == name) {
+                    return Err(format!("{at}: no cluster named {name:?}"));
+                }
+            }
+            let cluster = step.cluster().unwrap_or("main").to_string();
+            let (makes, names) = step_filesystems(step);
+            for fs in names {
+                let known = created.contains(&(cluster.clone(), fs.clone()));
+                if makes {
+                    created.insert((cluster.clone(), fs));
+                } else if !known {
+                    return Err(format!(
+                        "{at}: no earlier step creates a filesystem named {fs:?} on cluster {cluster:?}"
+                    ));
+                }
+            }
+            self.check_step(step).map_err(|e| format!("{at}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn check_step(&self, step: &Step) -> Result<(), String> {
+        let n = self.cluster.backends;
+        let backend_ok = |b: u32| {
+            if b == 0 || b > n {
+                Err(format!(
+                    "backend = {b}, but the cluster has backends 1 to {n}"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match step {
+            Step::Restart { backend } | Step::Crash { backend } => backend_ok(*backend),
+            Step::CrashAt {
+                backend: Some(b), ..
+            }
+            | Step::Start { backend: Some(b) } => backend_ok(*b),
+            Step::FsCreate { count: 0, .. } => Err("count must be at least 1".into()),
+            Step::Weka {
+                command,
+                expect_error,
+                expect,
+                ..
+            } => {
+                if expect_error.is_some() && *expect != Expect::Ok {
+                    return Err(format!(
+                        "expect_error already says the command fails; drop expect = {:?}",
+                        expect
+                    ));
+                }
+                let stand_in = substitute(command, "http://vault:8200", "t", "r", "s");
+                cluster::weka_cli::parse(&stand_in)
+                    .map(|_| ())
+                    .map_err(|e| format!("command {command:?}: {e}"))
+            }
+            Step::KmsFault { mode, delay } => match (mode, delay) {
+                (Fault::Slow, None) => Err("mode = \"slow\" needs a delay".into()),
+                (Fault::Slow, Some(_)) | (_, None) => Ok(()),
+                (other, Some(_)) => Err(format!(
+                    "delay only goes with mode = \"slow\", not {other:?}"
+                )),
+            },
+            Step::Write { via: Some(g), .. }
+            | Step::ReadVerify { via: Some(g), .. }
+            | Step::ExpectLocked {
+                backends: Some(g), ..
+            } => {
+                let hosts = host_group(g, n)?;
+                if hosts.iter().any(|h| h == "vault") {
+                    return Err(format!("{g:?} must name backends only"));
+                }
+                Ok(())
+            }
+            Step::Partition { a, b, .. } | Step::Hold { a, b } | Step::Release { a, b } => {
+                let (a, b) = (host_group(a, n)?, host_group(b, n)?);
+                if a.iter().any(|h| b.contains(h)) {
+                    return Err("a host cannot be on both sides".into());
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The filesystem names a `fs-create` step makes.
+    pub fn fs_names(name: &str, count: u32) -> Vec<String> {
+        if count == 1 {
+            vec![name.to_string()]
+        } else {
+            (1..=count).map(|i| format!("{name}-{i}")).collect()
+        }
+    }
+}
+
+/// Puts the line number first so a person and a script both find it. Inside a
+/// `[[step]]`, toml reports the line where the steps begin (the action decides a step's
+/// type, and the field positions are lost on the way); when the message names a field or
+/// quotes a value found further down, point at the line that holds it instead.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().to_string();
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    if let Some(token) = offending_token(&message) {
+        let later = lines.iter().enumerate().skip(line).find(|(_, l)| {
+            let l = l.trim_start();
+            l.starts_with(&format!("{token} "))
+                || l.starts_with(&format!("{token}="))
+                || l.contains(&format!("\"{token}\""))
+        });
+        if let Some((i, _)) = later {
+            line = i + 1;
+        }
+    }
+    let snippet = lines.get(line - 1).map(|l| l.trim()).unwrap_or("");
+    format!("line {line}: {message} (at `{snippet}`)")
+}
+
+/// The field in "unknown field `x`", the value in "unknown variant `x`" or in
+/// `duration "x" ...`.
+fn offending_token(message: &str) -> Option<&str> {
+    for prefix in ["unknown field `", "unknown variant `"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            return rest.split('`').next();
+        }
+    }
+    let start = message.find('"')? + 1;
+    let len = message[start..].find('"')?;
+    Some(&message[start..start + len])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::parse_duration;
+    use super::*;
+
+    const GOOD: &str = r#"
+[scenario]
+name = "t"
+[[step]]
+action = "kms-set"
+auth = "token"
+[[step]]
+action = "wait-ready"
+within = "5s"
+"#;
+
+    #[test]
+    fn parses_a_small_scenario() {
+        let s = Scenario::parse(GOOD).unwrap();
+        assert_eq!(s.cluster.backends, 5);
+        assert_eq!(s.steps.len(), 2);
+        assert_eq!(
+            s.steps[1],
+            Step::WaitReady {
+                within: Duration::from_secs(5)
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_field() {
+        let bad = GOOD.replace("auth = \"token\"", "auth = \"token\"\nauthh = 1");
+        let err = Scenario::parse(&bad).unwrap_err();
+        assert!(err.contains("line 7"), "{err}");
+        assert!(err.contains("authh"), "{err}");
+    }
+
+    #[test]
+    fn mistyped_value_is_reported() {
+        let bad = GOOD.replace("within = \"5s\"", "within = \"5 parsecs\"");
+        let err = Scenario::parse(&bad).unwrap_err();
+        assert!(err.contains("line 9"), "{err}");
+        assert!(err.contains("unit"), "{err}");
+    }
+
+    #[test]
+    fn unknown_action_is_reported() {
+        let bad = GOOD.replace("kms-set", "kms-sett");
+        let err = Scenario::parse(&bad).unwrap_err();
+        assert!(err.contains("kms-sett"), "{err}");
+    }
+
+    #[test]
+    fn restart_of_missing_backend_is_refused() {
+        let bad = format!("{GOOD}\n[[step]]\naction = \"restart\"\nbackend = 9\n");
+        let err = Scenario::parse(&bad).unwrap_err();
+        assert!(err.contains("step 3"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}
