@@ -75,6 +75,15 @@ impl Disk {
         }
     }
 
+    /// The blocks of a filesystem this disk stores.
+    pub fn block_ids(&self, fs_id: u32) -> Vec<u64> {
+        self.lock()
+            .blocks
+            .range((fs_id, 0)..=(fs_id, u64::MAX))
+            .map(|((_, b), _)| *b)
+            .collect()
+    }
+
     /// How far this disk's state machine has applied the log.
     pub fn last_applied(&self) -> Option<LogId<NodeId>> {
         self.lock().raft.machine.last_applied

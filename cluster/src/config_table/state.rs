@@ -155,9 +155,7 @@ impl ConfigState {
 
     /// The name of the KMS key the cluster is configured with.
     pub fn kms_key(&self) -> Option<&str> {
-        self.kms.as_ref().map(|k| match k {
-            KmsConfig::Vault(v) => v.key_name.as_str(),
-        })
+        self.kms.as_ref().map(KmsConfig::key_name)
     }
 
     pub fn members_encrypted(&self) -> impl Iterator<Item = &FsRecord> {

@@ -1,6 +1,6 @@
 //! Admin commands as a backend carries them out.
 
-use super::{lock, Node};
+use super::{find_fs, lock, serves, Node};
 use crate::admin::{AdminCommand, AdminError, AdminOutput, FsSummary, KmsSetVault, KmsSummary};
 use crate::config_table::{ConfigCommand, ConfigResponse};
 use crate::dek::Dek;
@@ -288,11 +288,7 @@ impl Node {
     ) -> Result<AdminOutput, AdminError> {
         self.read_barrier().await?;
         let state = self.config();
-        let record = state
-            .filesystems
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| AdminError::NoSuchFs(name.clone()))?;
+        let record = find_fs(&state, &name)?;
         let old = record.wrapped_dek.clone().ok_or_else(|| {
             AdminError::Usage(format!(
                 "filesystem {name} is not encrypted: it has no key to move"
@@ -368,7 +364,7 @@ impl Node {
             .values()
             .map(|f| FsSummary {
                 name: f.name.clone(),
-                status: if !f.encrypted() || keys.contains_key(&f.name) {
+                status: if serves(f, &keys) {
                     "READY".into()
                 } else {
                     "LOCKED".into()

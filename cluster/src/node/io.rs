@@ -1,7 +1,7 @@
 //! The data path: each block is encrypted under its filesystem's DEK on the node that
 //! writes it, and the ciphertext is stored on `replicas` backends.
 
-use super::{lock, Node};
+use super::{find_fs, lock, Node};
 use crate::admin::{AdminError, AdminOutput};
 use crate::dek::{self, Dek};
 use crate::disk::StoredBlock;
@@ -37,12 +37,7 @@ impl Node {
     }
 
     fn fs_and_key_now(&self, fs: &str) -> Result<(FsRecord, Option<Dek>), AdminError> {
-        let state = self.config();
-        let record = state
-            .filesystems
-            .get(fs)
-            .cloned()
-            .ok_or_else(|| AdminError::NoSuchFs(fs.to_string()))?;
+        let record = find_fs(&self.config(), fs)?;
         if !record.encrypted() {
             return Ok((record, None));
         }

@@ -15,13 +15,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::watch;
 
-use crate::admin::NodeStatus;
+use crate::admin::{AdminError, NodeStatus};
 use crate::config_table::{
     ConfigCommand, ConfigResponse, ConfigState, LogStore, Network, NodeId, Raft, StateMachineStore,
 };
 use crate::dek::Dek;
 use crate::disk::Disk;
 use crate::events::{Event, EventSink};
+use crate::filesystem::FsRecord;
 use crate::hooks::{CrashPoint, Hooks, PlantedBug};
 use crate::kms::{self, KmsConfig, KmsConnector};
 use crate::net::{BoxStream, Dialer};
@@ -107,6 +108,23 @@ struct Inner {
     /// own keys), kept because each holds its AppRole login.
     kms: Mutex<Vec<(KmsConfig, Arc<dyn KmsConnector>)>>,
     alerts: Mutex<BTreeSet<String>>,
+    /// Snap-To-Object's client, if the cluster has an object store.
+    objects: Option<snapshot::ObjectStoreClient>,
+}
+
+/// Whether a node holding `keys` serves `fs`: an unencrypted filesystem always, an
+/// encrypted one once its DEK is unwrapped.
+fn serves(fs: &FsRecord, keys: &BTreeMap<String, Dek>) -> bool {
+    !fs.encrypted() || keys.contains_key(&fs.name)
+}
+
+/// A filesystem of the config table by name.
+fn find_fs(state: &ConfigState, name: &str) -> Result<FsRecord, AdminError> {
+    state
+        .filesystems
+        .get(name)
+        .cloned()
+        .ok_or_else(|| AdminError::NoSuchFs(name.to_string()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,6 +170,10 @@ impl Node {
         .map_err(|e| format!("raft start: {e}"))?;
 
         let seed = opts.seed ^ incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let objects = opts
+            .object_store
+            .as_ref()
+            .map(|c| snapshot::ObjectStoreClient::new(c, dialer.clone()));
         let node = Node(Arc::new(Inner {
             rng: Mutex::new(ChaCha20Rng::seed_from_u64(seed)),
             opts,
@@ -165,6 +187,7 @@ impl Node {
             creating: Mutex::new(BTreeMap::new()),
             kms: Mutex::new(Vec::new()),
             alerts: Mutex::new(BTreeSet::new()),
+            objects,
         }));
 
         let first = node.0.opts.members.keys().next().copied();
@@ -233,19 +256,14 @@ impl Node {
         let keys = lock(&self.0.keys);
         state.filesystems.len() >= filesystems
             && lock(&self.0.alerts).is_empty()
-            && state
-                .filesystems
-                .values()
-                .all(|f| !f.encrypted() || keys.contains_key(&f.name))
+            && state.filesystems.values().all(|f| serves(f, &keys))
     }
 
     pub fn status(&self) -> NodeStatus {
         let state = self.config();
         let keys = lock(&self.0.keys);
-        let (ready, locked): (Vec<_>, Vec<_>) = state
-            .filesystems
-            .values()
-            .partition(|f| !f.encrypted() || keys.contains_key(&f.name));
+        let (ready, locked): (Vec<_>, Vec<_>) =
+            state.filesystems.values().partition(|f| serves(f, &keys));
         NodeStatus {
             node: self.id(),
             leader: self.0.raft.metrics().borrow().current_leader,
@@ -284,15 +302,7 @@ impl Node {
                 self.0.disk.lock().blocks.insert((fs_id, block), stored);
                 Response::Stored
             }
-            Request::ListBlocks { fs_id } => Response::Blocks(
-                self.0
-                    .disk
-                    .lock()
-                    .blocks
-                    .range((fs_id, 0)..=(fs_id, u64::MAX))
-                    .map(|((_, b), _)| *b)
-                    .collect(),
-            ),
+            Request::ListBlocks { fs_id } => Response::Blocks(self.0.disk.block_ids(fs_id)),
             Request::GetBlock { fs_id, block } => {
                 Response::Block(self.0.disk.lock().blocks.get(&(fs_id, block)).cloned())
             }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{lock, Node};
+use std::sync::Arc;
+
+use super::{find_fs, lock, Node, ObjectStoreConfig};
 use crate::admin::{AdminError, AdminOutput};
 use crate::config_table::ConfigCommand;
 use crate::disk::StoredBlock;
@@ -12,21 +14,34 @@ use crate::events::Event;
 use crate::filesystem::{FsRecord, KmsBinding, Manifest, SnapshotRecord};
 use crate::http::HttpClient;
 use crate::kms::KMS_REQUEST_TIMEOUT;
+use crate::net::Dialer;
 use crate::rpc::{Request, Response};
 
 const MANIFEST: &str = "manifest.json";
 
+/// The node's way to the object store, made once at boot.
+pub(super) struct ObjectStoreClient {
+    http: HttpClient,
+    /// `http://host:port`, without a trailing `/`.
+    url: String,
+    bucket: String,
+}
+
+impl ObjectStoreClient {
+    pub(super) fn new(config: &ObjectStoreConfig, dialer: Arc<dyn Dialer>) -> Self {
+        ObjectStoreClient {
+            http: HttpClient::new(dialer, KMS_REQUEST_TIMEOUT),
+            url: config.url.trim_end_matches('/').to_string(),
+            bucket: config.bucket.clone(),
+        }
+    }
+}
+
 impl Node {
-    fn store(&self) -> Result<(HttpClient, String, String), AdminError> {
-        let cfg = self.0.opts.object_store.as_ref().ok_or_else(|| {
+    fn store(&self) -> Result<&ObjectStoreClient, AdminError> {
+        self.0.objects.as_ref().ok_or_else(|| {
             AdminError::ObjectStore("this cluster has no object store configured".into())
-        })?;
-        let http = HttpClient::new(self.0.dialer.clone(), KMS_REQUEST_TIMEOUT);
-        Ok((
-            http,
-            cfg.url.trim_end_matches('/').to_string(),
-            cfg.bucket.clone(),
-        ))
+        })
     }
 
     async fn object(
@@ -35,7 +50,7 @@ impl Node {
         url: String,
         body: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, AdminError> {
-        let (http, _, _) = self.store()?;
+        let http = &self.store()?.http;
         let req = http::Request::builder()
             .method(method)
             .uri(&url)
@@ -59,13 +74,7 @@ impl Node {
         let mut ids = BTreeSet::new();
         for &member in self.0.opts.members.keys() {
             let listed = if member == self.id() {
-                self.0
-                    .disk
-                    .lock()
-                    .blocks
-                    .range((record.id, 0)..=(record.id, u64::MAX))
-                    .map(|((_, b), _)| *b)
-                    .collect()
+                self.0.disk.block_ids(record.id)
             } else {
                 match self
                     .call(member, &Request::ListBlocks { fs_id: record.id })
@@ -106,12 +115,11 @@ impl Node {
     ) -> Result<AdminOutput, AdminError> {
         self.read_barrier().await?;
         let state = self.config();
-        let record = state
-            .filesystems
-            .get(fs)
-            .cloned()
-            .ok_or_else(|| AdminError::NoSuchFs(fs.to_string()))?;
-        let (_, url, bucket) = self.store()?;
+        let record = find_fs(&state, fs)?;
+        let (url, bucket) = {
+            let store = self.store()?;
+            (store.url.clone(), store.bucket.clone())
+        };
         let locator = format!("{fs}/{snapshot}");
         let blocks = self.all_blocks(&record).await?;
         for (block, stored) in &blocks {
@@ -174,7 +182,7 @@ impl Node {
         if state.filesystems.contains_key(&name) {
             return Err(AdminError::FsExists(name));
         }
-        let (_, url, _) = self.store()?;
+        let url = self.store()?.url.clone();
         let snapshot_error = |reason: String| AdminError::Snapshot {
             locator: locator.to_string(),
             reason,

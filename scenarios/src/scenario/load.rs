@@ -36,10 +36,9 @@ fn step_filesystems(step: &Step) -> (bool, Vec<String>) {
             expect,
             ..
         } => {
-            let stand_in = substitute(command, "http://vault:8200", "t", "r", "s");
             let may_succeed = expect_error.is_none() && *expect != Expect::Error;
             let must_succeed = expect_error.is_none() && *expect == Expect::Ok;
-            match cluster::weka_cli::parse(&stand_in) {
+            match weka_command(command) {
                 Ok(AdminCommand::FsCreate { name, .. } | AdminCommand::FsDownload { name, .. })
                     if may_succeed =>
                 {
@@ -205,8 +204,7 @@ impl Scenario {
                         expect
                     ));
                 }
-                let stand_in = substitute(command, "http://vault:8200", "t", "r", "s");
-                cluster::weka_cli::parse(&stand_in)
+                weka_command(command)
                     .map(|_| ())
                     .map_err(|e| format!("command {command:?}: {e}"))
             }
@@ -247,6 +245,12 @@ impl Scenario {
             (1..=count).map(|i| format!("{name}-{i}")).collect()
         }
     }
+}
+
+/// A `weka` step's command as it will run, with stand-ins for what the Vault setup
+/// produces (the placeholders' values do not change what parses).
+fn weka_command(command: &str) -> Result<AdminCommand, String> {
+    cluster::weka_cli::parse(&substitute(command, "http://vault:8200", "t", "r", "s"))
 }
 
 /// Puts the line number first so a person and a script both find it. Inside a
