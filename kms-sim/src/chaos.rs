@@ -94,7 +94,8 @@ impl Chaos {
     }
 }
 
-fn vault_error(status: StatusCode, message: &str) -> Response {
+/// An answer shaped as Vault's errors are: `{"errors": [message]}`.
+pub(crate) fn vault_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "errors": [message] }).to_string();
     Response::builder()
         .status(status)

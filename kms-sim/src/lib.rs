@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod object_store;
+pub mod proxy;
 pub mod serve;
 pub mod vault;
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod library;
+pub mod live;
 pub mod net;
 pub mod oracle;
 pub mod report;

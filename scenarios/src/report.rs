@@ -101,6 +101,7 @@ mod tests {
 
     fn report(seed: u64, failure: Option<Failure>) -> RunReport {
         RunReport {
+            live: None,
             scenario: "s".into(),
             target: "s".into(),
             planted: Vec::new(),

@@ -26,6 +26,31 @@ pub fn weka_policy(transit: &str, keys: &[&str]) -> String {
         .collect()
 }
 
+/// Where the setup puts things, and what it creates rather than finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupPlan {
+    /// The transit mount the keys go in.
+    pub mount: String,
+    /// Whether the setup mounts it (an empty Vault) or finds it mounted.
+    pub create_mount: bool,
+    /// Whether the setup enables AppRole at `auth/approle` (it may be enabled already).
+    pub enable_approle: bool,
+    /// The name of the policy and of the AppRole role.
+    pub name: String,
+}
+
+impl SetupPlan {
+    /// An empty Vault, as WEKA's documentation sets it up: `transit`, role `weka`.
+    pub fn fresh() -> SetupPlan {
+        SetupPlan {
+            mount: "transit".into(),
+            create_mount: true,
+            enable_approle: true,
+            name: "weka".into(),
+        }
+    }
+}
+
 pub struct VaultAdmin<'a> {
     pub http: &'a HttpClient,
     /// `http://host:port`
@@ -75,15 +100,19 @@ impl VaultAdmin<'_> {
             .ok_or_else(|| format!("{what}: the answer has no {pointer}"))
     }
 
-    /// Everything WEKA needs, from an empty dev server: `keys` are the transit keys to
-    /// create (the cluster key first).
-    pub async fn prepare(&self, transit: &str, keys: &[&str]) -> Result<VaultCreds, String> {
-        self.call(
-            "POST",
-            &format!("sys/mounts/{transit}"),
-            Some(json!({"type": "transit"})),
-        )
-        .await?;
+    /// Everything WEKA needs, as `plan` says: `keys` are the transit keys to create (the
+    /// cluster key first).
+    pub async fn prepare(&self, plan: &SetupPlan, keys: &[&str]) -> Result<VaultCreds, String> {
+        let transit = plan.mount.as_str();
+        let name = plan.name.as_str();
+        if plan.create_mount {
+            self.call(
+                "POST",
+                &format!("sys/mounts/{transit}"),
+                Some(json!({"type": "transit"})),
+            )
+            .await?;
+        }
         for key in keys {
             self.call(
                 "POST",
@@ -94,31 +123,33 @@ impl VaultAdmin<'_> {
         }
         self.call(
             "PUT",
-            "sys/policies/acl/weka",
+            &format!("sys/policies/acl/{name}"),
             Some(json!({"policy": weka_policy(transit, keys)})),
         )
         .await?;
-        self.call("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
-            .await?;
+        if plan.enable_approle {
+            self.call("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+                .await?;
+        }
         self.call(
             "POST",
-            "auth/approle/role/weka",
-            Some(json!({"token_policies": ["weka"], "token_ttl": "1h"})),
+            &format!("auth/approle/role/{name}"),
+            Some(json!({"token_policies": [name], "token_ttl": "1h"})),
         )
         .await?;
         let role = self
-            .call("GET", "auth/approle/role/weka/role-id", None)
+            .call("GET", &format!("auth/approle/role/{name}/role-id"), None)
             .await?;
         let role_id = Self::field(&role, "/data/role_id", "role-id")?;
         let secret = self
-            .call("POST", "auth/approle/role/weka/secret-id", None)
+            .call("POST", &format!("auth/approle/role/{name}/secret-id"), None)
             .await?;
         let secret_id = Self::field(&secret, "/data/secret_id", "secret-id")?;
         let token = self
             .call(
                 "POST",
                 "auth/token/create",
-                Some(json!({"policies": ["weka"], "ttl": "768h"})),
+                Some(json!({"policies": [name], "ttl": "768h"})),
             )
             .await?;
         let token = Self::field(&token, "/auth/client_token", "token create")?;
@@ -127,5 +158,93 @@ impl VaultAdmin<'_> {
             role_id,
             secret_id: Secret::new(secret_id),
         })
+    }
+
+    /// Undoes [`VaultAdmin::prepare`] on a Vault that outlives the run: the token it
+    /// created, the role, the policy, AppRole if the setup enabled it, and the keys (with
+    /// the mount, if the setup mounted it). Every step is tried; the first error is
+    /// returned.
+    pub async fn remove(
+        &self,
+        plan: &SetupPlan,
+        keys: &[String],
+        token: Option<&Secret>,
+    ) -> Result<(), String> {
+        let name = &plan.name;
+        let transit = &plan.mount;
+        if let Some(token) = token {
+            // A `kms-revoke-tokens` step may have revoked it already: no error either way.
+            let body = json!({"token": token.expose()});
+            let _ = self.call("POST", "auth/token/revoke", Some(body)).await;
+        }
+        let mut first = Ok(());
+        if !plan.enable_approle {
+            // AppRole stays enabled, so the tokens the cluster got by logging in with the
+            // run's role outlive the role: revoke them (disabling AppRole would do it).
+            first = self.revoke_role_tokens(name).await;
+        }
+        let mut calls: Vec<(&str, String, Option<Value>)> = Vec::new();
+        calls.push(("DELETE", format!("auth/approle/role/{name}"), None));
+        calls.push(("DELETE", format!("sys/policies/acl/{name}"), None));
+        if plan.enable_approle {
+            calls.push(("DELETE", "sys/auth/approle".into(), None));
+        }
+        if plan.create_mount {
+            calls.push(("DELETE", format!("sys/mounts/{transit}"), None));
+        } else {
+            for key in keys {
+                calls.push((
+                    "POST",
+                    format!("{transit}/keys/{key}/config"),
+                    Some(json!({"deletion_allowed": true})),
+                ));
+                calls.push(("DELETE", format!("{transit}/keys/{key}"), None));
+            }
+        }
+        for (method, path, body) in calls {
+            if let Err(e) = self.call(method, &path, body).await {
+                if first.is_ok() {
+                    first = Err(format!("cleaning up the Vault: {e}"));
+                }
+            }
+        }
+        first
+    }
+
+    /// Revokes every token issued by an AppRole login with role `role`.
+    async fn revoke_role_tokens(&self, role: &str) -> Result<(), String> {
+        let list = self
+            .call("GET", "auth/token/accessors?list=true", None)
+            .await
+            .map_err(|e| format!("cleaning up the Vault: {e}"))?;
+        let accessors: Vec<String> = list
+            .pointer("/data/keys")
+            .and_then(Value::as_array)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for accessor in accessors {
+            let body = json!({ "accessor": accessor });
+            // A token may expire between the list and the lookup: skip it.
+            let Ok(token) = self
+                .call("POST", "auth/token/lookup-accessor", Some(body.clone()))
+                .await
+            else {
+                continue;
+            };
+            if token
+                .pointer("/data/meta/role_name")
+                .and_then(Value::as_str)
+                == Some(role)
+            {
+                self.call("POST", "auth/token/revoke-accessor", Some(body))
+                    .await
+                    .map_err(|e| format!("cleaning up the Vault: {e}"))?;
+            }
+        }
+        Ok(())
     }
 }

@@ -16,3 +16,13 @@ impl Stopwatch {
         self.0.elapsed()
     }
 }
+
+/// A suffix that differs from run to run (seconds and nanoseconds of the real clock), for
+/// the names a live run gives what it creates in a Vault that outlives it.
+#[allow(clippy::disallowed_methods)]
+pub fn unique_suffix() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:x}{:08x}", now.as_secs(), now.subsec_nanos())
+}

@@ -5,10 +5,7 @@
 //! Live mode only: this talks to a real server over real TCP, so it is not part of any
 //! simulated run and nothing it measures enters a trace.
 
-use std::fs::File;
-use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +21,8 @@ use rand::{RngCore, SeedableRng};
 use rustify::endpoint::Endpoint;
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use rustify::errors::ClientError as RustifyError;
-use scenarios::vault_setup::VaultAdmin;
+use scenarios::live::vault::OpenBaoServer;
+use scenarios::vault_setup::{SetupPlan, VaultAdmin};
 use scenarios::wall::Stopwatch;
 use serde_json::{json, Value};
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
@@ -62,29 +60,20 @@ pub fn run(args: BenchVaultArgs) -> i32 {
     // crypto provider even for http://. Installing fails only if one is already there.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    // The server (when we start one) lives in this guard: it is killed on every way out.
-    let (server, base, root) = match (&args.vault, &args.token) {
-        (Some(url), Some(token)) => (None, url.trim_end_matches('/').to_string(), token.clone()),
-        _ => {
-            if !args.bao.exists() {
-                eprintln!(
-                    "error: {} is missing: run bash tests/run.sh to install OpenBao",
-                    args.bao.display()
-                );
-                return EXIT_USAGE;
-            }
-            match BaoServer::start(&args.bao) {
-                Ok(s) => {
-                    let base = s.base.clone();
-                    (Some(s), base, "root".to_string())
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return EXIT_CORRECTNESS;
-                }
-            }
-        }
+    let external = match (&args.vault, &args.token) {
+        (Some(url), Some(token)) => Some((
+            url.trim_end_matches('/').to_string(),
+            Secret::new(token.clone()),
+        )),
+        _ => None,
     };
+    if external.is_none() && !args.bao.exists() {
+        eprintln!(
+            "error: {} is missing: run bash tests/run.sh to install OpenBao",
+            args.bao.display()
+        );
+        return EXIT_USAGE;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,15 +84,32 @@ pub fn run(args: BenchVaultArgs) -> i32 {
             return EXIT_CORRECTNESS;
         }
     };
-    let code = match rt.block_on(bench(&args, server.as_ref(), &base, &root)) {
-        Ok(()) => EXIT_PASS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            EXIT_CORRECTNESS
-        }
-    };
-    drop(server);
-    code
+    rt.block_on(async {
+        // The server (when we start one) lives in this guard: it is killed on every way
+        // out (on success, on error and on panic unwinding alike).
+        let (server, base, root) = match external {
+            Some((base, root)) => (None, base, root),
+            None => match OpenBaoServer::dev(&args.bao).await {
+                Ok(s) => {
+                    let (base, root) = (s.base(), s.root_token().clone());
+                    (Some(s), base, root)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_CORRECTNESS;
+                }
+            },
+        };
+        let code = match bench(&args, &base, root.expose()).await {
+            Ok(()) => EXIT_PASS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_CORRECTNESS
+            }
+        };
+        drop(server);
+        code
+    })
 }
 
 /// One measured operation for one client.
@@ -118,15 +124,7 @@ impl Sample {
     }
 }
 
-async fn bench(
-    args: &BenchVaultArgs,
-    server: Option<&BaoServer>,
-    base: &str,
-    root: &str,
-) -> Result<(), String> {
-    if let Some(s) = server {
-        s.wait_ready().await?;
-    }
+async fn bench(args: &BenchVaultArgs, base: &str, root: &str) -> Result<(), String> {
     let admin_http = HttpClient::new(Arc::new(TcpDialer), Duration::from_secs(10));
     let admin = VaultAdmin {
         http: &admin_http,
@@ -134,7 +132,7 @@ async fn bench(
         root_token: root,
     };
     let creds = admin
-        .prepare(TRANSIT, &[KEY])
+        .prepare(&SetupPlan::fresh(), &[KEY])
         .await
         .map_err(|e| format!("preparing the Vault: {e}"))?;
 
@@ -444,79 +442,4 @@ fn check_versions(what: &str, versions: impl Iterator<Item = u64>, n: usize) -> 
             "{what}: not every DEK was rewrapped to key version 2"
         ))
     }
-}
-
-/// An OpenBao dev server started by this command; killed when dropped (on success, on
-/// error and on panic unwinding alike).
-struct BaoServer {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Drop for BaoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-impl BaoServer {
-    fn start(bin: &std::path::Path) -> Result<BaoServer, String> {
-        let port = free_port_pair()?;
-        let tmp = std::env::temp_dir();
-        let log = tmp.join(format!("wekasim-bench-vault-openbao-{port}.log"));
-        let file = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let out = file.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(bin)
-            .args([
-                "server",
-                "-dev",
-                "-dev-root-token-id=root",
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-            ])
-            // Keep the dev server's token helper out of the user's home.
-            .env("HOME", &tmp)
-            .env_remove("BAO_ADDR")
-            .env_remove("VAULT_ADDR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        Ok(BaoServer {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        })
-    }
-
-    /// Ready when `sys/health` answers 200: at most 400 polls 25 ms apart (10 s).
-    async fn wait_ready(&self) -> Result<(), String> {
-        let http = HttpClient::new(Arc::new(TcpDialer), Duration::from_secs(2));
-        for _ in 0..400 {
-            let req = http::Request::get(format!("{}/v1/sys/health", self.base))
-                .body(Vec::new())
-                .map_err(|e| e.to_string())?;
-            if matches!(http.send(req).await, Ok(r) if r.status() == 200) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        Err(format!("OpenBao did not become ready; its log:\n{log}"))
-    }
-}
-
-/// A free loopback port whose successor is free too (OpenBao takes PORT+1 for its cluster).
-fn free_port_pair() -> Result<u16, String> {
-    for _ in 0..50 {
-        let a = StdListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        let port = a.local_addr().map_err(|e| e.to_string())?.port();
-        if port < u16::MAX && StdListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err("found no two consecutive free loopback ports".into())
 }

@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one scenario with one seed and print its verdict.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Run every scenario of the library over a range of seeds and print a table.
     Suite(suite::SuiteArgs),
     /// Run the swarm (a topology, fault knobs and operations drawn per seed) over seeds.
@@ -72,7 +72,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Suite(args) => suite::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchVault(args) => bench_vault::run(args),

@@ -1,9 +1,12 @@
-//! `wekasim run <scenario> --seed N`
+//! `wekasim run <scenario> --seed N`, seeded; or live against a real Vault with
+//! `--vault URL`, `--openbao [BIN]` or `--vault-container ID`.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
+use cluster::secret::Secret;
+use scenarios::live::{LiveOptions, Target};
 use scenarios::scenario::Scenario;
 use scenarios::sim::{self, RunReport, SimOptions};
 
@@ -35,6 +38,86 @@ pub struct RunArgs {
     /// Scenario directory (default: ./scenarios, else the project's own).
     #[arg(long, value_name = "DIR")]
     pub scenarios: Option<PathBuf>,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// Live runs: the scenario in real time against a real Vault. Secrets are best given
+/// through their environment variables, which other users cannot read in `ps`.
+#[derive(Args)]
+pub struct LiveArgs {
+    /// Run live against the Vault at this URL (it is never stopped or started).
+    #[arg(long, value_name = "URL", group = "live_target")]
+    pub vault: Option<String>,
+    /// Run live against an OpenBao this run starts from BIN, on raft storage, and removes
+    /// afterwards.
+    #[arg(
+        long,
+        value_name = "BIN",
+        num_args = 0..=1,
+        default_missing_value = ".venv/bin/bao",
+        group = "live_target"
+    )]
+    pub openbao: Option<PathBuf>,
+    /// Run live against the Vault in this Docker container (port 8200 published); the
+    /// run stops and starts it for `kms-stop` and `kms-start`.
+    #[arg(long, value_name = "ID", group = "live_target")]
+    pub vault_container: Option<String>,
+    /// The Vault's admin token (mounts, policies, AppRole, seal).
+    #[arg(
+        long,
+        env = "VAULT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// The Vault's unseal key, for scenarios that seal or restart it.
+    #[arg(
+        long,
+        env = "VAULT_UNSEAL_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub unseal_key: Option<String>,
+    /// An existing transit mount for the run's keys (default: a mount of the run's own,
+    /// removed afterwards).
+    #[arg(long, value_name = "MOUNT")]
+    pub transit_mount: Option<String>,
+    /// An existing AppRole for the cluster to log in with (with --secret-id).
+    #[arg(long, value_name = "ID", requires = "secret_id")]
+    pub role_id: Option<String>,
+    #[arg(
+        long,
+        env = "WEKA_KMS_SECRET_ID",
+        hide_env_values = true,
+        value_name = "SECRET",
+        requires = "role_id"
+    )]
+    pub secret_id: Option<String>,
+}
+
+impl LiveArgs {
+    /// The live run these flags ask for, if any.
+    fn options(&self, seed: u64) -> Option<LiveOptions> {
+        let target = if let Some(url) = &self.vault {
+            Target::Url(url.clone())
+        } else if let Some(bin) = &self.openbao {
+            Target::OpenBao(bin.clone())
+        } else {
+            Target::Container(self.vault_container.clone()?)
+        };
+        let mut opts = LiveOptions::new(target);
+        opts.seed = seed;
+        opts.show_progress = true;
+        opts.admin_token = self.token.clone().map(Secret::new);
+        opts.unseal_key = self.unseal_key.clone().map(Secret::new);
+        opts.transit_mount = self.transit_mount.clone();
+        opts.approle = self
+            .role_id
+            .clone()
+            .zip(self.secret_id.clone().map(Secret::new));
+        Some(opts)
+    }
 }
 
 pub fn load(name: &str, dir: Option<PathBuf>) -> Result<Scenario, String> {
@@ -60,7 +143,44 @@ fn play(
     Ok((scenario, report))
 }
 
+/// Plays `name` live; `Err` when it could not start (a usage error).
+fn play_live(
+    name: &str,
+    dir: Option<PathBuf>,
+    opts: &LiveOptions,
+) -> Result<(Scenario, RunReport), String> {
+    if name == "swarm" {
+        return Err("the swarm runs only simulated: name a scenario to run live".into());
+    }
+    let scenario = load(name, dir)?;
+    eprintln!(
+        "live: {} against {}, in real time",
+        scenario.scenario.name,
+        match &opts.target {
+            Target::Url(url) => url.clone(),
+            Target::OpenBao(bin) => format!("an OpenBao started from {}", bin.display()),
+            Target::Container(id) => format!("the Vault in container {id}"),
+        }
+    );
+    let mut report = scenarios::live::run(&scenario, opts).map_err(|e| e.to_string())?;
+    if name.ends_with(".toml") {
+        report.target = name.to_string();
+    }
+    Ok((scenario, report))
+}
+
 pub fn run(args: RunArgs) -> i32 {
+    if let Some(live) = args.live.options(args.seed) {
+        if !args.plant.is_empty() || args.check_determinism {
+            return usage_error(
+                "--plant and --check-determinism are for seeded runs, not live ones",
+            );
+        }
+        return match play_live(&args.scenario, args.scenarios.clone(), &live) {
+            Ok((scenario, report)) => finish(&args, &scenario, &report),
+            Err(e) => usage_error(e),
+        };
+    }
     let mut opts = SimOptions::new(args.seed);
     opts.planted = match planted(&args.plant) {
         Ok(p) => p,
@@ -70,37 +190,11 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return usage_error(e),
     };
+    let mut code = finish(&args, &scenario, &report);
+    if code == EXIT_USAGE {
+        return code;
+    }
 
-    if let Some(path) = &args.trace {
-        let write = std::fs::File::create(path).and_then(|mut f| {
-            for line in &report.trace {
-                writeln!(f, "{line}")?;
-            }
-            f.flush()
-        });
-        if let Err(e) = write {
-            eprintln!("error: cannot write trace to {}: {e}", path.display());
-            return EXIT_USAGE;
-        }
-    }
-    if let Some(dir) = &args.out {
-        match scenarios::report::write_run_folder(dir, &scenario, &report) {
-            Ok(folder) => eprintln!("run folder: {}", folder.display()),
-            Err(e) => {
-                eprintln!(
-                    "error: cannot write the run folder under {}: {e}",
-                    dir.display()
-                );
-                return EXIT_USAGE;
-            }
-        }
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
-    } else {
-        println!("{}", report.verdict_line());
-    }
-    let mut code = exit_code([&report]);
     if args.check_determinism {
         let again = match play(&args.scenario, args.scenarios, &opts) {
             Ok((_, r)) => r,
@@ -132,4 +226,39 @@ pub fn run(args: RunArgs) -> i32 {
         }
     }
     code
+}
+
+/// Writes what the flags ask for (trace, run folder) and prints the report; the exit code
+/// of the verdict, or a usage error when a file cannot be written.
+fn finish(args: &RunArgs, scenario: &Scenario, report: &RunReport) -> i32 {
+    if let Some(path) = &args.trace {
+        let write = std::fs::File::create(path).and_then(|mut f| {
+            for line in &report.trace {
+                writeln!(f, "{line}")?;
+            }
+            f.flush()
+        });
+        if let Err(e) = write {
+            eprintln!("error: cannot write trace to {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    if let Some(dir) = &args.out {
+        match scenarios::report::write_run_folder(dir, scenario, report) {
+            Ok(folder) => eprintln!("run folder: {}", folder.display()),
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write the run folder under {}: {e}",
+                    dir.display()
+                );
+                return EXIT_USAGE;
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+    } else {
+        println!("{}", report.verdict_line());
+    }
+    exit_code([report])
 }

@@ -3,17 +3,18 @@
 //! reachable, so nothing is ever pulled), a test fails when one is missing, and every wait is
 //! a bounded poll.
 //!
-//! [`OpenBaoContainer::start`] is the one place that starts a real OpenBao for a test: a live
-//! runner that plays scenario files against a real Vault can take its [`base_url`] as the
-//! Vault's address.
-//!
-//! [`base_url`]: OpenBaoContainer::base_url
+//! [`OpenBaoContainer::start`] starts a real OpenBao dev server for a test (in memory: it does
+//! not survive a restart); [`OpenBaoRaftContainer::start`] one on raft storage, initialised
+//! and unsealed, that survives `docker stop` / `docker start` with its keys and comes back
+//! sealed, for `wekasim run --vault-container`.
 
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use testcontainers::clients::Cli;
@@ -104,6 +105,317 @@ impl<'d> OpenBaoContainer<'d> {
     }
 }
 
+/// Where [`OpenBaoRaftContainer`] finds its config inside the container (bind-mounted,
+/// read-only, from a temp dir of the test's).
+const RAFT_CONFIG_DIR: &str = "/openbao/config";
+
+/// The raft config of [`OpenBaoRaftContainer`]: one node, plain HTTP. Its data goes to
+/// `/tmp` in the container's own filesystem (the image is `FROM scratch`: `/tmp` is its only
+/// writable directory, and the raft path must exist), which survives `docker stop` and
+/// `docker start` and goes away with the container; no file the container writes as root
+/// lands on the host. `performance_multiplier = 1`: raft's fast timings, so the single node
+/// elects itself within a second of an unseal (the default 5 makes it wait 5–10 s).
+const RAFT_CONFIG: &str = r#"storage "raft" {
+  path                   = "/tmp"
+  node_id                = "wekasim-gate-1"
+  performance_multiplier = 1
+}
+
+listener "tcp" {
+  address         = "0.0.0.0:8200"
+  cluster_address = "0.0.0.0:8201"
+  # Plain HTTP: the port is published on 127.0.0.1 only (see LoopbackNetwork).
+  tls_disable = true
+}
+
+# A single node: it only ever talks to itself.
+api_addr     = "http://127.0.0.1:8200"
+cluster_addr = "https://127.0.0.1:8201"
+
+ui = false
+"#;
+
+/// A real OpenBao 2.7.2 on raft storage in a container started by testcontainers, on a
+/// [`LoopbackNetwork`] (its port 8200 is published on 127.0.0.1 only), initialised with one
+/// key share and unsealed through the HTTP API, and active when [`OpenBaoRaftContainer::start`]
+/// returns. Like a production Vault it survives `docker stop` / `docker start` with its data
+/// and comes back sealed.
+///
+/// Dropping it removes the container, then the network, then the temp dir holding the
+/// config: also when the test panics. The fields drop in this order (declaration order).
+pub struct OpenBaoRaftContainer<'d> {
+    container: Container<'d, GenericImage>,
+    _network: LoopbackNetwork,
+    _config: ScratchDir,
+    base_url: String,
+    root_token: String,
+    unseal_key: String,
+}
+
+impl<'d> OpenBaoRaftContainer<'d> {
+    /// Starts, initialises and unseals the server. Panics (after which everything is removed)
+    /// with a message naming `bash tests/images.sh` if the image is missing, or with
+    /// OpenBao's log if it never answers or never becomes active. No panic message carries
+    /// the root token or the unseal key.
+    pub fn start(docker: &'d Cli) -> Self {
+        require_image(OPENBAO_IMAGE, OPENBAO_TAG);
+        // Declared before the container, so dropped after it if anything below panics.
+        let config = ScratchDir::new("openbao-raft");
+        config.write("config.hcl", RAFT_CONFIG);
+        let network = LoopbackNetwork::create();
+        let image = GenericImage::new(OPENBAO_IMAGE, OPENBAO_TAG).with_exposed_port(OPENBAO_PORT);
+        let args = vec![
+            "server".to_string(),
+            format!("-config={RAFT_CONFIG_DIR}/config.hcl"),
+        ];
+        let runnable = RunnableImage::from((image, args))
+            .with_network(network.name())
+            .with_volume((
+                config.path().display().to_string(),
+                format!("{RAFT_CONFIG_DIR}:ro"),
+            ));
+        let container = docker.run(runnable);
+        let port = container.get_host_port_ipv4(OPENBAO_PORT);
+        let mut bao = OpenBaoRaftContainer {
+            container,
+            _network: network,
+            _config: config,
+            base_url: format!("http://127.0.0.1:{port}"),
+            root_token: String::new(),
+            unseal_key: String::new(),
+        };
+        bao.initialise();
+        bao.unseal();
+        bao
+    }
+
+    /// `PUT sys/init` with one key share, once the server answers (uninitialised: 501).
+    fn initialise(&mut self) {
+        if let Err(e) = wait_for_status(&self.base_url, "/v1/sys/health", 501) {
+            self.fail(&format!("never answered as an uninitialised OpenBao: {e}"));
+        }
+        let (status, body) = match http_call(
+            &self.base_url,
+            "PUT",
+            "/v1/sys/init",
+            None,
+            Some(r#"{"secret_shares":1,"secret_threshold":1}"#),
+        ) {
+            Ok(answer) => answer,
+            Err(e) => self.fail(&format!("PUT sys/init: {e}")),
+        };
+        // The answer holds the root token and the unseal key: never print it.
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let field = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_string);
+        match (status, field("/root_token"), field("/keys/0")) {
+            (200, Some(root), Some(key)) => {
+                self.root_token = root;
+                self.unseal_key = key;
+            }
+            _ => self.fail(&format!(
+                "PUT sys/init answered HTTP {status} without root_token and keys/0"
+            )),
+        }
+    }
+
+    /// `PUT sys/unseal` with the key, then waits until the node is active (200).
+    pub fn unseal(&self) {
+        let body = serde_json::json!({ "key": self.unseal_key }).to_string();
+        match http_call(&self.base_url, "PUT", "/v1/sys/unseal", None, Some(&body)) {
+            Ok((200, _)) => {}
+            Ok((status, _)) => self.fail(&format!("PUT sys/unseal answered HTTP {status}")),
+            Err(e) => self.fail(&format!("PUT sys/unseal: {e}")),
+        }
+        if let Err(e) = wait_for_status(&self.base_url, "/v1/sys/health", 200) {
+            self.fail(&format!("never became active after the unseal: {e}"));
+        }
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        let log = redact(
+            &container_logs(self.id()),
+            &[&self.root_token, &self.unseal_key],
+        );
+        panic!(
+            "OpenBao (raft) in container {} at {}: {what}\n--- its log ---\n{log}",
+            self.id(),
+            self.base_url
+        )
+    }
+
+    /// `http://127.0.0.1:PORT` as published when it started (a restart may change the port:
+    /// see [`published_base_url`]).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The root token `sys/init` returned.
+    pub fn root_token(&self) -> &str {
+        &self.root_token
+    }
+
+    /// The one unseal key `sys/init` returned.
+    pub fn unseal_key(&self) -> &str {
+        &self.unseal_key
+    }
+
+    pub fn id(&self) -> &str {
+        self.container.id()
+    }
+
+    /// The container's state as `docker inspect` says it (`running`, `exited`, ...).
+    pub fn state(&self) -> String {
+        container_state(self.id())
+    }
+
+    /// When the container was last started.
+    pub fn started_at(&self) -> String {
+        container_started_at(self.id())
+    }
+}
+
+/// `State.Status` of a container (`running`, `exited`, ...), or the error.
+pub fn container_state(id: &str) -> String {
+    inspect(id, "{{.State.Status}}")
+}
+
+/// `State.StartedAt` of a container: it changes when the container is started again.
+pub fn container_started_at(id: &str) -> String {
+    inspect(id, "{{.State.StartedAt}}")
+}
+
+/// One field of `docker inspect`, or the error in parentheses.
+fn inspect(id: &str, format: &str) -> String {
+    match Command::new("docker")
+        .args(["inspect", "--format", format, id])
+        .output()
+    {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        Ok(out) => format!(
+            "(docker inspect failed: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => format!("(cannot run docker inspect: {e})"),
+    }
+}
+
+/// Whether a container (or network) with this id or name still exists.
+pub fn docker_object_exists(kind: &str, id: &str) -> bool {
+    Command::new("docker")
+        .args([kind, "inspect", id])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `http://127.0.0.1:PORT` for the host port 8200/tcp of a container is published on now.
+pub fn published_base_url(id: &str) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(["port", id, "8200/tcp"])
+        .output()
+        .map_err(|e| format!("cannot run docker port: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let port = text
+        .lines()
+        .filter_map(|l| l.trim().rsplit_once(':'))
+        .find_map(|(_, p)| p.parse::<u16>().ok())
+        .ok_or_else(|| format!("container {id} publishes no port for 8200/tcp: {text:?}"))?;
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
+/// Every non-empty secret replaced by `<redacted>`.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |t, s| t.replace(s, "<redacted>"))
+}
+
+/// A user-defined bridge network whose published ports bind on 127.0.0.1 only
+/// (`com.docker.network.bridge.host_binding_ipv4`): testcontainers 0.15 publishes with
+/// `-P`, which otherwise binds 0.0.0.0, and its port mappings cannot name a host address.
+/// testcontainers finds it existing and leaves it alone; dropping this removes it.
+pub struct LoopbackNetwork {
+    name: String,
+}
+
+impl LoopbackNetwork {
+    pub fn create() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "wekasim-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("docker")
+            .args([
+                "network",
+                "create",
+                "--driver",
+                "bridge",
+                "--opt",
+                "com.docker.network.bridge.host_binding_ipv4=127.0.0.1",
+                &name,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `docker network create` ({e})"));
+        assert!(
+            out.status.success(),
+            "docker network create {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        LoopbackNetwork { name }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for LoopbackNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.name])
+            .output();
+    }
+}
+
+/// A fresh directory under the system temp dir, removed with its contents when dropped.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub fn new(what: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "wekasim-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        ScratchDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `name` in this directory and returns its full path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// What a container printed (stdout and stderr), for a failure message.
 pub fn container_logs(id: &str) -> String {
     match Command::new("docker").args(["logs", id]).output() {
@@ -119,6 +431,19 @@ pub fn container_logs(id: &str) -> String {
 /// One plain HTTP/1.0 GET (the server closes the connection after its answer): the status
 /// code and the body.
 pub fn http_get(base_url: &str, path: &str) -> Result<(u16, String), String> {
+    http_call(base_url, "GET", path, None, None)
+}
+
+/// One plain HTTP/1.0 request (the server closes the connection after its answer), with an
+/// optional `X-Vault-Token` and JSON body: the status code and the body. An error never
+/// carries the token or the body sent.
+pub fn http_call(
+    base_url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, String), String> {
     let authority = base_url
         .strip_prefix("http://")
         .ok_or_else(|| format!("not an http:// URL: {base_url}"))?;
@@ -130,11 +455,25 @@ pub fn http_get(base_url: &str, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(5))))
         .map_err(|e| format!("{addr}: {e}"))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")
-        .map_err(|e| format!("send to {addr}: {e}"))?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {authority}\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("X-Vault-Token: {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method != "GET" {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send {method} {path} to {addr}: {e}"))?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)

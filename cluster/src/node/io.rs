@@ -5,14 +5,15 @@ use super::{find_fs, lock, Node};
 use crate::admin::{AdminError, AdminOutput};
 use crate::dek::{self, Dek};
 use crate::disk::StoredBlock;
-use crate::events::Event;
+use crate::events::{Event, KMS_ERROR_ALERT};
 use crate::filesystem::{placement, FsRecord};
 use crate::rpc::{self, Request, Response};
 
 impl Node {
     /// The filesystem and its key. A filesystem created a moment ago elsewhere may not be
     /// applied or unwrapped here yet: catch up with the config table, then wait a bounded
-    /// time for the key before answering "locked".
+    /// time for the key before answering "locked" (at once while the KMS is failing: the
+    /// key is not on its way).
     async fn fs_and_key(&self, fs: &str) -> Result<(FsRecord, Option<Dek>), AdminError> {
         match self.fs_and_key_now(fs) {
             Err(AdminError::NoSuchFs(_) | AdminError::FsLocked(_)) => {}
@@ -26,7 +27,8 @@ impl Node {
             // Registered before the check, so a key added in between still wakes us.
             notified.as_mut().enable();
             match self.fs_and_key_now(fs) {
-                Err(AdminError::FsLocked(_)) if tokio::time::Instant::now() < deadline => {}
+                Err(AdminError::FsLocked(_))
+                    if tokio::time::Instant::now() < deadline && !self.kms_failing() => {}
                 other => return other,
             }
             tokio::select! {
@@ -34,6 +36,11 @@ impl Node {
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
+    }
+
+    /// Whether this node's unwraps are failing (the `KMSError` alert is raised).
+    fn kms_failing(&self) -> bool {
+        lock(&self.0.alerts).contains(KMS_ERROR_ALERT)
     }
 
     fn fs_and_key_now(&self, fs: &str) -> Result<(FsRecord, Option<Dek>), AdminError> {

@@ -261,6 +261,12 @@ pub enum Step {
     /// `bao operator seal`: every KMS call answers 503 "Vault is sealed".
     KmsSeal,
     KmsUnseal,
+    /// The KMS process stops (a crash, a maintenance window): nothing answers at its
+    /// address until `kms-start`.
+    KmsStop,
+    /// The KMS starts again from its storage. Like a real Vault it comes back sealed:
+    /// `kms-unseal` follows.
+    KmsStart,
     /// Rotates the transit key (`transit/keys/<key>/rotate`), as an admin does before
     /// `security kms rewrap`.
     KmsRotate,
@@ -363,6 +369,8 @@ impl Step {
             Step::KmsSeal => "kms-seal",
             Step::KmsRevokeTokens => "kms-revoke-tokens",
             Step::KmsUnseal => "kms-unseal",
+            Step::KmsStop => "kms-stop",
+            Step::KmsStart => "kms-start",
             Step::KmsRotate => "kms-rotate",
             Step::KmsTrim { .. } => "kms-trim",
             Step::Partition { .. } => "partition",

@@ -67,13 +67,13 @@ impl World<'_> {
         check: &str,
         lagging: impl Fn(&Self) -> Vec<String>,
     ) -> Result<(), Failure> {
-        let end = self.sim.elapsed() + within;
+        let end = self.fabric.elapsed() + within;
         loop {
             let waiting = lagging(self);
             if waiting.is_empty() {
                 return Ok(());
             }
-            if self.sim.elapsed() >= end {
+            if self.fabric.elapsed() >= end {
                 return Err(self.fail(
                     FailureKind::Liveness,
                     step,

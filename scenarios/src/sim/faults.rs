@@ -1,5 +1,6 @@
-//! Faults: the KMS (through its fault switch and its own seal), the network (turmoil's
-//! partitions, holds and latency), and what heals them all before the liveness phase.
+//! Faults: the KMS (its fault switch, seal, tokens, process; rotation and trims by its
+//! admin), the network, and what heals them all before the liveness phase. The fabric
+//! carries each out; the runner keeps the books the oracles need.
 
 use std::time::Duration;
 
@@ -8,16 +9,14 @@ use serde_json::{json, Value};
 
 use cluster::admin::{AdminCommand, AdminOutput};
 
+use super::fabric::KmsAction;
 use super::steps::Answer;
-use super::world::{Cut, Net, RunnerEvent, World, ROOT_TOKEN, VAULT_HOST, VAULT_PORT};
+use super::world::{RunnerEvent, World};
 use super::{Failure, FailureKind};
-use crate::net::TurmoilDialer;
 use crate::scenario::{host_group, Step};
 use crate::vault_setup::VaultAdmin;
 
 const VAULT_ADMIN_BOUND: Duration = Duration::from_secs(30);
-/// The latency range every run starts with.
-pub(super) const MAX_LATENCY: Duration = Duration::from_millis(25);
 
 impl World<'_> {
     /// Runs `call` as the Vault admin (root token) on the admin host.
@@ -25,13 +24,14 @@ impl World<'_> {
         &mut self,
         call: impl AsyncFnOnce(VaultAdmin<'_>) -> Result<T, String> + 'static,
     ) -> Result<T, String> {
+        let dialer = self.fabric.dialer();
+        let (base, token) = self.fabric.vault_admin();
         let job = async move {
-            let http = HttpClient::new(std::sync::Arc::new(TurmoilDialer), Duration::from_secs(5));
-            let base = format!("http://{VAULT_HOST}:{VAULT_PORT}");
+            let http = HttpClient::new(dialer, Duration::from_secs(5));
             call(VaultAdmin {
                 http: &http,
                 base: &base,
-                root_token: ROOT_TOKEN,
+                root_token: &token,
             })
             .await
         };
@@ -43,12 +43,17 @@ impl World<'_> {
     pub(super) fn setup_vault(&mut self) -> Result<(), Failure> {
         let mut keys = vec![self.scenario.kms.key.clone()];
         keys.extend(self.scenario.kms.extra_keys.iter().cloned());
+        let plan = self.setup.clone();
         let prepare = async move |admin: VaultAdmin<'_>| {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            admin.prepare("transit", &keys).await
+            admin.prepare(&plan, &keys).await
         };
         match self.as_vault_admin(prepare) {
-            Ok(creds) => {
+            Ok(mut creds) => {
+                if let Some((role_id, secret_id)) = self.given_approle.clone() {
+                    creds.role_id = role_id;
+                    creds.secret_id = secret_id;
+                }
                 self.creds = Some(creds);
                 Ok(())
             }
@@ -64,11 +69,11 @@ impl World<'_> {
         path: String,
         body: Value,
     ) -> Result<Value, String> {
-        let fault = self.chaos.fault();
-        self.chaos.set(kms_sim::chaos::Fault::None);
+        let fault = self.fabric.chaos().fault();
+        self.fabric.chaos().set(kms_sim::chaos::Fault::None);
         let result =
             self.as_vault_admin(async move |admin| admin.call(method, &path, Some(body)).await);
-        self.chaos.set(fault);
+        self.fabric.chaos().set(fault);
         result
     }
 
@@ -90,36 +95,20 @@ impl World<'_> {
         }
     }
 
-    fn hosts(&self, group: &str) -> Vec<String> {
-        // Checked when the scenario was loaded.
-        host_group(group, self.scenario.cluster.backends).unwrap_or_default()
-    }
-
-    fn all_hosts(&self) -> Vec<String> {
-        self.net.hosts.clone()
-    }
-
     pub(super) fn fault(&mut self, at: Option<usize>, step: &Step) -> Result<(), Failure> {
         let what = match step {
             Step::KmsFault { mode, delay } => {
-                self.chaos.set_delay(delay.unwrap_or_default());
-                self.chaos.set(*mode);
-                format!("kms {mode:?}")
+                self.kms(at, KmsAction::Fault(*mode, delay.unwrap_or_default()))?
             }
-            Step::KmsSeal => {
-                self.vault.seal();
-                "kms sealed".into()
-            }
-            Step::KmsRevokeTokens => {
-                format!("{} kms tokens revoked", self.vault.revoke_tokens())
-            }
-            Step::KmsUnseal => {
-                self.vault.unseal();
-                "kms unsealed".into()
-            }
+            Step::KmsSeal => self.kms(at, KmsAction::Seal)?,
+            Step::KmsRevokeTokens => self.kms(at, KmsAction::RevokeTokens)?,
+            Step::KmsUnseal => self.kms(at, KmsAction::Unseal)?,
+            Step::KmsStop => self.kms(at, KmsAction::Stop)?,
+            Step::KmsStart => self.kms(at, KmsAction::Start)?,
             Step::KmsRotate => {
-                let key = self.scenario.kms.key.clone();
-                self.vault_admin("POST", format!("transit/keys/{key}/rotate"), json!({}))
+                let (mount, key) = (&self.setup.mount, &self.scenario.kms.key);
+                let path = format!("{mount}/keys/{key}/rotate");
+                self.vault_admin("POST", path, json!({}))
                     .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-rotate", e))?;
                 self.key_latest += 1;
                 format!("key rotated to v{}", self.key_latest)
@@ -145,57 +134,22 @@ impl World<'_> {
                     // The cluster's own records said no snapshot needs the versions below.
                     self.safe_trim_min = self.safe_trim_min.max(version);
                 }
-                let key = self.scenario.kms.key.clone();
-                self.vault_admin(
-                    "POST",
-                    format!("transit/keys/{key}/config"),
-                    json!({ "min_decryption_version": version }),
-                )
-                .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-trim", e))?;
+                let (mount, key) = (&self.setup.mount, &self.scenario.kms.key);
+                let path = format!("{mount}/keys/{key}/config");
+                self.vault_admin("POST", path, json!({ "min_decryption_version": version }))
+                    .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-trim", e))?;
                 self.key_min_decryption = version;
                 format!("key trimmed below v{version}")
             }
-            Step::Partition { a, b, oneway } => {
-                for x in self.hosts(a) {
-                    for y in self.hosts(b) {
-                        let cut = if *oneway {
-                            Cut::OneWay(x.clone(), y)
-                        } else {
-                            Cut::Both(x.clone(), y)
-                        };
-                        Net::apply(&self.sim, &cut);
-                        self.net.cuts.push(cut);
-                    }
-                }
-                format!("partition {a} {} {b}", if *oneway { "->" } else { "<->" })
-            }
-            Step::Hold { a, b } => {
-                for x in self.hosts(a) {
-                    for y in self.hosts(b) {
-                        let cut = Cut::Hold(x.clone(), y);
-                        Net::apply(&self.sim, &cut);
-                        self.net.cuts.push(cut);
-                    }
-                }
-                format!("hold {a} <-> {b}")
-            }
-            Step::Release { a, b } => {
-                for x in self.hosts(a) {
-                    for y in self.hosts(b) {
-                        self.sim.release(x.as_str(), y.as_str());
-                        let held = Cut::Hold(x.clone(), y);
-                        self.net.cuts.retain(|c| *c != held);
-                    }
-                }
-                format!("release {a} <-> {b}")
-            }
-            Step::Heal => {
-                self.heal_network();
-                "network healed".into()
-            }
-            Step::Latency { max } => {
-                self.sim.set_max_message_latency(*max);
-                format!("max latency {} ms", max.as_millis())
+            Step::Partition { .. }
+            | Step::Hold { .. }
+            | Step::Release { .. }
+            | Step::Heal
+            | Step::Latency { .. } => {
+                // Checked when the scenario was loaded.
+                let backends = self.scenario.cluster.backends;
+                let lookup = move |group: &str| host_group(group, backends).unwrap_or_default();
+                self.fabric.network(step, &lookup)
             }
             _ => unreachable!("fault() is only called with fault steps"),
         };
@@ -203,23 +157,13 @@ impl World<'_> {
         Ok(())
     }
 
-    fn heal_network(&mut self) {
-        self.net.cuts.clear();
-        let hosts = self.all_hosts();
-        for (i, x) in hosts.iter().enumerate() {
-            for y in &hosts[i + 1..] {
-                self.sim.repair(x.as_str(), y.as_str());
-                self.sim.release(x.as_str(), y.as_str());
-            }
-        }
-        self.sim.set_max_message_latency(MAX_LATENCY);
-    }
-
     /// Everything back to health for the liveness phase: network, KMS, every backend up.
     pub(super) fn heal_all(&mut self) {
-        self.heal_network();
-        self.chaos.set(kms_sim::chaos::Fault::None);
-        self.vault.unseal();
+        if let Err(e) = self.fabric.heal() {
+            self.record(&RunnerEvent::Fault {
+                what: format!("healing the KMS failed: {e}"),
+            });
+        }
         for i in 0..self.backends.len() {
             if !self.is_up(i) {
                 self.start(i);
@@ -228,5 +172,12 @@ impl World<'_> {
         self.record(&RunnerEvent::Fault {
             what: "all healed".into(),
         });
+    }
+
+    /// A KMS step through the fabric; a failure to carry it out fails the run.
+    fn kms(&mut self, at: Option<usize>, action: KmsAction) -> Result<String, Failure> {
+        self.fabric
+            .kms(action)
+            .map_err(|e| self.fail(FailureKind::Correctness, at, "kms", e))
     }
 }

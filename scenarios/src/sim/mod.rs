@@ -7,7 +7,9 @@
 
 mod checks;
 mod driver;
+pub mod fabric;
 mod faults;
+mod simulated;
 mod steps;
 mod world;
 
@@ -16,12 +18,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cluster::hooks::PlantedBug;
+use kms_sim::object_store::ObjectStore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::scenario::Scenario;
 use crate::trace;
-pub use world::World;
+pub use simulated::SimFabric;
+pub(crate) use world::lock;
+pub use world::{Backend, Progress, Slot, World};
 
 /// How a simulated run is set up. Everything not here comes from the scenario or is
 /// derived from `seed`.
@@ -97,6 +102,10 @@ pub struct RunReport {
     pub wall_ms: u64,
     pub trace_hash: String,
     pub events: usize,
+    /// Set for a live run: the Vault it ran against. A live run's times and trace depend
+    /// on the real world, so its seed does not replay it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<String>,
     pub failure: Option<Failure>,
     #[serde(skip)]
     pub trace: Vec<String>,
@@ -107,7 +116,8 @@ impl RunReport {
         self.failure.is_none()
     }
 
-    /// The command that replays this run exactly.
+    /// The command that replays this run exactly (for a live run: the same scenario and
+    /// seed, simulated).
     pub fn repro(&self) -> String {
         let mut cmd = format!("wekasim run {} --seed {}", self.target, self.seed);
         for bug in &self.planted {
@@ -132,6 +142,18 @@ impl RunReport {
                 f.detail
             ),
         };
+        if let Some(vault) = &self.live {
+            return format!(
+                "{} seed={} live wall={:.3}s hash={} {}  against: {}  simulated: {}",
+                self.scenario,
+                self.seed,
+                self.wall_ms as f64 / 1000.0,
+                self.trace_hash,
+                verdict,
+                vault,
+                self.repro()
+            );
+        }
         format!(
             "{} seed={} sim={:.3}s wall={:.3}s hash={} {}  repro: {}",
             self.scenario,
@@ -148,16 +170,46 @@ impl RunReport {
 /// Runs one scenario with one seed. Never panics: a panic inside becomes a `crash`
 /// failure in the report.
 pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
+    play_on(scenario, opts, |trace| {
+        let objects = ObjectStore::default();
+        let fabric = Box::new(SimFabric::new(opts, &objects));
+        Ok(World::build(scenario, opts, trace, fabric, objects))
+    })
+    .unwrap_or_else(|e| unreachable!("a simulated world always builds: {e}"))
+}
+
+/// Builds a world with `build` and plays `scenario` in it. `Err` when the world cannot be
+/// built (a live peer refused); a panic while playing becomes a `crash` failure.
+pub fn play_on<'a>(
+    scenario: &Scenario,
+    opts: &SimOptions,
+    build: impl FnOnce(trace::SharedTrace) -> Result<World<'a>, String>,
+) -> Result<RunReport, String> {
     // Wall time is reported beside the verdict and never enters the trace or its hash.
     let wall = crate::wall::Stopwatch::start();
     let shared_trace = trace::SharedTrace::default();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let mut world = World::build(scenario, opts, shared_trace.clone());
+        let mut world = build(shared_trace.clone())?;
         let failure = world.play().err();
-        (failure, world.elapsed())
+        let elapsed = world.elapsed();
+        let teardown = world.teardown();
+        Ok((failure, elapsed, teardown))
     }));
     let (failure, sim) = match outcome {
-        Ok((failure, sim)) => (failure, sim),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok((failure, sim, teardown))) => match (failure, teardown) {
+            (None, Err(e)) => (
+                Some(Failure {
+                    kind: FailureKind::Correctness,
+                    step: None,
+                    check: "teardown".into(),
+                    at_ms: sim.as_millis() as u64,
+                    detail: e,
+                }),
+                sim,
+            ),
+            (failure, _) => (failure, sim),
+        },
         Err(panic) => {
             let detail = panic
                 .downcast_ref::<String>()
@@ -177,7 +229,7 @@ pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
         }
     };
     let trace = trace::lock(&shared_trace);
-    RunReport {
+    Ok(RunReport {
         scenario: scenario.scenario.name.clone(),
         target: scenario.scenario.name.clone(),
         planted: opts.planted.iter().map(|b| b.name().to_string()).collect(),
@@ -186,7 +238,8 @@ pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
         wall_ms: wall.elapsed().as_millis() as u64,
         trace_hash: trace.hash(),
         events: trace.lines().len(),
+        live: None,
         failure,
         trace: trace.lines().to_vec(),
-    }
+    })
 }

@@ -7,9 +7,8 @@ use cluster::admin::{AdminCommand, AdminError, AdminOutput, KmsSetVault};
 use cluster::rpc::{self, Request, Response};
 use rand::{Rng, RngCore};
 
-use super::world::{RunnerEvent, World, BACKEND_PORT, VAULT_HOST, VAULT_PORT};
+use super::world::{RunnerEvent, World};
 use super::{Failure, FailureKind};
-use crate::net::TurmoilDialer;
 use crate::scenario::{Auth, Expect, Scenario, Step};
 
 /// Bound on one admin command as the runner waits for it. Every wait inside the cluster
@@ -37,7 +36,7 @@ impl World<'_> {
             kind,
             step,
             check: check.to_string(),
-            at_ms: self.sim.elapsed().as_millis() as u64,
+            at_ms: self.fabric.elapsed().as_millis() as u64,
             detail,
         }
     }
@@ -49,7 +48,7 @@ impl World<'_> {
         self.record(&RunnerEvent::Verdict {
             pass: result.is_ok(),
             check: check.as_deref(),
-            kms_requests: self.vault.requests_served(),
+            kms_requests: self.fabric.kms_requests(),
         });
         result
     }
@@ -65,12 +64,18 @@ impl World<'_> {
                 index,
                 action: step.action(),
             });
+            if let Some(progress) = &self.progress {
+                progress(index, steps.len(), step.action(), self.fabric.elapsed());
+            }
             self.take(index, step)?;
             self.check_oracles(Some(index))?;
         }
         // Liveness: with every fault healed and every backend up, every filesystem must
         // become ready within the bound, and every acknowledged write read back.
         self.record(&RunnerEvent::Phase { name: "liveness" });
+        if let Some(progress) = &self.progress {
+            progress(0, steps.len(), "liveness", self.fabric.elapsed());
+        }
         self.heal_all();
         let bound = self.opts.liveness_bound;
         self.wait_ready(None, bound)?;
@@ -83,15 +88,15 @@ impl World<'_> {
 
     /// Sends one admin command to a backend and waits for its answer.
     pub(super) fn admin(&mut self, backend: u64, cmd: AdminCommand) -> Result<Answer, Failure> {
-        let host = self
+        let addr = self
             .backends
             .iter()
             .find(|b| b.id == backend)
-            .map(|b| b.host.clone())
+            .map(|b| b.addr.clone())
             .unwrap_or_default();
-        let addr = format!("{host}:{BACKEND_PORT}");
+        let dialer = self.fabric.dialer();
         let job = async move {
-            rpc::call(&TurmoilDialer, &addr, &Request::Admin(cmd), ADMIN_BOUND).await
+            rpc::call(dialer.as_ref(), &addr, &Request::Admin(cmd), ADMIN_BOUND).await
         };
         match self.run_job(ADMIN_BOUND + Duration::from_secs(1), job) {
             Ok(Ok(Response::Admin(Ok(out)))) => Ok(Answer::Done(out)),
@@ -104,6 +109,13 @@ impl World<'_> {
                 "backend{backend} did not answer within {ADMIN_BOUND:?}"
             ))),
         }
+    }
+
+    /// The transit mount `security kms set` names, when it is not the default one (a
+    /// live run may keep its keys in a mount of its own).
+    fn transit_path(&self) -> Option<String> {
+        let mount = &self.setup.mount;
+        (mount != "transit").then(|| mount.clone())
     }
 
     /// A backend of the current cluster chosen by the seed among those running (and in
@@ -183,10 +195,9 @@ impl World<'_> {
         match step {
             Step::KmsSet { auth } => {
                 let creds = self.creds.as_ref().expect("setup ran");
-                let mut args = KmsSetVault::new(
-                    format!("http://{VAULT_HOST}:{VAULT_PORT}"),
-                    self.scenario.kms.key.clone(),
-                );
+                let mut args =
+                    KmsSetVault::new(self.fabric.kms_url(), self.scenario.kms.key.clone());
+                args.transit_path = self.transit_path();
                 match auth {
                     Auth::Token => args.token = Some(creds.token.clone()),
                     Auth::Approle => {
@@ -283,8 +294,8 @@ impl World<'_> {
                 self.expect_locked(at, *within, only)?;
             }
             Step::Idle { duration } => {
-                let end = self.sim.elapsed() + *duration;
-                while self.sim.elapsed() < end {
+                let end = self.fabric.elapsed() + *duration;
+                while self.fabric.elapsed() < end {
                     self.step_sim();
                 }
             }
@@ -292,6 +303,8 @@ impl World<'_> {
             | Step::KmsSeal
             | Step::KmsRevokeTokens
             | Step::KmsUnseal
+            | Step::KmsStop
+            | Step::KmsStart
             | Step::KmsRotate
             | Step::KmsTrim { .. }
             | Step::Partition { .. }
@@ -386,14 +399,19 @@ impl World<'_> {
         let creds = self.creds.as_ref().expect("setup ran");
         let line = crate::scenario::substitute(
             command,
-            &format!("http://{VAULT_HOST}:{VAULT_PORT}"),
+            &self.fabric.kms_url(),
             creds.token.expose(),
             &creds.role_id,
             creds.secret_id.expose(),
         );
         // Checked at load time; a failure here can only come from a substitution.
-        let cmd = cluster::weka_cli::parse(&line)
+        let mut cmd = cluster::weka_cli::parse(&line)
             .map_err(|e| self.fail(FailureKind::Correctness, at, "weka", e))?;
+        if let AdminCommand::KmsSet(args) = &mut cmd {
+            if args.transit_path.is_none() {
+                args.transit_path = self.transit_path();
+            }
+        }
         if matches!(
             cmd,
             AdminCommand::FsCreate { .. } | AdminCommand::FsDownload { .. }

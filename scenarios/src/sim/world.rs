@@ -1,48 +1,43 @@
-//! The simulated world: turmoil, a Vault host behind a fault switch, the backend hosts
-//! with their disks, the admin host, and what the runner remembers to check the
-//! cluster against.
+//! The world a run plays in: the backends with their disks, the fabric they run on, and
+//! what the runner remembers to check the cluster against.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster::config_table::seed_raft_rng;
 use cluster::disk::Disk;
 use cluster::events::{Event, EventSink};
 use cluster::hooks::{CrashPoint, CrashPointHook, Hooks};
 use cluster::node::{Node, NodeOptions, ObjectStoreConfig, Timing};
-use kms_sim::chaos::Chaos;
+use cluster::secret::Secret;
 use kms_sim::object_store::ObjectStore;
-use kms_sim::VaultSim;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
 
-use super::driver::{Driver, Stuck};
-use super::{derive_seed, pinned_epoch, SimOptions};
-use crate::net::TurmoilDialer;
+use super::fabric::{Fabric, Stuck};
+use super::{derive_seed, SimOptions};
 use crate::oracle::{Key, LeakScanner};
 use crate::scenario::Scenario;
 use crate::trace::{self, SharedTrace};
-use crate::vault_setup::VaultCreds;
+use crate::vault_setup::{SetupPlan, VaultCreds};
 
-pub const VAULT_HOST: &str = "vault";
-pub const VAULT_PORT: u16 = 8200;
-pub const BACKEND_PORT: u16 = 7000;
-pub const ROOT_TOKEN: &str = "root";
-pub const OBJECT_STORE_HOST: &str = "s3";
-pub const OBJECT_STORE_PORT: u16 = 9000;
 pub const SNAPSHOT_BUCKET: &str = "weka-snapshots";
 
 /// The live node of a backend, filled in by the host each time it boots and emptied
 /// by the runner when it crashes the host.
 pub type Slot = Arc<Mutex<Option<Node>>>;
 
+#[derive(Clone)]
 pub struct Backend {
     /// Index into the world's clusters: 0 is the main cluster.
     pub cluster: usize,
     pub id: u64,
     pub host: String,
+    /// Where its node serves (`host:port`).
+    pub addr: String,
     pub disk: Disk,
     pub slot: Slot,
 }
@@ -87,16 +82,14 @@ impl CrashSwitch {
 }
 
 pub struct World<'a> {
-    pub(super) sim: turmoil::Sim<'a>,
-    pub(super) driver: Driver,
+    /// Time, hosts, network and KMS: turmoil in a seeded run, real ones live.
+    pub(super) fabric: Box<dyn Fabric + 'a>,
     pub(super) scenario: Scenario,
     pub(super) opts: SimOptions,
     pub(super) backends: Vec<Backend>,
     pub(super) trace: SharedTrace,
     /// The runner's own draws: which backend serves a command, what data to write.
     pub(super) rng: ChaCha20Rng,
-    pub(super) vault: VaultSim,
-    pub(super) chaos: Chaos,
     pub(super) crashes: CrashSwitch,
     pub(super) creds: Option<VaultCreds>,
     /// The clusters' names (`main` first) and what the runner knows of each.
@@ -108,7 +101,6 @@ pub struct World<'a> {
     /// and what else a failed write may have left.
     pub(super) snapshots: BTreeMap<String, SnapshotContent>,
     pub(super) objects: ObjectStore,
-    pub(super) net: Net,
     /// Every DEK seen in any backend's memory during the run, by `cluster/fs`.
     pub(super) known_deks: BTreeMap<String, Key>,
     pub(super) leaks: LeakScanner,
@@ -123,7 +115,19 @@ pub struct World<'a> {
     pub(super) last_rewrap_ok: bool,
     /// The backends the current step may send commands to (`None`: any).
     pub(super) via: Option<Vec<u64>>,
+    /// How the Vault is prepared before the steps: an empty one in a seeded run; a live
+    /// run keeps its keys, policy and role under names of its own.
+    pub(super) setup: SetupPlan,
+    /// An AppRole the user gave (role-id, secret-id) for the cluster, instead of the one
+    /// the setup creates.
+    pub(super) given_approle: Option<(String, Secret)>,
+    /// Told of each step as it starts (a live run shows its progress).
+    pub(super) progress: Option<Progress>,
 }
+
+/// Called with (step, of steps, action, time since the run began) as each step starts;
+/// step 0 is the liveness phase.
+pub type Progress = Box<dyn Fn(usize, usize, &str, Duration)>;
 
 /// Per block of a snapshot: what it must read back as, and what else a failed write may
 /// have left in it.
@@ -178,58 +182,21 @@ pub(super) enum RunnerEvent<'a> {
     },
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<'a> World<'a> {
-    pub fn build(scenario: &Scenario, opts: &SimOptions, trace: SharedTrace) -> World<'a> {
+    /// The cluster(s) of `scenario` on `fabric`, booting. `objects` is the store the
+    /// fabric serves snapshots from.
+    pub fn build(
+        scenario: &Scenario,
+        opts: &SimOptions,
+        trace: SharedTrace,
+        mut fabric: Box<dyn Fabric + 'a>,
+        objects: ObjectStore,
+    ) -> World<'a> {
         let seed = opts.seed;
-        seed_raft_rng(derive_seed(seed, "raft"));
-        let mut sim = turmoil::Builder::new()
-            .rng_seed(derive_seed(seed, "turmoil"))
-            .epoch(pinned_epoch())
-            .tick_duration(opts.tick)
-            .simulation_duration(Duration::from_secs(365 * 24 * 3600))
-            // A latency range, so the seed shapes message timing (a fixed latency would
-            // make every seed replay the same run).
-            .min_message_latency(Duration::from_millis(1))
-            .max_message_latency(Duration::from_millis(25))
-            .build();
-
-        let vault = VaultSim::new(derive_seed(seed, "vault"), ROOT_TOKEN);
-        let chaos = Chaos::default();
-        let app = chaos.wrap(vault.router());
-        let refuse = chaos.clone();
-        sim.host(VAULT_HOST, move || {
-            let (app, refuse) = (app.clone(), refuse.clone());
-            async move {
-                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", VAULT_PORT)).await?;
-                loop {
-                    let (stream, _) = listener.accept().await?;
-                    if refuse.refuses() {
-                        drop(stream);
-                        continue;
-                    }
-                    tokio::spawn(kms_sim::serve::serve_stream(app.clone(), stream));
-                }
-            }
-        });
-
-        let objects = ObjectStore::default();
-        let store = objects.router();
-        sim.host(OBJECT_STORE_HOST, move || {
-            let store = store.clone();
-            async move {
-                let listener =
-                    turmoil::net::TcpListener::bind(("0.0.0.0", OBJECT_STORE_PORT)).await?;
-                loop {
-                    let (stream, _) = listener.accept().await?;
-                    tokio::spawn(kms_sim::serve::serve_stream(store.clone(), stream));
-                }
-            }
-        });
-
         let crashes = CrashSwitch::default();
         let hooks = Hooks {
             crash_point: Some(crashes.hook()),
@@ -250,25 +217,30 @@ impl<'a> World<'a> {
                 (1..=*count as u64).map(move |i| (node_id(c, i), host_name(c, name, i)))
             })
             .collect();
+        let addrs: BTreeMap<u64, String> = hosts
+            .iter()
+            .map(|(id, host)| (*id, fabric.backend_addr(host)))
+            .collect();
         let sink: EventSink = {
             let trace = trace.clone();
+            let clock = fabric.clock();
             Arc::new(move |node: u64, event: Event| {
-                let at = turmoil::sim_elapsed().unwrap_or_default();
                 let host = hosts.get(&node).map_or("?", String::as_str);
-                trace::lock(&trace).record(at, host, &event);
+                trace::lock(&trace).record(clock(), host, &event);
             })
+        };
+        let object_store = ObjectStoreConfig {
+            url: fabric.object_store_url(),
+            bucket: SNAPSHOT_BUCKET.into(),
         };
         let mut backends = Vec::new();
         for (index, (name, count, replicas)) in clusters.iter().enumerate() {
-            let host_of = |i: u64| host_name(index, name, i);
             let members: BTreeMap<u64, String> = (1..=*count as u64)
-                .map(|i| (node_id(index, i), format!("{}:{BACKEND_PORT}", host_of(i))))
+                .map(|i| (node_id(index, i), addrs[&node_id(index, i)].clone()))
                 .collect();
             for i in 1..=*count as u64 {
-                let host = host_of(i);
+                let host = host_name(index, name, i);
                 let id = node_id(index, i);
-                let disk = Disk::default();
-                let slot: Slot = Arc::default();
                 let options = NodeOptions {
                     id,
                     members: members.clone(),
@@ -276,38 +248,20 @@ impl<'a> World<'a> {
                     seed: derive_seed(seed, &host),
                     timing: Timing::default(),
                     hooks: hooks.clone(),
-                    object_store: Some(ObjectStoreConfig {
-                        url: format!("http://{OBJECT_STORE_HOST}:{OBJECT_STORE_PORT}"),
-                        bucket: SNAPSHOT_BUCKET.into(),
-                    }),
+                    object_store: Some(object_store.clone()),
                 };
-                let (d, s, sink) = (disk.clone(), slot.clone(), sink.clone());
-                sim.host(host.as_str(), move || {
-                    let (options, disk, slot, sink) =
-                        (options.clone(), d.clone(), s.clone(), sink.clone());
-                    async move {
-                        let node =
-                            Node::start(options, disk, Arc::new(TurmoilDialer), sink).await?;
-                        *lock(&slot) = Some(node.clone());
-                        let listener =
-                            turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
-                        loop {
-                            let (stream, _) = listener.accept().await?;
-                            let node = node.clone();
-                            tokio::spawn(async move { node.serve(Box::new(stream)).await });
-                        }
-                    }
-                });
-                backends.push(Backend {
+                let backend = Backend {
                     cluster: index,
                     id,
+                    addr: addrs[&id].clone(),
                     host,
-                    disk,
-                    slot,
-                });
+                    disk: Disk::default(),
+                    slot: Slot::default(),
+                };
+                fabric.boot(&backend, options, sink.clone());
+                backends.push(backend);
             }
         }
-        let driver = Driver::install(&mut sim);
 
         trace::lock(&trace).record(
             Duration::ZERO,
@@ -321,31 +275,19 @@ impl<'a> World<'a> {
                 knobs: &scenario.scenario.knobs,
             },
         );
-        let net = Net {
-            hosts: [VAULT_HOST, OBJECT_STORE_HOST, "admin"]
-                .iter()
-                .map(|h| h.to_string())
-                .chain(backends.iter().map(|b| b.host.clone()))
-                .collect(),
-            cuts: Vec::new(),
-        };
         World {
-            sim,
-            driver,
+            fabric,
             scenario: scenario.clone(),
             opts: opts.clone(),
             backends,
             trace,
             rng: ChaCha20Rng::seed_from_u64(derive_seed(seed, "runner")),
-            vault,
-            chaos,
             crashes,
             creds: None,
             books: clusters.iter().map(|_| Books::default()).collect(),
             clusters: clusters.into_iter().map(|(name, _, _)| name).collect(),
             current: 0,
             snapshots: BTreeMap::new(),
-            net,
             objects,
             known_deks: BTreeMap::new(),
             leaks: LeakScanner::default(),
@@ -354,46 +296,76 @@ impl<'a> World<'a> {
             via: None,
             last_rewrap_ok: false,
             safe_trim_min: 0,
+            setup: SetupPlan::fresh(),
+            given_approle: None,
+            progress: None,
         }
     }
 
+    /// Prepares the Vault as `plan` says instead of as an empty one.
+    pub fn with_setup(mut self, plan: SetupPlan) -> Self {
+        self.setup = plan;
+        self
+    }
+
+    /// Has the cluster log in with this AppRole rather than the one the setup creates.
+    pub fn with_approle(mut self, approle: Option<(String, Secret)>) -> Self {
+        self.given_approle = approle;
+        self
+    }
+
+    /// Has `progress` told of each step as it starts.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     pub fn elapsed(&self) -> Duration {
-        self.sim.elapsed()
+        self.fabric.elapsed()
+    }
+
+    /// Removes what the Vault setup created, where the Vault outlives the run.
+    pub fn teardown(&mut self) -> Result<(), String> {
+        self.fabric.teardown(&self.setup, self.creds.as_ref())
     }
 
     pub(super) fn record(&self, event: &RunnerEvent<'_>) {
-        trace::lock(&self.trace).record(self.sim.elapsed(), "runner", event);
+        trace::lock(&self.trace).record(self.fabric.elapsed(), "runner", event);
     }
 
     /// One tick, then any crash a crash point asked for.
-    pub(super) fn step_sim(&mut self) -> Duration {
-        step_and_crash(
-            &mut self.sim,
-            &self.crashes,
-            &self.backends,
-            &self.trace,
-            &self.net,
-        )
+    pub(super) fn step_sim(&mut self) {
+        self.fabric.tick();
+        for id in self.crashes.take_fired() {
+            if let Some(index) = self.backends.iter().position(|b| b.id == id) {
+                self.crash(index);
+            }
+        }
     }
 
-    /// Runs a job on the admin host, crashing backends at their crash points meanwhile.
+    /// Runs a job on the admin host (crashing backends at their crash points meanwhile)
+    /// and waits for its answer at most `bound`.
     pub(super) fn run_job<T: 'static>(
         &mut self,
         bound: Duration,
         job: impl std::future::Future<Output = T> + 'static,
     ) -> Result<T, Stuck> {
-        let World {
-            sim,
-            driver,
-            crashes,
-            backends,
-            trace,
-            net,
-            ..
-        } = self;
-        let now = sim.elapsed();
-        let mut step = || step_and_crash(sim, crashes, backends, trace, net);
-        driver.run(&mut step, now, bound, job)
+        let slot: Rc<RefCell<Option<T>>> = Rc::new(RefCell::new(None));
+        let out = slot.clone();
+        self.fabric.submit(Box::pin(async move {
+            let value = job.await;
+            *out.borrow_mut() = Some(value);
+        }))?;
+        let deadline = self.fabric.elapsed() + bound;
+        loop {
+            if let Some(value) = slot.borrow_mut().take() {
+                return Ok(value);
+            }
+            self.step_sim();
+            if self.fabric.elapsed() > deadline {
+                return Err(Stuck);
+            }
+        }
     }
 
     /// The backends whose node is up, with it.
@@ -410,16 +382,18 @@ impl<'a> World<'a> {
 
     /// Crashes one backend: its memory is gone, its disk stays; it stays down.
     pub(super) fn crash(&mut self, index: usize) {
-        crash_backend(&mut self.sim, &self.backends[index], &self.trace, &self.net);
+        self.fabric.crash(&self.backends[index]);
+        self.record(&RunnerEvent::Crash {
+            backend: self.backends[index].id,
+        });
     }
 
     /// Boots one backend (crashed or running) from its disk.
     pub(super) fn start(&mut self, index: usize) {
-        let backend = &self.backends[index];
-        *lock(&backend.slot) = None;
-        let (id, host) = (backend.id, backend.host.clone());
-        self.sim.bounce(host.as_str());
-        self.record(&RunnerEvent::Restart { backend: id });
+        self.fabric.start(&self.backends[index]);
+        self.record(&RunnerEvent::Restart {
+            backend: self.backends[index].id,
+        });
     }
 
     /// Power-cycles one backend.
@@ -442,81 +416,5 @@ fn host_name(cluster: usize, name: &str, i: u64) -> String {
         format!("backend{i}")
     } else {
         format!("{name}-backend{i}")
-    }
-}
-
-/// Crashes a backend the way power loss does: its host sends nothing on the way down.
-///
-/// turmoil cancels a host's tasks in an order that follows tokio's process-wide task
-/// ids, and each stream dropped would send a FIN with a latency drawn from the seeded
-/// RNG; cutting the host off first drops those FINs (one draw each, whatever the order),
-/// so a run replays the same in a fresh process and after other runs in the same one.
-fn crash_backend(sim: &mut turmoil::Sim<'_>, backend: &Backend, trace: &SharedTrace, net: &Net) {
-    *lock(&backend.slot) = None;
-    let host = backend.host.as_str();
-    let others: Vec<&String> = net.hosts.iter().filter(|h| *h != host).collect();
-    for other in &others {
-        sim.partition(host, other.as_str());
-    }
-    sim.crash(host);
-    for other in &others {
-        sim.repair(host, other.as_str());
-    }
-    net.reapply(sim);
-    trace::lock(trace).record(
-        sim.elapsed(),
-        "runner",
-        &RunnerEvent::Crash {
-            backend: backend.id,
-        },
-    );
-}
-
-fn step_and_crash(
-    sim: &mut turmoil::Sim<'_>,
-    crashes: &CrashSwitch,
-    backends: &[Backend],
-    trace: &SharedTrace,
-    net: &Net,
-) -> Duration {
-    if let Err(e) = sim.step() {
-        panic!("the simulation stopped: {e}");
-    }
-    for id in crashes.take_fired() {
-        if let Some(b) = backends.iter().find(|b| b.id == id) {
-            crash_backend(sim, b, trace, net);
-        }
-    }
-    sim.elapsed()
-}
-
-/// Every host, and the cuts the scenario put in the network (so a crash, which cuts
-/// and repairs a host's links, can restore them).
-#[derive(Default)]
-pub struct Net {
-    pub hosts: Vec<String>,
-    pub cuts: Vec<Cut>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cut {
-    Both(String, String),
-    OneWay(String, String),
-    Hold(String, String),
-}
-
-impl Net {
-    pub fn apply(sim: &turmoil::Sim<'_>, cut: &Cut) {
-        match cut {
-            Cut::Both(a, b) => sim.partition(a.as_str(), b.as_str()),
-            Cut::OneWay(a, b) => sim.partition_oneway(a.as_str(), b.as_str()),
-            Cut::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
-        }
-    }
-
-    fn reapply(&self, sim: &turmoil::Sim<'_>) {
-        for cut in &self.cuts {
-            Net::apply(sim, cut);
-        }
     }
 }

@@ -1,0 +1,425 @@
+//! The live fabric: real time, real TCP on loopback, and a real Vault.
+//!
+//! - Each backend's node runs on a runtime of its own (one worker thread), so a crash
+//!   drops the runtime and with it every task and connection the node had; its disk
+//!   (in memory, shared with the runner) survives, as in a seeded run.
+//! - The cluster reaches the Vault through a forwarding proxy that carries the same fault
+//!   switch a seeded run has, so `kms-fault` steps work live; the admin reaches the Vault
+//!   directly, out of band.
+//! - The snapshot object store is the simulated one, served on a real port.
+//! - The admin host is a current-thread runtime on the runner's thread: a tick lets it
+//!   run its jobs for 10 ms of real time.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener as StdListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster::config_table::seed_raft_rng;
+use cluster::events::EventSink;
+use cluster::http::HttpClient;
+use cluster::net::{Dialer, TcpDialer};
+use cluster::node::{Node, NodeOptions};
+use cluster::secret::Secret;
+use kms_sim::chaos::{Chaos, Fault};
+use kms_sim::object_store::ObjectStore;
+use kms_sim::proxy::{serve_tcp, Forward};
+use tokio::runtime::Runtime;
+use tokio::task::LocalSet;
+
+use super::vault::{self, VaultProcess};
+use crate::scenario::Step;
+use crate::sim::fabric::{Clock, Fabric, Job, KmsAction, Stuck};
+use crate::sim::{lock, Backend};
+use crate::vault_setup::{SetupPlan, VaultAdmin, VaultCreds};
+use crate::wall::Stopwatch;
+
+/// How long a tick lets real time pass.
+const TICK: Duration = Duration::from_millis(10);
+/// How long a crashed node's runtime gets to drop its tasks.
+const SHUTDOWN: Duration = Duration::from_secs(2);
+
+/// A backend as the live fabric boots it.
+struct LiveNode {
+    /// What it boots with, once [`Fabric::boot`] registered it.
+    boot: Option<(NodeOptions, EventSink)>,
+    port: u16,
+    /// Its runtime while it is up.
+    runtime: Option<Runtime>,
+}
+
+pub struct LiveFabric {
+    started: Arc<Stopwatch>,
+    admin: Runtime,
+    jobs: LocalSet,
+    /// Serves the KMS proxy and the object store; kept so they run as long as the fabric.
+    _services: Runtime,
+    forward: Forward,
+    chaos: Chaos,
+    proxy_url: String,
+    objects_url: String,
+    vault: VaultProcess,
+    admin_token: Secret,
+    unseal_key: Option<Secret>,
+    nodes: BTreeMap<String, LiveNode>,
+    /// The transit keys the run creates, removed after it.
+    keys: Vec<String>,
+    /// Whether a `kms-stop` left the Vault down.
+    vault_down: bool,
+}
+
+impl LiveFabric {
+    /// Puts the proxy in front of `vault` and serves `objects`; `admin` is the runtime
+    /// the run was prepared on.
+    pub fn new(
+        admin: Runtime,
+        jobs: LocalSet,
+        vault: VaultProcess,
+        admin_token: Secret,
+        unseal_key: Option<Secret>,
+        keys: Vec<String>,
+        objects: &ObjectStore,
+    ) -> Result<LiveFabric, String> {
+        let services = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("wekasim-services")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the services runtime: {e}"))?;
+        let forward = Forward::new(vault.base());
+        let chaos = Chaos::default();
+        let (proxy, proxy_url) = listen(&services)?;
+        services.spawn(serve_tcp(
+            proxy,
+            chaos.wrap(forward.router()),
+            chaos.clone(),
+        ));
+        let (store, objects_url) = listen(&services)?;
+        let router = objects.router();
+        services.spawn(async move {
+            while let Ok((stream, _)) = store.accept().await {
+                tokio::spawn(kms_sim::serve::serve_stream(router.clone(), stream));
+            }
+        });
+        Ok(LiveFabric {
+            started: Arc::new(Stopwatch::start()),
+            admin,
+            jobs,
+            _services: services,
+            forward,
+            chaos,
+            proxy_url,
+            objects_url,
+            vault,
+            admin_token,
+            unseal_key,
+            nodes: BTreeMap::new(),
+            keys,
+            vault_down: false,
+        })
+    }
+
+    /// Runs `fut` on the admin runtime (queued admin jobs run meanwhile).
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        self.jobs.block_on(&self.admin, fut)
+    }
+
+    pub fn vault(&self) -> &VaultProcess {
+        &self.vault
+    }
+
+    pub fn admin_token(&self) -> &Secret {
+        &self.admin_token
+    }
+
+    fn boot_node(&mut self, backend: &Backend) {
+        let Some(node) = self.nodes.get_mut(&backend.host) else {
+            return;
+        };
+        if let Some(old) = node.runtime.take() {
+            old.shutdown_timeout(SHUTDOWN);
+        }
+        let Some((options, sink)) = node.boot.clone() else {
+            return;
+        };
+        // Each node thread draws its Raft election timeouts from its own seeded RNG.
+        let seed = options.seed;
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(backend.host.clone())
+            .enable_all()
+            .on_thread_start(move || seed_raft_rng(seed))
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("cannot start a runtime for {}: {e}", backend.host);
+                return;
+            }
+        };
+        let port = node.port;
+        let (disk, slot, host) = (
+            backend.disk.clone(),
+            backend.slot.clone(),
+            backend.host.clone(),
+        );
+        runtime.spawn(async move {
+            // Listen first, so peers that dial meanwhile wait in the backlog.
+            let listener = match bind(port).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!("{host} cannot listen on 127.0.0.1:{port}: {e}");
+                    return;
+                }
+            };
+            let node = match Node::start(options, disk, Arc::new(TcpDialer), sink).await {
+                Ok(node) => node,
+                Err(e) => {
+                    tracing::error!("{host} did not boot: {e}");
+                    return;
+                }
+            };
+            *lock(&slot) = Some(node.clone());
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let node = node.clone();
+                tokio::spawn(async move { node.serve(Box::new(stream)).await });
+            }
+        });
+        node.runtime = Some(runtime);
+    }
+
+    fn unseal(&mut self) -> Result<(), String> {
+        let key = match (&self.vault, &self.unseal_key) {
+            (VaultProcess::Managed(server), _) => server.unseal_key().cloned(),
+            (_, key) => key.clone(),
+        };
+        let Some(key) = key else {
+            return Err("no unseal key: give --unseal-key".into());
+        };
+        let base = self.vault.base();
+        self.block_on(async {
+            vault::unseal(&base, &key).await?;
+            wait_active(&base).await
+        })
+    }
+}
+
+impl Drop for LiveFabric {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(rt) = node.runtime.take() {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
+impl Fabric for LiveFabric {
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn clock(&self) -> Clock {
+        let started = self.started.clone();
+        Arc::new(move || started.elapsed())
+    }
+
+    fn tick(&mut self) {
+        // The sleep is made inside the runtime: a timer needs its context.
+        self.block_on(async { tokio::time::sleep(TICK).await });
+    }
+
+    fn submit(&mut self, job: Job) -> Result<(), Stuck> {
+        self.jobs.spawn_local(job);
+        Ok(())
+    }
+
+    fn dialer(&self) -> Arc<dyn Dialer> {
+        Arc::new(TcpDialer)
+    }
+
+    fn backend_addr(&mut self, host: &str) -> String {
+        // A port the system hands out now; the node binds it when it boots.
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        self.nodes.insert(
+            host.to_string(),
+            LiveNode {
+                boot: None,
+                port,
+                runtime: None,
+            },
+        );
+        format!("127.0.0.1:{port}")
+    }
+
+    fn kms_url(&self) -> String {
+        self.proxy_url.clone()
+    }
+
+    fn vault_admin(&self) -> (String, String) {
+        (self.vault.base(), self.admin_token.expose().to_string())
+    }
+
+    fn object_store_url(&self) -> String {
+        self.objects_url.clone()
+    }
+
+    fn boot(&mut self, backend: &Backend, options: NodeOptions, sink: EventSink) {
+        if let Some(node) = self.nodes.get_mut(&backend.host) {
+            node.boot = Some((options, sink));
+        }
+        self.boot_node(backend);
+    }
+
+    fn crash(&mut self, backend: &Backend) {
+        *lock(&backend.slot) = None;
+        if let Some(rt) = self
+            .nodes
+            .get_mut(&backend.host)
+            .and_then(|n| n.runtime.take())
+        {
+            rt.shutdown_timeout(SHUTDOWN);
+        }
+    }
+
+    fn start(&mut self, backend: &Backend) {
+        *lock(&backend.slot) = None;
+        self.boot_node(backend);
+    }
+
+    fn chaos(&self) -> &Chaos {
+        &self.chaos
+    }
+
+    fn kms(&mut self, action: KmsAction) -> Result<String, String> {
+        let base = self.vault.base();
+        match action {
+            KmsAction::Fault(mode, delay) => {
+                self.chaos.set_delay(delay);
+                self.chaos.set(mode);
+                Ok(format!("kms {mode:?}"))
+            }
+            KmsAction::Seal => {
+                let token = self.admin_token.clone();
+                self.block_on(vault::seal(&base, &token))?;
+                Ok("kms sealed".into())
+            }
+            KmsAction::Unseal => {
+                self.unseal()?;
+                Ok("kms unsealed".into())
+            }
+            KmsAction::RevokeTokens => {
+                let token = self.admin_token.clone();
+                let n = self.block_on(vault::revoke_other_tokens(&base, &token))?;
+                Ok(format!("{n} kms tokens revoked"))
+            }
+            KmsAction::Stop => {
+                let LiveFabric {
+                    jobs, admin, vault, ..
+                } = self;
+                jobs.block_on(admin, vault.stop())?;
+                self.vault_down = true;
+                Ok("kms stopped".into())
+            }
+            KmsAction::Start => {
+                let LiveFabric {
+                    jobs, admin, vault, ..
+                } = self;
+                jobs.block_on(admin, vault.start())?;
+                self.vault_down = false;
+                // A container may come back on another host port.
+                self.forward.set_upstream(self.vault.base());
+                Ok(format!("kms started (sealed) at {}", self.vault.base()))
+            }
+        }
+    }
+
+    fn network(&mut self, step: &Step, _hosts: &dyn Fn(&str) -> Vec<String>) -> String {
+        // The live runner refuses network steps before it starts; `heal` has nothing to do.
+        format!("{} has no effect live", step.action())
+    }
+
+    fn heal(&mut self) -> Result<(), String> {
+        self.chaos.set(Fault::None);
+        if self.vault_down {
+            self.kms(KmsAction::Start)?;
+        }
+        let base = self.vault.base();
+        let health = self
+            .block_on(vault::health(&base))
+            .map_err(|e| e.to_string())?;
+        if health.sealed {
+            self.unseal()?;
+        }
+        Ok(())
+    }
+
+    fn kms_requests(&self) -> u64 {
+        self.forward.requests()
+    }
+
+    fn teardown(&mut self, setup: &SetupPlan, creds: Option<&VaultCreds>) -> Result<(), String> {
+        if let VaultProcess::Managed(_) = self.vault {
+            // Its process and storage go with the fabric.
+            return Ok(());
+        }
+        let base = self.vault.base();
+        let token = self.admin_token.clone();
+        let keys = self.keys.clone();
+        let created = creds.map(|c| c.token.clone());
+        let setup = setup.clone();
+        self.block_on(async move {
+            let http = HttpClient::new(Arc::new(TcpDialer), Duration::from_secs(10));
+            let admin = VaultAdmin {
+                http: &http,
+                base: &base,
+                root_token: token.expose(),
+            };
+            admin.remove(&setup, &keys, created.as_ref()).await
+        })
+    }
+}
+
+/// A loopback listener on the services runtime, and its URL.
+fn listen(services: &Runtime) -> Result<(tokio::net::TcpListener, String), String> {
+    let std = StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
+    let addr = std.local_addr().map_err(|e| e.to_string())?;
+    let _guard = services.enter();
+    let listener = tokio::net::TcpListener::from_std(std).map_err(|e| e.to_string())?;
+    Ok((listener, format!("http://{addr}")))
+}
+
+/// Binds a node's port; a restarted node may find its old socket still closing.
+async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let mut attempt = 0;
+    loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => return Ok(l),
+            Err(e) if attempt >= 50 => return Err(e),
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Waits until the Vault at `base` is active (an unsealed raft node needs a moment to
+/// become leader): at most 300 polls 50 ms apart.
+async fn wait_active(base: &str) -> Result<(), String> {
+    for _ in 0..300 {
+        if matches!(vault::health(base).await, Ok(h) if h.is_active()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!(
+        "the Vault at {base} did not become active after unsealing"
+    ))
+}

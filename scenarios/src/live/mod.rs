@@ -1,0 +1,8 @@
+//! Live runs: the scenario files in real time, against a real Vault.
+
+pub mod fabric;
+pub mod preflight;
+pub mod runner;
+pub mod vault;
+
+pub use runner::{run, LiveError, LiveOptions, Target};

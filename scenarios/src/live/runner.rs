@@ -1,0 +1,316 @@
+//! A scenario in real time against a real Vault.
+//!
+//! Before anything runs, the runner checks that the scenario can run live and that the
+//! Vault is one WEKA supports and the credentials work; any "no" is a [`LiveError`] that
+//! names what and where, and nothing has been created in the Vault. Then it prepares
+//! the Vault (its keys, policy and role under names of its own), plays the scenario on
+//! the live fabric, and removes what it created.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cluster::http::HttpClient;
+use cluster::net::TcpDialer;
+use cluster::secret::Secret;
+use kms_sim::object_store::ObjectStore;
+use tokio::task::LocalSet;
+
+use super::fabric::LiveFabric;
+use super::preflight::{self, Flavour};
+use super::vault::{DockerVault, OpenBaoServer, VaultProcess};
+use crate::scenario::{Scenario, Step};
+use crate::sim::{self, RunReport, SimOptions, World};
+use crate::vault_setup::SetupPlan;
+
+/// Which Vault a live run uses.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A running Vault at this URL: never stopped or started by the run.
+    Url(String),
+    /// An OpenBao the run starts itself from this `bao` binary, on raft storage in a
+    /// temp dir (so it survives `kms-stop` and `kms-start`); removed after the run.
+    OpenBao(PathBuf),
+    /// A Vault in this Docker container (id or name), port 8200 published; the run
+    /// stops and starts the container for `kms-stop` and `kms-start`.
+    Container(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub target: Target,
+    /// A token allowed to mount engines, write policies, manage AppRole and seal (the
+    /// root token of a test Vault). Not needed for [`Target::OpenBao`].
+    pub admin_token: Option<Secret>,
+    /// Needed by scenarios that seal the Vault or stop it (it comes back sealed).
+    pub unseal_key: Option<Secret>,
+    /// An existing transit mount to create the scenario's keys in. Without it the run
+    /// mounts one of its own and unmounts it afterwards.
+    pub transit_mount: Option<String>,
+    /// An existing AppRole (role-id, secret-id) for the cluster to log in with, instead
+    /// of the one the run creates.
+    pub approle: Option<(String, Secret)>,
+    /// Seeds the cluster's own draws (DEKs, which backend serves a command, data).
+    pub seed: u64,
+    /// Bound for the liveness phase at the end of a run.
+    pub liveness_bound: Duration,
+    /// Prints each step as it starts (to stderr).
+    pub show_progress: bool,
+}
+
+impl LiveOptions {
+    pub fn new(target: Target) -> LiveOptions {
+        LiveOptions {
+            target,
+            admin_token: None,
+            unseal_key: None,
+            transit_mount: None,
+            approle: None,
+            seed: 0,
+            liveness_bound: Duration::from_secs(60),
+            show_progress: false,
+        }
+    }
+}
+
+/// Why a live run did not start. Nothing was created in the Vault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    /// The scenario, the options or the Vault are not fit for the run.
+    #[error("{0}")]
+    BadInput(String),
+    /// A peer the run starts itself (OpenBao) did not start.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Plays `scenario` live. `Err` means the run did not start; a run that started ends in
+/// a report, pass or fail.
+pub fn run(scenario: &Scenario, opts: &LiveOptions) -> Result<RunReport, LiveError> {
+    can_run_live(scenario, opts)?;
+    let admin = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LiveError::Setup(format!("cannot start a runtime: {e}")))?;
+    let jobs = LocalSet::new();
+
+    let (vault, admin_token) = jobs.block_on(&admin, open(opts))?;
+    let base = vault.base();
+    let info = jobs
+        .block_on(
+            &admin,
+            preflight::check(
+                &base,
+                &admin_token,
+                opts.transit_mount.as_deref(),
+                opts.approle.as_ref().map(|(r, s)| (r.as_str(), s)),
+            ),
+        )
+        .map_err(|e| LiveError::BadInput(e.to_string()))?;
+    let keys = scenario_keys(scenario);
+    let plan = jobs.block_on(&admin, plan(&base, &admin_token, opts, &keys))?;
+    let flavour = match info.flavour {
+        Flavour::OpenBao => "OpenBao",
+        Flavour::Vault => "Vault",
+    };
+    let against = format!(
+        "{flavour} {} at {base} ({})",
+        info.version,
+        describe(&vault)
+    );
+
+    let sim_opts = SimOptions {
+        liveness_bound: opts.liveness_bound,
+        ..SimOptions::new(opts.seed)
+    };
+    let objects = ObjectStore::default();
+    let fabric = LiveFabric::new(
+        admin,
+        jobs,
+        vault,
+        admin_token,
+        opts.unseal_key.clone(),
+        keys,
+        &objects,
+    )
+    .map_err(LiveError::Setup)?;
+    let approle = opts.approle.clone();
+    let world_opts = sim_opts.clone();
+    let show_progress = opts.show_progress;
+    let mut report = sim::play_on(scenario, &sim_opts, move |trace| {
+        let world = World::build(scenario, &world_opts, trace, Box::new(fabric), objects)
+            .with_setup(plan)
+            .with_approle(approle);
+        Ok(if show_progress {
+            world.with_progress(Box::new(print_progress))
+        } else {
+            world
+        })
+    })
+    .map_err(LiveError::Setup)?;
+    report.live = Some(against);
+    Ok(report)
+}
+
+/// One line per step on stderr: a live run takes real time.
+fn print_progress(step: usize, steps: usize, action: &str, at: Duration) {
+    if step == 0 {
+        eprintln!(
+            "  [{:7.1}s] liveness: every filesystem ready, every write read back",
+            at.as_secs_f64()
+        );
+    } else {
+        eprintln!("  [{:7.1}s] step {step}/{steps} {action}", at.as_secs_f64());
+    }
+}
+
+/// Steps that need what only the simulation has, and steps that need a Vault the run
+/// can stop, start or unseal.
+fn can_run_live(scenario: &Scenario, opts: &LiveOptions) -> Result<(), LiveError> {
+    let managed = matches!(opts.target, Target::OpenBao(_));
+    let restartable = !matches!(opts.target, Target::Url(_));
+    let steps = |wanted: &dyn Fn(&Step) -> bool| -> Vec<String> {
+        scenario
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, step)| wanted(step))
+            .map(|(i, step)| format!("{} ({})", i + 1, step.action()))
+            .collect()
+    };
+    // "step 3 (kms-stop) needs", "steps 3 (kms-stop), 5 (kms-start) need"
+    let steps_do = |list: &[String], one: &str, many: &str| match list {
+        [single] => format!("step {single} {one}"),
+        _ => format!("steps {} {many}", list.join(", ")),
+    };
+    let mut problems = Vec::new();
+    let network = steps(&|s| {
+        matches!(
+            s,
+            Step::Partition { .. }
+                | Step::Hold { .. }
+                | Step::Release { .. }
+                | Step::Latency { .. }
+        )
+    });
+    if !network.is_empty() {
+        problems.push(steps_do(
+            &network,
+            "needs the simulated network and cannot run against a real Vault",
+            "need the simulated network and cannot run against a real Vault",
+        ));
+    }
+    let restarts = steps(&|s| matches!(s, Step::KmsStop | Step::KmsStart));
+    if !restartable && !restarts.is_empty() {
+        problems.push(steps_do(
+            &restarts,
+            "stops or starts the Vault, which a run against --vault URL cannot do: use \
+             --openbao or --vault-container",
+            "stop and start the Vault, which a run against --vault URL cannot do: use \
+             --openbao or --vault-container",
+        ));
+    }
+    let unseals = steps(&|s| matches!(s, Step::KmsSeal | Step::KmsUnseal | Step::KmsStart));
+    if !managed && opts.unseal_key.is_none() && !unseals.is_empty() {
+        problems.push(steps_do(
+            &unseals,
+            "needs the Vault's unseal key: give --unseal-key (or VAULT_UNSEAL_KEY)",
+            "need the Vault's unseal key: give --unseal-key (or VAULT_UNSEAL_KEY)",
+        ));
+    }
+    if !managed && opts.admin_token.is_none() {
+        problems
+            .push("a live run needs the Vault's admin token: give --token (or VAULT_TOKEN)".into());
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(LiveError::BadInput(format!(
+        "{} cannot run live:\n  - {}",
+        scenario.scenario.name,
+        problems.join("\n  - ")
+    )))
+}
+
+/// Starts or attaches to the Vault, and the admin token to use with it.
+async fn open(opts: &LiveOptions) -> Result<(VaultProcess, Secret), LiveError> {
+    let token = || opts.admin_token.clone().unwrap_or_else(|| Secret::new(""));
+    Ok(match &opts.target {
+        Target::Url(url) => (VaultProcess::External { base: url.clone() }, token()),
+        Target::OpenBao(bin) => {
+            let server = OpenBaoServer::raft(bin).await.map_err(LiveError::Setup)?;
+            let root = server.root_token().clone();
+            (VaultProcess::Managed(server), root)
+        }
+        Target::Container(id) => {
+            let container = DockerVault::attach(id).await.map_err(LiveError::BadInput)?;
+            (VaultProcess::Container(container), token())
+        }
+    })
+}
+
+fn describe(vault: &VaultProcess) -> String {
+    match vault {
+        VaultProcess::External { .. } => "external".into(),
+        VaultProcess::Managed(_) => "started by this run, raft storage".into(),
+        VaultProcess::Container(c) => format!("container {}", c.id()),
+    }
+}
+
+/// The transit keys the scenario names: the cluster key first.
+fn scenario_keys(scenario: &Scenario) -> Vec<String> {
+    let mut keys = vec![scenario.kms.key.clone()];
+    keys.extend(scenario.kms.extra_keys.iter().cloned());
+    keys
+}
+
+/// Names of the run's own for what it creates, so it neither meets nor clobbers what the
+/// Vault already holds; keys in a named mount must not exist yet (the run rotates and
+/// trims them).
+async fn plan(
+    base: &str,
+    token: &Secret,
+    opts: &LiveOptions,
+    keys: &[String],
+) -> Result<SetupPlan, LiveError> {
+    let http = HttpClient::new(std::sync::Arc::new(TcpDialer), Duration::from_secs(10));
+    let admin = crate::vault_setup::VaultAdmin {
+        http: &http,
+        base,
+        root_token: token.expose(),
+    };
+    let name = format!("wekasim-{}-{}", opts.seed, crate::wall::unique_suffix());
+    let auth = admin
+        .call("GET", "sys/auth", None)
+        .await
+        .map_err(LiveError::BadInput)?;
+    let approle_enabled = auth
+        .pointer("/data/approle~1")
+        .or_else(|| auth.get("approle/"))
+        .is_some();
+    let (mount, create_mount) = match &opts.transit_mount {
+        Some(mount) => {
+            let mount = mount.trim_matches('/').to_string();
+            for key in keys {
+                if admin
+                    .call("GET", &format!("{mount}/keys/{key}"), None)
+                    .await
+                    .is_ok()
+                {
+                    return Err(LiveError::BadInput(format!(
+                        "the key {key} already exists in {mount}/ at {base}: a live run \
+                         rotates and trims its keys, so it creates them; name a mount \
+                         without it, or leave out --transit-mount"
+                    )));
+                }
+            }
+            (mount, false)
+        }
+        None => (name.clone(), true),
+    };
+    Ok(SetupPlan {
+        mount,
+        create_mount,
+        enable_approle: !approle_enabled,
+        name,
+    })
+}

@@ -1,0 +1,344 @@
+//! The seeded fabric: turmoil, the simulated Vault behind its fault switch, the object
+//! store, the admin host, and the cuts a scenario made in the network.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster::config_table::seed_raft_rng;
+use cluster::events::EventSink;
+use cluster::net::Dialer;
+use cluster::node::{Node, NodeOptions};
+use kms_sim::chaos::Chaos;
+use kms_sim::object_store::ObjectStore;
+use kms_sim::VaultSim;
+
+use super::driver::Driver;
+use super::fabric::{Clock, Fabric, Job, KmsAction, Stuck};
+use super::world::{lock, Backend};
+use super::{derive_seed, pinned_epoch, SimOptions};
+use crate::net::TurmoilDialer;
+use crate::scenario::Step;
+
+pub const VAULT_HOST: &str = "vault";
+pub const VAULT_PORT: u16 = 8200;
+pub const BACKEND_PORT: u16 = 7000;
+pub const ROOT_TOKEN: &str = "root";
+pub const OBJECT_STORE_HOST: &str = "s3";
+pub const OBJECT_STORE_PORT: u16 = 9000;
+/// The latency range every run starts with.
+const MAX_LATENCY: Duration = Duration::from_millis(25);
+
+pub struct SimFabric<'a> {
+    sim: turmoil::Sim<'a>,
+    /// Installed with the first job, so the admin host registers after the backends.
+    driver: Option<Driver>,
+    vault: VaultSim,
+    chaos: Chaos,
+    net: Net,
+    /// Whether a `kms-stop` left the Vault host down.
+    vault_down: bool,
+}
+
+impl<'a> SimFabric<'a> {
+    /// turmoil seeded from `opts`, with the Vault and the object store (shared with the
+    /// runner's checks) as hosts.
+    pub fn new(opts: &SimOptions, objects: &ObjectStore) -> SimFabric<'a> {
+        let seed = opts.seed;
+        seed_raft_rng(derive_seed(seed, "raft"));
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(derive_seed(seed, "turmoil"))
+            .epoch(pinned_epoch())
+            .tick_duration(opts.tick)
+            .simulation_duration(Duration::from_secs(365 * 24 * 3600))
+            // A latency range, so the seed shapes message timing (a fixed latency would
+            // make every seed replay the same run).
+            .min_message_latency(Duration::from_millis(1))
+            .max_message_latency(MAX_LATENCY)
+            .build();
+
+        let vault = VaultSim::new(derive_seed(seed, "vault"), ROOT_TOKEN);
+        let chaos = Chaos::default();
+        let app = chaos.wrap(vault.router());
+        let refuse = chaos.clone();
+        sim.host(VAULT_HOST, move || {
+            let (app, refuse) = (app.clone(), refuse.clone());
+            async move {
+                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", VAULT_PORT)).await?;
+                loop {
+                    let (stream, _) = listener.accept().await?;
+                    if refuse.refuses() {
+                        drop(stream);
+                        continue;
+                    }
+                    tokio::spawn(kms_sim::serve::serve_stream(app.clone(), stream));
+                }
+            }
+        });
+
+        let store = objects.router();
+        sim.host(OBJECT_STORE_HOST, move || {
+            let store = store.clone();
+            async move {
+                let listener =
+                    turmoil::net::TcpListener::bind(("0.0.0.0", OBJECT_STORE_PORT)).await?;
+                loop {
+                    let (stream, _) = listener.accept().await?;
+                    tokio::spawn(kms_sim::serve::serve_stream(store.clone(), stream));
+                }
+            }
+        });
+        let net = Net {
+            hosts: [VAULT_HOST, OBJECT_STORE_HOST, "admin"]
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
+            cuts: Vec::new(),
+        };
+        SimFabric {
+            sim,
+            driver: None,
+            vault,
+            chaos,
+            net,
+            vault_down: false,
+        }
+    }
+
+    /// Crashes a host the way power loss does: it sends nothing on the way down.
+    ///
+    /// turmoil cancels a host's tasks in an order that follows tokio's process-wide task
+    /// ids, and each stream dropped would send a FIN with a latency drawn from the seeded
+    /// RNG; cutting the host off first drops those FINs (one draw each, whatever the
+    /// order), so a run replays the same in a fresh process and after other runs in the
+    /// same one.
+    fn crash_host(&mut self, host: &str) {
+        let others: Vec<String> = self
+            .net
+            .hosts
+            .iter()
+            .filter(|h| *h != host)
+            .cloned()
+            .collect();
+        for other in &others {
+            self.sim.partition(host, other.as_str());
+        }
+        self.sim.crash(host);
+        for other in &others {
+            self.sim.repair(host, other.as_str());
+        }
+        for cut in &self.net.cuts {
+            Net::apply(&self.sim, cut);
+        }
+    }
+
+    /// Boots the Vault host again. Its storage survives; like a real Vault it comes back
+    /// sealed.
+    fn restart_vault(&mut self) {
+        self.vault.seal();
+        self.sim.bounce(VAULT_HOST);
+        self.vault_down = false;
+    }
+
+    fn heal_network(&mut self) {
+        self.net.cuts.clear();
+        let hosts = &self.net.hosts;
+        for (i, x) in hosts.iter().enumerate() {
+            for y in &hosts[i + 1..] {
+                self.sim.repair(x.as_str(), y.as_str());
+                self.sim.release(x.as_str(), y.as_str());
+            }
+        }
+        self.sim.set_max_message_latency(MAX_LATENCY);
+    }
+}
+
+impl Fabric for SimFabric<'_> {
+    fn elapsed(&self) -> Duration {
+        self.sim.elapsed()
+    }
+
+    fn clock(&self) -> Clock {
+        Arc::new(|| turmoil::sim_elapsed().unwrap_or_default())
+    }
+
+    fn tick(&mut self) {
+        if let Err(e) = self.sim.step() {
+            panic!("the simulation stopped: {e}");
+        }
+    }
+
+    fn submit(&mut self, job: Job) -> Result<(), Stuck> {
+        let sim = &mut self.sim;
+        self.driver
+            .get_or_insert_with(|| Driver::install(sim))
+            .submit(job)
+    }
+
+    fn dialer(&self) -> Arc<dyn Dialer> {
+        Arc::new(TurmoilDialer)
+    }
+
+    fn backend_addr(&mut self, host: &str) -> String {
+        format!("{host}:{BACKEND_PORT}")
+    }
+
+    fn kms_url(&self) -> String {
+        format!("http://{VAULT_HOST}:{VAULT_PORT}")
+    }
+
+    fn vault_admin(&self) -> (String, String) {
+        (self.kms_url(), ROOT_TOKEN.into())
+    }
+
+    fn object_store_url(&self) -> String {
+        format!("http://{OBJECT_STORE_HOST}:{OBJECT_STORE_PORT}")
+    }
+
+    fn boot(&mut self, backend: &Backend, options: NodeOptions, sink: EventSink) {
+        self.net.hosts.push(backend.host.clone());
+        let (disk, slot) = (backend.disk.clone(), backend.slot.clone());
+        self.sim.host(backend.host.as_str(), move || {
+            let (options, disk, slot, sink) =
+                (options.clone(), disk.clone(), slot.clone(), sink.clone());
+            async move {
+                let node = Node::start(options, disk, Arc::new(TurmoilDialer), sink).await?;
+                *lock(&slot) = Some(node.clone());
+                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
+                loop {
+                    let (stream, _) = listener.accept().await?;
+                    let node = node.clone();
+                    tokio::spawn(async move { node.serve(Box::new(stream)).await });
+                }
+            }
+        });
+    }
+
+    fn crash(&mut self, backend: &Backend) {
+        *lock(&backend.slot) = None;
+        self.crash_host(&backend.host);
+    }
+
+    fn start(&mut self, backend: &Backend) {
+        *lock(&backend.slot) = None;
+        self.sim.bounce(backend.host.as_str());
+    }
+
+    fn chaos(&self) -> &Chaos {
+        &self.chaos
+    }
+
+    fn kms(&mut self, action: KmsAction) -> Result<String, String> {
+        Ok(match action {
+            KmsAction::Fault(mode, delay) => {
+                self.chaos.set_delay(delay);
+                self.chaos.set(mode);
+                format!("kms {mode:?}")
+            }
+            KmsAction::Seal => {
+                self.vault.seal();
+                "kms sealed".into()
+            }
+            KmsAction::Unseal => {
+                self.vault.unseal();
+                "kms unsealed".into()
+            }
+            KmsAction::RevokeTokens => format!("{} kms tokens revoked", self.vault.revoke_tokens()),
+            KmsAction::Stop => {
+                if !self.vault_down {
+                    self.crash_host(VAULT_HOST);
+                    self.vault_down = true;
+                }
+                "kms stopped".into()
+            }
+            KmsAction::Start => {
+                // Its storage survives; like a real Vault it comes back sealed.
+                self.restart_vault();
+                "kms started (sealed)".into()
+            }
+        })
+    }
+
+    fn network(&mut self, step: &Step, hosts: &dyn Fn(&str) -> Vec<String>) -> String {
+        let mut cut_all = |a: &str, b: &str, make: &dyn Fn(String, String) -> Cut| {
+            for x in hosts(a) {
+                for y in hosts(b) {
+                    let cut = make(x.clone(), y);
+                    Net::apply(&self.sim, &cut);
+                    self.net.cuts.push(cut);
+                }
+            }
+        };
+        match step {
+            Step::Partition { a, b, oneway } => {
+                if *oneway {
+                    cut_all(a, b, &Cut::OneWay);
+                } else {
+                    cut_all(a, b, &Cut::Both);
+                }
+                format!("partition {a} {} {b}", if *oneway { "->" } else { "<->" })
+            }
+            Step::Hold { a, b } => {
+                cut_all(a, b, &Cut::Hold);
+                format!("hold {a} <-> {b}")
+            }
+            Step::Release { a, b } => {
+                for x in hosts(a) {
+                    for y in hosts(b) {
+                        self.sim.release(x.as_str(), y.as_str());
+                        let held = Cut::Hold(x.clone(), y);
+                        self.net.cuts.retain(|c| *c != held);
+                    }
+                }
+                format!("release {a} <-> {b}")
+            }
+            Step::Heal => {
+                self.heal_network();
+                "network healed".into()
+            }
+            Step::Latency { max } => {
+                self.sim.set_max_message_latency(*max);
+                format!("max latency {} ms", max.as_millis())
+            }
+            other => unreachable!("{} is not a network step", other.action()),
+        }
+    }
+
+    fn heal(&mut self) -> Result<(), String> {
+        self.heal_network();
+        self.chaos.set(kms_sim::chaos::Fault::None);
+        if self.vault_down {
+            self.restart_vault();
+        }
+        self.vault.unseal();
+        Ok(())
+    }
+
+    fn kms_requests(&self) -> u64 {
+        self.vault.requests_served()
+    }
+}
+
+/// Every host, and the cuts the scenario put in the network (so a crash, which cuts
+/// and repairs a host's links, can restore them).
+#[derive(Default)]
+struct Net {
+    hosts: Vec<String>,
+    cuts: Vec<Cut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cut {
+    Both(String, String),
+    OneWay(String, String),
+    Hold(String, String),
+}
+
+impl Net {
+    fn apply(sim: &turmoil::Sim<'_>, cut: &Cut) {
+        match cut {
+            Cut::Both(a, b) => sim.partition(a.as_str(), b.as_str()),
+            Cut::OneWay(a, b) => sim.partition_oneway(a.as_str(), b.as_str()),
+            Cut::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
+        }
+    }
+}

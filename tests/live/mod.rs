@@ -1,0 +1,295 @@
+//! Helpers for the tests of live runs (`wekasim run SCENARIO --vault URL | --openbao [BIN] |
+//! --vault-container ID`): run the built binary with a bound on its wall time, pick out its
+//! verdict line, check that no secret shows in what it printed, and take a snapshot of what
+//! a Vault holds to compare before and after a run.
+//!
+//! Used by tests/live_run.rs and tests/container_gate.rs (each uses its own subset).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use scenarios::wall::Stopwatch;
+use serde_json::Value;
+
+/// Exit codes of `wekasim run`.
+pub const EXIT_PASS: i32 = 0;
+pub const EXIT_CORRECTNESS: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_LIVENESS: i32 = 3;
+pub const EXIT_CRASH: i32 = 4;
+
+/// A live run that took longer than this is killed (and the test fails): the library
+/// scenarios take about 45 s to 2 min live.
+pub const RUN_BOUND: Duration = Duration::from_secs(600);
+/// How often the wait for the child looks at it.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The environment variables wekasim reads secrets and addresses from: never inherited
+/// from whoever runs the tests, only set by the test.
+const SCRUBBED_ENV: &[&str] = &[
+    "VAULT_TOKEN",
+    "VAULT_UNSEAL_KEY",
+    "WEKA_KMS_SECRET_ID",
+    "VAULT_ADDR",
+    "BAO_ADDR",
+    "BAO_TOKEN",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+];
+
+/// What one run of the binary printed, how it ended, and how long it took.
+pub struct LiveRun {
+    pub args: Vec<String>,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub wall: Duration,
+    /// The child's pid (for checking what it left behind).
+    pub pid: u32,
+}
+
+impl LiveRun {
+    /// Everything needed to understand a failed assertion. Secrets never reach this: the
+    /// tests check output for them before describing it (see [`LiveRun::assert_no_secret`]),
+    /// and the arguments shown are the ones given, which carry no secret (they go by env).
+    pub fn describe(&self) -> String {
+        format!(
+            "wekasim {}\nexit code: {:?} after {:.1} s\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args.join(" "),
+            self.code,
+            self.wall.as_secs_f64(),
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    /// The verdict line: the stdout line naming PASS or FAIL.
+    pub fn verdict_line(&self) -> Option<&str> {
+        self.stdout
+            .lines()
+            .find(|l| l.contains(" PASS") || l.contains(" FAIL"))
+    }
+
+    /// Fails if any non-empty secret appears in stdout or stderr; the failure message
+    /// redacts it, so the secret does not reach the test log either.
+    pub fn assert_no_secret(&self, secrets: &[&str]) {
+        for (i, s) in secrets.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+            let on = [("stdout", &self.stdout), ("stderr", &self.stderr)];
+            for (stream, text) in on {
+                assert!(
+                    !text.contains(s),
+                    "secret #{i} appears on {stream} (redacted below)\n{}",
+                    redact(&self.describe(), secrets)
+                );
+            }
+        }
+    }
+
+    /// Exit code 0, one verdict line with PASS and "live" on stdout.
+    pub fn assert_live_pass(&self, secrets: &[&str]) {
+        self.assert_no_secret(secrets);
+        let verdict = self.verdict_line().unwrap_or("");
+        assert!(
+            self.code == Some(EXIT_PASS) && verdict.contains(" PASS") && verdict.contains(" live "),
+            "expected a live PASS (exit 0)\n{}",
+            self.describe()
+        );
+    }
+
+    /// Exit code 2, `error: ` and `fragment` on stderr, no verdict, no panic, no secret.
+    pub fn assert_refused(&self, fragment: &str, secrets: &[&str]) {
+        self.assert_no_secret(secrets);
+        assert_eq!(self.code, Some(EXIT_USAGE), "{}", self.describe());
+        assert!(
+            self.stderr.contains("error: ") && self.stderr.contains(fragment),
+            "stderr should say `error: ... {fragment} ...`\n{}",
+            self.describe()
+        );
+        assert!(
+            self.verdict_line().is_none(),
+            "a refused run printed a verdict\n{}",
+            self.describe()
+        );
+        for panic_text in ["panicked", "RUST_BACKTRACE"] {
+            assert!(
+                !self.stderr.contains(panic_text),
+                "panic text {panic_text:?} on stderr\n{}",
+                self.describe()
+            );
+        }
+    }
+}
+
+/// Every non-empty secret replaced by `<redacted>`.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |t, s| t.replace(s, "<redacted>"))
+}
+
+/// A file for a child's output, removed when dropped.
+struct OutFile(PathBuf);
+
+impl OutFile {
+    fn new(what: &str) -> OutFile {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        OutFile(std::env::temp_dir().join(format!(
+            "wekasim-live-test-{}-{}-{what}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )))
+    }
+
+    fn read(&self) -> String {
+        std::fs::read(&self.0)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for OutFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `wekasim ARGS` with `env` (and none of the inherited secrets or addresses), from
+/// the crate's root (where `.venv/bin/bao` is), killing it after [`RUN_BOUND`]. Output goes
+/// through files, so no thread is needed to drain pipes.
+pub fn wekasim(args: &[&str], env: &[(&str, &str)]) -> LiveRun {
+    let (out, err) = (OutFile::new("stdout"), OutFile::new("stderr"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wekasim"));
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null());
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    let file = |f: &OutFile| {
+        std::fs::File::create(&f.0).unwrap_or_else(|e| panic!("{}: {e}", f.0.display()))
+    };
+    cmd.stdout(file(&out)).stderr(file(&err));
+    let clock = Stopwatch::start();
+    let mut child = cmd.spawn().expect("cannot start the wekasim binary");
+    let pid = child.id();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if clock.elapsed() > RUN_BOUND => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(POLL),
+            Err(e) => panic!("waiting for wekasim: {e}"),
+        }
+    };
+    let run = LiveRun {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code: status.and_then(|s| s.code()),
+        stdout: out.read(),
+        stderr: err.read(),
+        wall: clock.elapsed(),
+        pid,
+    };
+    assert!(
+        status.is_some(),
+        "wekasim did not finish within {RUN_BOUND:?} and was killed\n{}",
+        redact(
+            &run.describe(),
+            &env.iter().map(|(_, v)| *v).collect::<Vec<_>>()
+        )
+    );
+    run
+}
+
+// ---------------------------------------------------------------------------------------
+// What a Vault holds
+
+/// A blocking HTTP request to a Vault: `(status, JSON body or Null)`.
+pub type Call<'a> = &'a dyn Fn(&str, &str, Option<&str>) -> Result<(u16, String), String>;
+
+/// What a run could leave behind in a Vault, each list sorted: secrets engines
+/// (`path type`), auth methods (`path type`), ACL policies, the roles of every AppRole
+/// mount, the keys of every transit mount, and how many tokens exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultState {
+    pub mounts: Vec<String>,
+    pub auth: Vec<String>,
+    pub policies: Vec<String>,
+    pub approle_roles: Vec<String>,
+    pub transit_keys: Vec<String>,
+    pub tokens: usize,
+}
+
+fn json(call: Call<'_>, method: &str, path: &str) -> Value {
+    let (status, body) =
+        call(method, path, None).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    match status {
+        200 => v,
+        // LIST of an empty collection.
+        404 => Value::Null,
+        _ => panic!("{method} {path}: HTTP {status}: {body}"),
+    }
+}
+
+/// `path type` for every entry of a `sys/mounts`- or `sys/auth`-like answer.
+fn table(v: &Value) -> Vec<String> {
+    let t = v.get("data").and_then(Value::as_object);
+    let mut rows: Vec<String> = t
+        .into_iter()
+        .flatten()
+        .map(|(path, m)| format!("{path} {}", m["type"].as_str().unwrap_or("?")))
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn list(v: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = v
+        .pointer("/data/keys")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Takes the snapshot with an admin (root) token.
+pub fn vault_state(call: Call<'_>) -> VaultState {
+    let mounts = table(&json(call, "GET", "/v1/sys/mounts"));
+    let auth = table(&json(call, "GET", "/v1/sys/auth"));
+    let policies = list(&json(call, "LIST", "/v1/sys/policies/acl"));
+    let mut approle_roles = Vec::new();
+    for row in auth.iter().filter(|r| r.ends_with(" approle")) {
+        let path = row.split(' ').next().unwrap_or_default();
+        for role in list(&json(call, "LIST", &format!("/v1/auth/{path}role"))) {
+            approle_roles.push(format!("{path}{role}"));
+        }
+    }
+    let mut transit_keys = Vec::new();
+    for row in mounts.iter().filter(|r| r.ends_with(" transit")) {
+        let path = row.split(' ').next().unwrap_or_default();
+        for key in list(&json(call, "LIST", &format!("/v1/{path}keys"))) {
+            transit_keys.push(format!("{path}{key}"));
+        }
+    }
+    let tokens = list(&json(call, "LIST", "/v1/auth/token/accessors")).len();
+    VaultState {
+        mounts,
+        auth,
+        policies,
+        approle_roles,
+        transit_keys,
+        tokens,
+    }
+}
