@@ -126,6 +126,10 @@ pub enum PreflightError {
 
 /// One request's timeout.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an unsealed node that is not active yet gets to become active: 60 polls
+/// 500 ms apart.
+const ELECTION_POLLS: u32 = 60;
+const ELECTION_POLL: Duration = Duration::from_millis(500);
 
 /// All checks, in order: (a) the URL answers, like a Vault; (b) its version is in WEKA's
 /// window; (c) it is initialised and unsealed; (d) the admin token works (`lookup-self`);
@@ -159,7 +163,19 @@ pub async fn check(
         });
     }
 
-    // (c) initialised and unsealed.
+    // (c) initialised and unsealed. A node unsealed a moment ago (raft) elects itself
+    // before it serves: wait for that rather than refuse it.
+    let mut h = h;
+    for _ in 0..ELECTION_POLLS {
+        if h.is_active() || h.sealed || !h.initialized {
+            break;
+        }
+        tokio::time::sleep(ELECTION_POLL).await;
+        h = health(&url).await.map_err(|e| PreflightError::Unexpected {
+            url: url.clone(),
+            what: e.to_string(),
+        })?;
+    }
     if h.status_code == 501 || !h.initialized {
         return Err(PreflightError::Uninitialised { url });
     }
