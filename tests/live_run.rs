@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use docker_support::{http_call, ScratchDir};
-use live::{vault_state, wekasim, LiveRun, VaultState};
+use live::{vault_state, wekasim, wekasim_interrupted, LiveRun, VaultState};
 use scenarios::live::vault::{free_port_pair, seal, OpenBaoServer};
 use serde_json::{json, Value};
 
@@ -703,4 +703,28 @@ fn a_missing_openbao_binary_is_refused() {
         &[],
     );
     run.assert_refused("/nonexistent/wekasim/bao", &[]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ctrl-C
+
+#[test]
+fn ctrl_c_ends_a_live_run_and_cleans_up_the_vault() {
+    let vault = DevVault::start();
+    let before = vault.state();
+    let run = wekasim_interrupted(
+        &["run", "startup-unwrap", "--vault", &vault.base()],
+        &[("VAULT_TOKEN", &vault.admin)],
+        "step 3/",
+    );
+    print_verdict("--vault URL startup-unwrap, Ctrl-C at step 3", &run);
+    assert_eq!(run.code, Some(130), "{}", run.describe());
+    assert!(
+        run.verdict_line()
+            .is_some_and(|v| v.contains("FAIL interrupted")),
+        "{}",
+        run.describe()
+    );
+    run.assert_no_secret(&[&vault.admin]);
+    assert_eq!(vault.state(), before, "what the Vault holds after Ctrl-C");
 }

@@ -21,6 +21,8 @@ pub const EXIT_CORRECTNESS: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_LIVENESS: i32 = 3;
 pub const EXIT_CRASH: i32 = 4;
+/// A live run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -146,8 +148,10 @@ pub fn exit_code<'a>(reports: impl IntoIterator<Item = &'a scenarios::sim::RunRe
             Some(FailureKind::Correctness) => EXIT_CORRECTNESS,
             Some(FailureKind::Liveness) => EXIT_LIVENESS,
             Some(FailureKind::Crash) => EXIT_CRASH,
+            Some(FailureKind::Interrupted) => EXIT_INTERRUPTED,
         };
         let rank = |c: i32| match c {
+            EXIT_INTERRUPTED => 4,
             EXIT_CRASH => 3,
             EXIT_CORRECTNESS => 2,
             EXIT_LIVENESS => 1,

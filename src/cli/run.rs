@@ -109,6 +109,7 @@ impl LiveArgs {
         let mut opts = LiveOptions::new(target);
         opts.seed = seed;
         opts.show_progress = true;
+        opts.stop_on_ctrl_c = true;
         opts.admin_token = self.token.clone().map(Secret::new);
         opts.unseal_key = self.unseal_key.clone().map(Secret::new);
         opts.transit_mount = self.transit_mount.clone();

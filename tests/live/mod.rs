@@ -162,6 +162,15 @@ impl Drop for OutFile {
 /// the crate's root (where `.venv/bin/bao` is), killing it after [`RUN_BOUND`]. Output goes
 /// through files, so no thread is needed to drain pipes.
 pub fn wekasim(args: &[&str], env: &[(&str, &str)]) -> LiveRun {
+    run_wekasim(args, env, None)
+}
+
+/// As [`wekasim`], and sends it SIGINT (Ctrl-C) once its stderr shows `after`.
+pub fn wekasim_interrupted(args: &[&str], env: &[(&str, &str)], after: &str) -> LiveRun {
+    run_wekasim(args, env, Some(after))
+}
+
+fn run_wekasim(args: &[&str], env: &[(&str, &str)], mut interrupt: Option<&str>) -> LiveRun {
     let (out, err) = (OutFile::new("stdout"), OutFile::new("stderr"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wekasim"));
     cmd.args(args)
@@ -186,7 +195,16 @@ pub fn wekasim(args: &[&str], env: &[(&str, &str)]) -> LiveRun {
                 let _ = child.wait();
                 break None;
             }
-            Ok(None) => std::thread::sleep(POLL),
+            Ok(None) => {
+                if interrupt.is_some_and(|after| err.read().contains(after)) {
+                    let sent = Command::new("kill")
+                        .args(["-INT", &pid.to_string()])
+                        .status();
+                    assert!(sent.is_ok_and(|s| s.success()), "kill -INT {pid}");
+                    interrupt = None;
+                }
+                std::thread::sleep(POLL)
+            }
             Err(e) => panic!("waiting for wekasim: {e}"),
         }
     };

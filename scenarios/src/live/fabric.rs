@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener as StdListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use kms_sim::chaos::{Chaos, Fault};
 use kms_sim::object_store::ObjectStore;
 use kms_sim::proxy::{serve_tcp, Forward};
 use tokio::runtime::Runtime;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::LocalSet;
 
 use super::vault::{self, VaultProcess};
@@ -52,8 +54,8 @@ pub struct LiveFabric {
     started: Arc<Stopwatch>,
     admin: Runtime,
     jobs: LocalSet,
-    /// Serves the KMS proxy and the object store; kept so they run as long as the fabric.
-    _services: Runtime,
+    /// Serves the KMS proxy, the object store and the Ctrl-C watcher.
+    services: Runtime,
     forward: Forward,
     chaos: Chaos,
     proxy_url: String,
@@ -66,6 +68,8 @@ pub struct LiveFabric {
     keys: Vec<String>,
     /// Whether a `kms-stop` left the Vault down.
     vault_down: bool,
+    /// Set by the first Ctrl-C (see [`LiveFabric::stop_on_ctrl_c`]).
+    interrupted: Arc<AtomicBool>,
 }
 
 impl LiveFabric {
@@ -105,7 +109,7 @@ impl LiveFabric {
             started: Arc::new(Stopwatch::start()),
             admin,
             jobs,
-            _services: services,
+            services,
             forward,
             chaos,
             proxy_url,
@@ -116,7 +120,33 @@ impl LiveFabric {
             nodes: BTreeMap::new(),
             keys,
             vault_down: false,
+            interrupted: Arc::default(),
         })
+    }
+
+    /// Makes the first Ctrl-C end the run at its next step or wait, so that the backends
+    /// stop and what the run created in the Vault is removed; a second one quits at once.
+    pub fn stop_on_ctrl_c(&self) {
+        // Registered here, before the run starts, so no Ctrl-C can slip past it.
+        let _context = self.services.enter();
+        let Ok(mut sigint) = signal(SignalKind::interrupt()) else {
+            tracing::warn!("cannot watch for Ctrl-C: it will kill the run uncleanly");
+            return;
+        };
+        let interrupted = self.interrupted.clone();
+        self.services.spawn(async move {
+            if sigint.recv().await.is_none() {
+                return;
+            }
+            interrupted.store(true, Ordering::SeqCst);
+            eprintln!(
+                "interrupted: ending the run and cleaning up the Vault (Ctrl-C again quits at \
+                 once and leaves what the run created)"
+            );
+            if sigint.recv().await.is_some() {
+                std::process::exit(130);
+            }
+        });
     }
 
     /// Runs `fut` on the admin runtime (queued admin jobs run meanwhile).
@@ -360,6 +390,10 @@ impl Fabric for LiveFabric {
 
     fn kms_requests(&self) -> u64 {
         self.forward.requests()
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
     }
 
     fn teardown(&mut self, setup: &SetupPlan, creds: Option<&VaultCreds>) -> Result<(), String> {

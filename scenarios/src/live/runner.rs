@@ -55,6 +55,9 @@ pub struct LiveOptions {
     pub liveness_bound: Duration,
     /// Prints each step as it starts (to stderr).
     pub show_progress: bool,
+    /// Makes Ctrl-C end the run cleanly (backends stopped, the Vault cleaned up) instead
+    /// of killing the process; for the command line.
+    pub stop_on_ctrl_c: bool,
 }
 
 impl LiveOptions {
@@ -68,6 +71,7 @@ impl LiveOptions {
             seed: 0,
             liveness_bound: Duration::from_secs(60),
             show_progress: false,
+            stop_on_ctrl_c: false,
         }
     }
 }
@@ -133,6 +137,9 @@ pub fn run(scenario: &Scenario, opts: &LiveOptions) -> Result<RunReport, LiveErr
         &objects,
     )
     .map_err(LiveError::Setup)?;
+    if opts.stop_on_ctrl_c {
+        fabric.stop_on_ctrl_c();
+    }
     let approle = opts.approle.clone();
     let world_opts = sim_opts.clone();
     let show_progress = opts.show_progress;

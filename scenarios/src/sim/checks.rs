@@ -69,6 +69,7 @@ impl World<'_> {
     ) -> Result<(), Failure> {
         let end = self.fabric.elapsed() + within;
         loop {
+            self.check_interrupt(step)?;
             let waiting = lagging(self);
             if waiting.is_empty() {
                 return Ok(());

@@ -99,6 +99,12 @@ pub trait Fabric {
     /// Requests the KMS served, for the verdict.
     fn kms_requests(&self) -> u64;
 
+    /// Whether the user asked to stop (a live run's Ctrl-C). The runner then ends the run
+    /// at the next wait or step, and still tears down.
+    fn interrupted(&self) -> bool {
+        false
+    }
+
     /// After the run: removes what the Vault setup created (a live Vault outlives the
     /// run; a simulated one does not).
     fn teardown(&mut self, _setup: &SetupPlan, _creds: Option<&VaultCreds>) -> Result<(), String> {

@@ -76,6 +76,8 @@ pub enum FailureKind {
     Liveness,
     /// A panic in the harness or the cluster.
     Crash,
+    /// The user stopped a live run (Ctrl-C).
+    Interrupted,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,44 +190,27 @@ pub fn play_on<'a>(
     // Wall time is reported beside the verdict and never enters the trace or its hash.
     let wall = crate::wall::Stopwatch::start();
     let shared_trace = trace::SharedTrace::default();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let mut world = build(shared_trace.clone())?;
-        let failure = world.play().err();
-        let elapsed = world.elapsed();
-        let teardown = world.teardown();
-        Ok((failure, elapsed, teardown))
-    }));
-    let (failure, sim) = match outcome {
+    let (failure, sim) = match catch_unwind(AssertUnwindSafe(|| build(shared_trace.clone()))) {
         Ok(Err(e)) => return Err(e),
-        Ok(Ok((failure, sim, teardown))) => match (failure, teardown) {
-            (None, Err(e)) => (
-                Some(Failure {
+        Err(panic) => (Some(crashed(panic)), Duration::ZERO),
+        Ok(Ok(mut world)) => {
+            let played = catch_unwind(AssertUnwindSafe(|| world.play().err()));
+            let sim = world.elapsed();
+            // The teardown runs whatever happened: a live Vault outlives the run.
+            let teardown = catch_unwind(AssertUnwindSafe(|| world.teardown()))
+                .unwrap_or_else(|panic| Err(crashed(panic).detail));
+            let failure = match (played, teardown) {
+                (Err(panic), _) => Some(crashed(panic)),
+                (Ok(None), Err(e)) => Some(Failure {
                     kind: FailureKind::Correctness,
                     step: None,
                     check: "teardown".into(),
                     at_ms: sim.as_millis() as u64,
                     detail: e,
                 }),
-                sim,
-            ),
-            (failure, _) => (failure, sim),
-        },
-        Err(panic) => {
-            let detail = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a panic without a message".into());
-            (
-                Some(Failure {
-                    kind: FailureKind::Crash,
-                    step: None,
-                    check: "panic".into(),
-                    at_ms: 0,
-                    detail,
-                }),
-                Duration::ZERO,
-            )
+                (Ok(failure), _) => failure,
+            };
+            (failure, sim)
         }
     };
     let trace = trace::lock(&shared_trace);
@@ -242,4 +227,20 @@ pub fn play_on<'a>(
         failure,
         trace: trace.lines().to_vec(),
     })
+}
+
+/// A panic, as the report's failure.
+fn crashed(panic: Box<dyn std::any::Any + Send>) -> Failure {
+    let detail = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into());
+    Failure {
+        kind: FailureKind::Crash,
+        step: None,
+        check: "panic".into(),
+        at_ms: 0,
+        detail,
+    }
 }

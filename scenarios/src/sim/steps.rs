@@ -32,13 +32,32 @@ impl World<'_> {
         check: &str,
         detail: String,
     ) -> Failure {
+        let at_ms = self.fabric.elapsed().as_millis() as u64;
+        if self.fabric.interrupted() {
+            // Whatever failed after Ctrl-C failed because of it.
+            return Failure {
+                kind: FailureKind::Interrupted,
+                step,
+                check: "interrupted".into(),
+                at_ms,
+                detail: "the run was stopped by Ctrl-C".into(),
+            };
+        }
         Failure {
             kind,
             step,
             check: check.to_string(),
-            at_ms: self.fabric.elapsed().as_millis() as u64,
+            at_ms,
             detail,
         }
+    }
+
+    /// Ends the run if the user stopped it.
+    pub(super) fn check_interrupt(&self, step: Option<usize>) -> Result<(), Failure> {
+        if self.fabric.interrupted() {
+            return Err(self.fail(FailureKind::Interrupted, step, "interrupted", String::new()));
+        }
+        Ok(())
     }
 
     /// Plays the scenario to its end, or to the first failure.
@@ -67,6 +86,7 @@ impl World<'_> {
             if let Some(progress) = &self.progress {
                 progress(index, steps.len(), step.action(), self.fabric.elapsed());
             }
+            self.check_interrupt(Some(index))?;
             self.take(index, step)?;
             self.check_oracles(Some(index))?;
         }
@@ -296,6 +316,7 @@ impl World<'_> {
             Step::Idle { duration } => {
                 let end = self.fabric.elapsed() + *duration;
                 while self.fabric.elapsed() < end {
+                    self.check_interrupt(at)?;
                     self.step_sim();
                 }
             }

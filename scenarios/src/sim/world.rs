@@ -362,7 +362,7 @@ impl<'a> World<'a> {
                 return Ok(value);
             }
             self.step_sim();
-            if self.fabric.elapsed() > deadline {
+            if self.fabric.elapsed() > deadline || self.fabric.interrupted() {
                 return Err(Stuck);
             }
         }
