@@ -193,6 +193,12 @@ static ONE_LIVE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// container and the Vault. `restarts`: whether the scenario stops and starts the Vault
 /// (the container must then have been started again, else not).
 fn live_gate(scenario: &str, restarts: bool) {
+    live_gate_expecting(scenario, restarts, None);
+}
+
+/// As [`live_gate`], with the run expected to fail with exit code `failing` if given: the
+/// container must be running again and the Vault clean all the same.
+fn live_gate_expecting(scenario: &str, restarts: bool, failing: Option<i32>) {
     // A test that failed while holding the lock poisons it; the next one runs all the same.
     let _turn = ONE_LIVE_RUN_AT_A_TIME
         .lock()
@@ -239,7 +245,13 @@ fn live_gate(scenario: &str, restarts: bool) {
         live::redact(run.stderr.trim_end(), &secrets),
         live::redact(run.verdict_line().unwrap_or("(no verdict line)"), &secrets)
     );
-    run.assert_live_pass(&secrets);
+    match failing {
+        None => run.assert_live_pass(&secrets),
+        Some(code) => {
+            run.assert_no_secret(&secrets);
+            assert_eq!(run.code, Some(code), "{}", run.describe());
+        }
+    }
     let trace = std::fs::read_to_string(trace).unwrap_or_default();
     assert!(!trace.is_empty(), "no trace written\n{}", run.describe());
     for (i, s) in secrets.iter().enumerate() {
@@ -309,4 +321,41 @@ fn live_run_against_a_container_that_does_not_exist_is_refused() {
         &[("VAULT_TOKEN", token), ("VAULT_UNSEAL_KEY", key)],
     );
     run.assert_refused("wekasim-no-such-container", &[token, key]);
+}
+
+/// A run that fails while the Vault is stopped must still leave the container running and
+/// unsealed, and the Vault holding what it held before.
+#[test]
+fn a_live_run_failing_mid_outage_restores_and_cleans_the_vault() {
+    let dir = docker_support::ScratchDir::new("live-gate-scenario");
+    let file = dir.path().join("stop-then-fail.toml");
+    std::fs::write(
+        &file,
+        r#"[scenario]
+name = "stop-then-fail"
+description = "Creating an encrypted filesystem while the Vault is stopped, expected to succeed: the run fails there."
+
+[cluster]
+backends = 3
+replicas = 2
+
+[kms]
+type = "vault"
+key = "weka-key"
+
+[[step]]
+action = "weka"
+command = "weka security kms set vault $VAULT_URL weka-key --role-id $ROLE_ID --secret-id $SECRET_ID"
+
+[[step]]
+action = "kms-stop"
+
+[[step]]
+action = "fs-create"
+name = "must-fail"
+encrypted = true
+"#,
+    )
+    .expect("writing the scenario");
+    live_gate_expecting(file.to_str().expect("a UTF-8 temp path"), true, Some(1));
 }

@@ -401,6 +401,9 @@ impl Fabric for LiveFabric {
             // Its process and storage go with the fabric.
             return Ok(());
         }
+        // A run that failed mid-outage leaves the Vault as the user gave it: running and
+        // unsealed (and then cleans it up).
+        self.heal()?;
         let base = self.vault.base();
         let token = self.admin_token.clone();
         let keys = self.keys.clone();
