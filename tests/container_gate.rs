@@ -328,26 +328,13 @@ fn live_run_against_a_container_that_does_not_exist_is_refused() {
 #[test]
 fn a_live_run_failing_mid_outage_restores_and_cleans_the_vault() {
     let dir = docker_support::ScratchDir::new("live-gate-scenario");
-    let file = dir.path().join("stop-then-fail.toml");
-    std::fs::write(
-        &file,
-        r#"[scenario]
-name = "stop-then-fail"
-description = "Creating an encrypted filesystem while the Vault is stopped, expected to succeed: the run fails there."
-
-[cluster]
-backends = 3
-replicas = 2
-
-[kms]
-type = "vault"
-key = "weka-key"
-
-[[step]]
-action = "weka"
-command = "weka security kms set vault $VAULT_URL weka-key --role-id $ROLE_ID --secret-id $SECRET_ID"
-
-[[step]]
+    let file = dir.write(
+        "stop-then-fail.toml",
+        &live::scenario_text(
+            "stop-then-fail",
+            "Creating an encrypted filesystem while the Vault is stopped, expected to succeed: \
+             the run fails there.",
+            r#"[[step]]
 action = "kms-stop"
 
 [[step]]
@@ -355,7 +342,7 @@ action = "fs-create"
 name = "must-fail"
 encrypted = true
 "#,
-    )
-    .expect("writing the scenario");
+        ),
+    );
     live_gate_expecting(file.to_str().expect("a UTF-8 temp path"), true, Some(1));
 }

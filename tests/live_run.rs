@@ -594,24 +594,10 @@ fn a_scenario_with_a_network_step_is_refused() {
     let dir = ScratchDir::new("live-partition");
     let file = dir.write(
         "partitioned.toml",
-        r#"# A partition needs the simulated network.
-[scenario]
-name = "partitioned"
-description = "a network partition between the KMS and the backends"
-
-[cluster]
-backends = 3
-replicas = 2
-
-[kms]
-type = "vault"
-key = "weka-key"
-
-[[step]]
-action = "weka"
-command = "weka security kms set vault $VAULT_URL weka-key --role-id $ROLE_ID --secret-id $SECRET_ID"
-
-[[step]]
+        &live::scenario_text(
+            "partitioned",
+            "a network partition between the KMS and the backends",
+            r#"[[step]]
 action = "partition"
 a = "kms"
 b = "backends"
@@ -619,6 +605,7 @@ b = "backends"
 [[step]]
 action = "heal"
 "#,
+        ),
     );
     let file = file.to_str().expect("a UTF-8 path");
     let run = refused_against(

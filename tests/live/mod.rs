@@ -311,3 +311,27 @@ pub fn vault_state(call: Call<'_>) -> VaultState {
         tokens,
     }
 }
+
+/// A scenario file for a live test: three backends on key `weka-key`, `security kms set`
+/// by AppRole, then `steps` (TOML `[[step]]` tables).
+pub fn scenario_text(name: &str, description: &str, steps: &str) -> String {
+    format!(
+        r#"[scenario]
+name = "{name}"
+description = "{description}"
+
+[cluster]
+backends = 3
+replicas = 2
+
+[kms]
+type = "vault"
+key = "weka-key"
+
+[[step]]
+action = "weka"
+command = "weka security kms set vault $VAULT_URL weka-key --role-id $ROLE_ID --secret-id $SECRET_ID"
+
+{steps}"#
+    )
+}
