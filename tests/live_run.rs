@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use docker_support::{http_call, ScratchDir};
 use live::{vault_state, wekasim, wekasim_interrupted, LiveRun, VaultState};
-use scenarios::live::vault::{free_port_pair, seal, OpenBaoServer};
+use scenarios::live::openbao::{free_port_pair, OpenBaoServer};
+use scenarios::live::vault::seal;
 use serde_json::{json, Value};
 
 /// The OpenBao binary tests/run.sh installs.

@@ -21,7 +21,7 @@ use rand::{RngCore, SeedableRng};
 use rustify::endpoint::Endpoint;
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use rustify::errors::ClientError as RustifyError;
-use scenarios::live::vault::OpenBaoServer;
+use scenarios::live::openbao::OpenBaoServer;
 use scenarios::vault_setup::{SetupPlan, VaultAdmin};
 use scenarios::wall::Stopwatch;
 use serde_json::{json, Value};

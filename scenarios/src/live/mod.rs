@@ -1,6 +1,8 @@
 //! Live runs: the scenario files in real time, against a real Vault.
 
+pub mod docker;
 pub mod fabric;
+pub mod openbao;
 pub mod preflight;
 pub mod runner;
 pub mod vault;

@@ -365,7 +365,7 @@ fn unexpected(url: &str, request: &str, a: &Answer, secrets: &[&Secret]) -> Pref
 
 #[cfg(test)]
 mod tests {
-    use super::super::vault::{free_port_pair, OpenBaoServer};
+    use super::super::openbao::{free_port_pair, OpenBaoServer};
     use super::*;
 
     fn verdict(v: &str) -> (Flavour, bool) {
@@ -428,7 +428,7 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
-        let server = OpenBaoServer::dev(&super::super::vault::test_bao_bin())
+        let server = OpenBaoServer::dev(&super::super::openbao::test_bao_bin())
             .await
             .unwrap();
         let base = server.base();

@@ -15,9 +15,11 @@ use cluster::secret::Secret;
 use kms_sim::object_store::ObjectStore;
 use tokio::task::LocalSet;
 
+use super::docker::DockerVault;
 use super::fabric::LiveFabric;
+use super::openbao::OpenBaoServer;
 use super::preflight::{self, Flavour};
-use super::vault::{DockerVault, OpenBaoServer, VaultProcess};
+use super::vault::VaultProcess;
 use crate::scenario::{Scenario, Step};
 use crate::sim::{self, RunReport, SimOptions, World};
 use crate::vault_setup::SetupPlan;
