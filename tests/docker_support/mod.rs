@@ -55,11 +55,14 @@ pub fn require_image(name: &str, tag: &str) {
 /// panics: never `mem::forget` it.
 pub struct OpenBaoContainer<'d> {
     container: Container<'d, GenericImage>,
+    /// Dropped after the container: its port is published on 127.0.0.1 only.
+    _network: LoopbackNetwork,
     base_url: String,
 }
 
 impl<'d> OpenBaoContainer<'d> {
-    /// Starts the container, publishes its port 8200 on a free host port, and returns once
+    /// Starts the container, publishes its port 8200 on a free loopback port (a dev server
+    /// with a well-known root token must not be reachable from elsewhere), and returns once
     /// `/v1/sys/health` answers 200 (active, unsealed). Panics with a message naming
     /// `bash tests/images.sh` if the image is missing, or with OpenBao's log if it never
     /// becomes healthy.
@@ -75,10 +78,12 @@ impl<'d> OpenBaoContainer<'d> {
         // No log-line wait inside testcontainers: a container whose wait fails there is never
         // handed back, so nothing would remove it. Wait for health here instead, with the
         // container already owned by `Self`.
-        let container = docker.run(RunnableImage::from((image, args)));
+        let network = LoopbackNetwork::create();
+        let container = docker.run(RunnableImage::from((image, args)).with_network(network.name()));
         let port = container.get_host_port_ipv4(OPENBAO_PORT);
         let bao = OpenBaoContainer {
             container,
+            _network: network,
             base_url: format!("http://127.0.0.1:{port}"),
         };
         if let Err(e) = wait_for_status(&bao.base_url, "/v1/sys/health", 200) {
