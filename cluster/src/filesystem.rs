@@ -67,6 +67,11 @@ impl FsRecord {
     pub fn encrypted(&self) -> bool {
         self.wrapped_dek.is_some()
     }
+
+    /// The key version that wraps its DEK; `None` for an unencrypted filesystem.
+    pub fn key_version(&self) -> Option<u64> {
+        self.wrapped_dek.as_ref().map(|w| w.key_version)
+    }
 }
 
 /// Where a block of a filesystem lives: `replicas` consecutive backends, starting at a

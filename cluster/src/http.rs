@@ -88,7 +88,7 @@ impl HttpClient {
         // fresh connection instead: it was never sent, so this cannot repeat it.
         let mut req = Some(req);
         let mut reused = self.take_idle(authority).await;
-        let resp = loop {
+        let (resp, sender) = loop {
             let (mut sender, fresh) = match reused.take() {
                 Some(s) => (s, false),
                 None => (self.connect(authority).await?, true),
@@ -102,7 +102,6 @@ impl HttpClient {
                 },
             }
         };
-        let (resp, sender) = resp;
         let (parts, body) = resp.into_parts();
         let body = body
             .collect()

@@ -75,6 +75,16 @@ pub enum ProposeError {
     Failed(String),
 }
 
+impl ProposeError {
+    /// What a node that does not lead answers, from the leader openraft knows of, if any.
+    pub fn forward_to(leader: Option<NodeId>) -> ProposeError {
+        match leader {
+            Some(leader) => ProposeError::NotLeader(leader),
+            None => ProposeError::NoLeader,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
     #[error("cannot reach {addr}: {reason}")]

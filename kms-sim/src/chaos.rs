@@ -11,9 +11,11 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::{Deserialize, Serialize};
+
+use crate::vault::response::VaultError;
 
 /// What the service does to each request while the fault is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -94,16 +96,6 @@ impl Chaos {
     }
 }
 
-/// An answer shaped as Vault's errors are: `{"errors": [message]}`.
-pub(crate) fn vault_error(status: StatusCode, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [message] }).to_string();
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body))
-        .unwrap_or_default()
-}
-
 async fn apply(State(chaos): State<Chaos>, req: Request, next: Next) -> Response {
     let (fault, delay) = {
         let mut inner = chaos.lock();
@@ -115,15 +107,19 @@ async fn apply(State(chaos): State<Chaos>, req: Request, next: Next) -> Response
     match fault {
         Fault::None | Fault::Refuse => next.run(req).await,
         Fault::Hang => std::future::pending().await,
-        Fault::Error500 => vault_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-        Fault::Error503 => vault_error(
+        Fault::Error500 => {
+            VaultError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+        Fault::Error503 => VaultError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Vault is temporarily unavailable",
-        ),
-        Fault::RateLimit => vault_error(
+        )
+        .into_response(),
+        Fault::RateLimit => VaultError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "request rate limit quota exceeded",
-        ),
+        )
+        .into_response(),
         Fault::Slow => {
             tokio::time::sleep(delay).await;
             next.run(req).await
@@ -148,25 +144,13 @@ async fn apply(State(chaos): State<Chaos>, req: Request, next: Next) -> Response
 mod tests {
     use super::*;
     use axum::routing::get;
-    use tower::ServiceExt;
 
     fn app(chaos: &Chaos) -> Router {
         chaos.wrap(Router::new().route("/v1/x", get(|| async { "{\"data\":{\"a\":1}}" })))
     }
 
     async fn call(app: Router) -> (u16, Vec<u8>) {
-        let resp = app
-            .oneshot(Request::get("/v1/x").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (
-            status,
-            to_bytes(resp.into_body(), usize::MAX)
-                .await
-                .unwrap()
-                .to_vec(),
-        )
+        crate::testing::call(app, Request::get("/v1/x").body(Body::empty()).unwrap()).await
     }
 
     #[tokio::test]

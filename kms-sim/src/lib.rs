@@ -8,3 +8,20 @@ pub mod serve;
 pub mod vault;
 
 pub use vault::VaultSim;
+
+/// In-process requests for the services' unit tests.
+#[cfg(test)]
+mod testing {
+    use axum::body::{to_bytes, Body};
+    use axum::http::Request;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    /// Sends `req` to `app` without a socket; returns the status and the whole body.
+    pub(crate) async fn call(app: Router, req: Request<Body>) -> (u16, Vec<u8>) {
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, body.to_vec())
+    }
+}

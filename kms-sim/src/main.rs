@@ -84,6 +84,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // One future for the whole loop: made anew at each accept, it would re-register, and a
+    // ctrl-c arriving between two polls could be missed.
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -94,7 +97,7 @@ async fn main() -> ExitCode {
                 Err(e) => eprintln!("kms-sim: accept failed: {e}"),
             },
             _ = term.recv() => return ExitCode::SUCCESS,
-            _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+            _ = &mut ctrl_c => return ExitCode::SUCCESS,
         }
     }
 }

@@ -100,7 +100,6 @@ async fn handle(State(store): State<ObjectStore>, req: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tower::ServiceExt;
 
     async fn call(store: &ObjectStore, method: Method, uri: &str, body: &[u8]) -> (u16, Vec<u8>) {
         let req = Request::builder()
@@ -108,15 +107,7 @@ mod tests {
             .uri(uri)
             .body(Body::from(body.to_vec()))
             .unwrap();
-        let resp = store.router().oneshot(req).await.unwrap();
-        let status = resp.status().as_u16();
-        (
-            status,
-            to_bytes(resp.into_body(), usize::MAX)
-                .await
-                .unwrap()
-                .to_vec(),
-        )
+        crate::testing::call(store.router(), req).await
     }
 
     #[tokio::test]

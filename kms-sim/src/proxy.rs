@@ -45,20 +45,22 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::chaos::{vault_error, Chaos};
+use crate::chaos::Chaos;
+use crate::vault::response::VaultError;
 
 /// Default bound on one upstream exchange (connect, send, read the whole answer).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Largest request or response body forwarded: Vault's default `max_request_size` (32 MiB).
-pub const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Largest request or response body forwarded: Vault's default `max_request_size`, the
+/// simulated Vault's limit too.
+pub const MAX_BODY: usize = crate::vault::MAX_BODY;
 
 /// The error message of the 502 answer when the upstream does not answer.
 pub const UNREACHABLE: &str = "upstream Vault unreachable";
@@ -175,6 +177,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::HOST);
 }
 
+/// The 502 a load balancer in front of Vault answers when the upstream does not.
+fn bad_gateway() -> Response {
+    VaultError::new(StatusCode::BAD_GATEWAY, UNREACHABLE).into_response()
+}
+
 async fn forward(State(fwd): State<Forward>, req: Request) -> Response {
     fwd.shared.requests.fetch_add(1, Ordering::Relaxed);
     let base = fwd.upstream();
@@ -182,7 +189,7 @@ async fn forward(State(fwd): State<Forward>, req: Request) -> Response {
         Ok(a) => a,
         Err(reason) => {
             tracing::warn!(%reason, "proxy: no valid upstream");
-            return vault_error(StatusCode::BAD_GATEWAY, UNREACHABLE);
+            return bad_gateway();
         }
     };
 
@@ -191,7 +198,8 @@ async fn forward(State(fwd): State<Forward>, req: Request) -> Response {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             tracing::debug!(error = %e, "proxy: cannot read the request body");
-            return vault_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            return VaultError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+                .into_response();
         }
     };
     let target = parts
@@ -201,7 +209,7 @@ async fn forward(State(fwd): State<Forward>, req: Request) -> Response {
         .unwrap_or("/");
     parts.uri = match target.parse() {
         Ok(uri) => uri,
-        Err(_) => return vault_error(StatusCode::BAD_REQUEST, "bad request target"),
+        Err(_) => return VaultError::bad_request("bad request target").into_response(),
     };
     strip_hop_by_hop(&mut parts.headers);
     if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
@@ -216,12 +224,12 @@ async fn forward(State(fwd): State<Forward>, req: Request) -> Response {
         }
         Ok(Err(reason)) => {
             tracing::debug!(upstream = %base, %reason, "proxy: upstream did not answer");
-            vault_error(StatusCode::BAD_GATEWAY, UNREACHABLE)
+            bad_gateway()
         }
         Err(_) => {
             let ms = fwd.timeout.as_millis() as u64;
             tracing::debug!(upstream = %base, ms, "proxy: no answer from upstream in time");
-            vault_error(StatusCode::BAD_GATEWAY, UNREACHABLE)
+            bad_gateway()
         }
     }
 }
@@ -241,7 +249,7 @@ async fn exchange(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    let work = pin!(async move {
+    let mut work = pin!(async move {
         let resp = sender
             .send_request(req)
             .await
@@ -255,7 +263,6 @@ async fn exchange(
         Ok((parts, body))
     });
     let mut conn = pin!(conn);
-    let mut work = work;
     let mut conn_done = false;
     loop {
         tokio::select! {

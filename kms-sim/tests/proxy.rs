@@ -2,10 +2,13 @@
 //! real port: what passes through unchanged, and what the chaos faults do in front of it.
 //! Every listener is bound before its server is spawned, so no test waits for readiness.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{b64, ROOT};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -14,8 +17,6 @@ use kms_sim::proxy::{serve_tcp, Forward};
 use kms_sim::VaultSim;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
-
-const ROOT: &str = "root";
 
 /// Serves `app` on a fresh loopback port, as `kms-sim vault --listen` does.
 async fn serve_vault(app: axum::Router) -> SocketAddr {
@@ -142,15 +143,16 @@ async fn ok_call(
         .unwrap_or_else(|e| panic!("{method} {path} via {addr}: {e}"))
 }
 
-fn b64(s: &str) -> String {
-    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s)
+/// `GET /v1/sys/health` on a fresh connection: the request most tests probe with.
+async fn health(addr: SocketAddr) -> Answer {
+    ok_call(addr, "GET", "/v1/sys/health", &[], None).await
 }
 
 #[tokio::test]
 async fn health_answers_as_direct() {
     let s = setup(1).await;
-    let direct = ok_call(s.vault, "GET", "/v1/sys/health", &[], None).await;
-    let proxied = ok_call(s.proxy, "GET", "/v1/sys/health", &[], None).await;
+    let direct = health(s.vault).await;
+    let proxied = health(s.proxy).await;
     assert_eq!((direct.status, proxied.status), (200, 200));
     let (mut d, mut p) = (direct.json(), proxied.json());
     // The one field that reads the (tokio) clock.
@@ -249,24 +251,9 @@ async fn client_errors_pass_through_unchanged() {
     assert_eq!((direct.status, proxied.status), (403, 403));
     assert_eq!(proxied.body, direct.body);
     assert_eq!(proxied.json(), json!({"errors": ["permission denied"]}));
-    let (direct, proxied) = (
-        ok_call(
-            s.vault,
-            "GET",
-            "/v1/nowhere/x",
-            &[("X-Vault-Token", ROOT)],
-            None,
-        )
-        .await,
-        ok_call(
-            s.proxy,
-            "GET",
-            "/v1/nowhere/x",
-            &[("X-Vault-Token", ROOT)],
-            None,
-        )
-        .await,
-    );
+    let root = [("X-Vault-Token", ROOT)];
+    let direct = ok_call(s.vault, "GET", "/v1/nowhere/x", &root, None).await;
+    let proxied = ok_call(s.proxy, "GET", "/v1/nowhere/x", &root, None).await;
     assert_eq!((direct.status, proxied.status), (404, 404));
     assert_eq!(proxied.body, direct.body);
 }
@@ -274,15 +261,10 @@ async fn client_errors_pass_through_unchanged() {
 #[tokio::test]
 async fn error_503_answers_without_the_upstream() {
     let s = setup(4).await;
-    assert_eq!(
-        ok_call(s.proxy, "GET", "/v1/sys/health", &[], None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(health(s.proxy).await.status, 200);
     let (forwarded, served) = (s.forward.requests(), s.sim.requests_served());
     s.chaos.set(Fault::Error503);
-    let r = ok_call(s.proxy, "GET", "/v1/sys/health", &[], None).await;
+    let r = health(s.proxy).await;
     assert_eq!(r.status, 503);
     assert_eq!(
         r.json(),
@@ -292,24 +274,15 @@ async fn error_503_answers_without_the_upstream() {
     assert_eq!(s.sim.requests_served(), served);
     assert_eq!(s.chaos.hits(), 1);
     s.chaos.set(Fault::None);
-    assert_eq!(
-        ok_call(s.proxy, "GET", "/v1/sys/health", &[], None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(health(s.proxy).await.status, 200);
 }
 
 #[tokio::test]
 async fn truncated_cuts_the_real_answer() {
     let s = setup(5).await;
-    let whole = ok_call(s.proxy, "GET", "/v1/sys/health", &[], None)
-        .await
-        .body;
+    let whole = health(s.proxy).await.body;
     s.chaos.set(Fault::Truncated);
-    let cut = ok_call(s.proxy, "GET", "/v1/sys/health", &[], None)
-        .await
-        .body;
+    let cut = health(s.proxy).await.body;
     assert_eq!(cut.len(), whole.len() / 2);
     assert!(serde_json::from_slice::<Value>(&cut).is_err());
     assert_eq!(s.forward.requests(), 2);
@@ -334,12 +307,7 @@ async fn refuse_drops_new_and_kept_alive_connections() {
     assert_eq!(s.forward.requests(), 1);
 
     s.chaos.set(Fault::None);
-    assert_eq!(
-        ok_call(s.proxy, "GET", "/v1/sys/health", &[], None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(health(s.proxy).await.status, 200);
 }
 
 #[tokio::test]
@@ -351,26 +319,16 @@ async fn unreachable_upstream_is_502_until_set_back() {
         l.local_addr().unwrap()
     };
     s.forward.set_upstream(format!("http://{dead}"));
-    let r = ok_call(s.proxy, "GET", "/v1/sys/health", &[], None).await;
+    let r = health(s.proxy).await;
     assert_eq!(r.status, 502);
     assert_eq!(r.json(), json!({"errors": ["upstream Vault unreachable"]}));
     assert_eq!(r.headers.get("content-type").unwrap(), "application/json");
     // Not a base URL at all: the same answer.
     s.forward.set_upstream("vault:8200");
-    assert_eq!(
-        ok_call(s.proxy, "GET", "/v1/sys/health", &[], None)
-            .await
-            .status,
-        502
-    );
+    assert_eq!(health(s.proxy).await.status, 502);
 
     s.forward.set_upstream(format!("http://{}/", s.vault));
-    assert_eq!(
-        ok_call(s.proxy, "GET", "/v1/sys/health", &[], None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(health(s.proxy).await.status, 200);
     assert_eq!(s.forward.requests(), 3);
     assert_eq!(s.sim.requests_served(), 1);
 }
@@ -383,12 +341,9 @@ async fn hung_upstream_is_502_within_the_bound() {
     let vault = serve_vault(hang.wrap(VaultSim::new(8, ROOT).router())).await;
     let forward = Forward::new(format!("http://{vault}")).with_timeout(Duration::from_millis(200));
     let proxy = serve_proxy(&forward, &Chaos::default()).await;
-    let answered = tokio::time::timeout(
-        Duration::from_secs(5),
-        ok_call(proxy, "GET", "/v1/sys/health", &[], None),
-    )
-    .await
-    .expect("the proxy answers within its bound");
+    let answered = tokio::time::timeout(Duration::from_secs(5), health(proxy))
+        .await
+        .expect("the proxy answers within its bound");
     assert_eq!(answered.status, 502);
     assert_eq!(
         answered.json(),

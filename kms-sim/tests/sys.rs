@@ -244,30 +244,21 @@ async fn routing_errors() {
             .0,
         405
     );
-    let (s, text) = raw(
-        &app,
-        Call {
+    // Raw bodies: one that is not JSON, one that is JSON but not an object.
+    let encrypt_text = |body: &str| {
+        let call = Call {
             method: "POST",
             path: "/v1/transit/encrypt/k",
             token: Some(ROOT),
             ns: None,
-            body: Some("{not json".into()),
-        },
-    )
-    .await;
+            body: Some(body.into()),
+        };
+        raw(&app, call)
+    };
+    let (s, text) = encrypt_text("{not json").await;
     assert_eq!(s, 400);
     assert!(text.contains("failed to parse JSON input: "), "{text}");
-    let (s, text) = raw(
-        &app,
-        Call {
-            method: "POST",
-            path: "/v1/transit/encrypt/k",
-            token: Some(ROOT),
-            ns: None,
-            body: Some("[1]".into()),
-        },
-    )
-    .await;
+    let (s, text) = encrypt_text("[1]").await;
     assert_eq!(s, 400, "{text}");
     let (s, m) = get(&app, "/v1/sys/mounts", ROOT).await;
     assert_eq!(

@@ -80,12 +80,23 @@ impl LeakScanner {
         Ok(())
     }
 
-    /// No DEK in one stored object (the object store: snapshot blocks and manifests).
-    pub fn no_dek_in(&self, what: &str, bytes: &[u8]) -> Result<(), Violation> {
-        match self.find(bytes) {
-            Some((fs, form)) => Err(Violation {
+    /// No DEK in any object the object store holds (snapshot blocks and manifests).
+    pub fn no_dek_in_objects(&self, objects: &ObjectStore) -> Result<(), Violation> {
+        if self.automaton.is_none() {
+            return Ok(());
+        }
+        let mut found = None;
+        objects.for_each_object(|bucket, key, bytes| {
+            if found.is_none() {
+                found = self.find(bytes).map(|(fs, form)| {
+                    format!("object {bucket}/{key} holds the DEK of {fs} as {form}")
+                });
+            }
+        });
+        match found {
+            Some(detail) => Err(Violation {
                 oracle: "no-plaintext-dek-at-rest",
-                detail: format!("{what} holds the DEK of {fs} as {form}"),
+                detail,
             }),
             None => Ok(()),
         }

@@ -35,22 +35,15 @@ pub fn write_run_folder(
 
 /// A JUnit XML report: one test case per run.
 pub fn junit(suite: &str, reports: &[RunReport]) -> String {
-    let failures = reports
-        .iter()
-        .filter(|r| {
-            r.failure
-                .as_ref()
-                .is_some_and(|f| f.kind != FailureKind::Crash)
-        })
-        .count();
-    let errors = reports
-        .iter()
-        .filter(|r| {
-            r.failure
-                .as_ref()
-                .is_some_and(|f| f.kind == FailureKind::Crash)
-        })
-        .count();
+    // A crash is a JUnit error (the harness broke); any other failure is a failure.
+    let count = |crash: bool| {
+        reports
+            .iter()
+            .filter_map(|r| r.failure.as_ref())
+            .filter(|f| (f.kind == FailureKind::Crash) == crash)
+            .count()
+    };
+    let (failures, errors) = (count(false), count(true));
     let time: f64 = reports.iter().map(|r| r.wall_ms as f64 / 1000.0).sum();
     let mut xml = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.3}\">\n",
@@ -70,13 +63,9 @@ pub fn junit(suite: &str, reports: &[RunReport]) -> String {
             } else {
                 "failure"
             };
-            let kind = serde_json::to_value(f.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
             xml.push_str(&format!(
                 "\n    <{tag} type=\"{}\" message=\"{}\">{}</{tag}>\n  ",
-                escape(&kind),
+                escape(f.kind.name()),
                 escape(&format!("{}: {}", f.check, f.detail)),
                 escape(&r.verdict_line())
             ));

@@ -210,20 +210,15 @@ impl Plan {
     /// The plan as a scenario the runner plays (and a file a person can read).
     pub fn scenario(&self, seed: u64) -> Scenario {
         let k = &self.knobs;
-        let mut knobs = BTreeMap::new();
-        for (name, on) in [
-            ("kms_faults", k.kms_faults),
-            ("kms_seal", k.kms_seal),
-            ("network", k.network),
-            ("crashes", k.crashes),
-            ("crash_points", k.crash_points),
-            ("rotation", k.rotation),
-            ("snapshots", k.snapshots),
-            ("key_moves", k.key_moves),
-        ] {
-            knobs.insert(name.to_string(), on.to_string());
-        }
-        knobs.insert("backends".into(), k.backends.to_string());
+        // Every field of `Knobs` by its name, so a knob added there shows up in the
+        // scenario file and the trace without being listed again here.
+        let knobs: BTreeMap<String, String> = match serde_json::to_value(k) {
+            Ok(serde_json::Value::Object(fields)) => fields
+                .into_iter()
+                .map(|(name, value)| (name, value.to_string()))
+                .collect(),
+            _ => unreachable!("Knobs serializes to a map of booleans and numbers"),
+        };
         let mut steps = vec![Step::Weka {
             cluster: None,
             command: "weka security kms set vault $VAULT_URL weka-key --role-id $ROLE_ID --secret-id $SECRET_ID".into(),

@@ -213,24 +213,12 @@ impl VaultAdmin<'_> {
 
     /// Revokes every token issued by an AppRole login with role `role`.
     async fn revoke_role_tokens(&self, role: &str) -> Result<(), String> {
-        let list = self
-            .call("GET", "auth/token/accessors?list=true", None)
-            .await
-            .map_err(|e| format!("cleaning up the Vault: {e}"))?;
-        let accessors: Vec<String> = list
-            .pointer("/data/keys")
-            .and_then(Value::as_array)
-            .map(|keys| {
-                keys.iter()
-                    .filter_map(|k| k.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for accessor in accessors {
+        let cleaning = |e: String| format!("cleaning up the Vault: {e}");
+        for accessor in self.token_accessors().await.map_err(cleaning)? {
             let body = json!({ "accessor": accessor });
             // A token may expire between the list and the lookup: skip it.
             let Ok(token) = self
-                .call("POST", "auth/token/lookup-accessor", Some(body.clone()))
+                .call("POST", "auth/token/lookup-accessor", Some(body))
                 .await
             else {
                 continue;
@@ -240,11 +228,49 @@ impl VaultAdmin<'_> {
                 .and_then(Value::as_str)
                 == Some(role)
             {
-                self.call("POST", "auth/token/revoke-accessor", Some(body))
-                    .await
-                    .map_err(|e| format!("cleaning up the Vault: {e}"))?;
+                self.revoke_accessor(&accessor).await.map_err(cleaning)?;
             }
         }
         Ok(())
+    }
+
+    /// The accessor of every token the Vault holds (`LIST auth/token/accessors`; the admin
+    /// token needs `sudo` there).
+    pub async fn token_accessors(&self) -> Result<Vec<String>, String> {
+        let list = self
+            .call("GET", "auth/token/accessors?list=true", None)
+            .await?;
+        let keys = list
+            .pointer("/data/keys")
+            .and_then(Value::as_array)
+            .ok_or("GET auth/token/accessors answered without data.keys")?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// Revokes the token behind `accessor`, and its children. `false` when it was gone
+    /// already (Vault answers 200 with a warning then, instead of 204).
+    pub async fn revoke_accessor(&self, accessor: &str) -> Result<bool, String> {
+        let answer = self
+            .call(
+                "POST",
+                "auth/token/revoke-accessor",
+                Some(json!({ "accessor": accessor })),
+            )
+            .await?;
+        let says_gone = |field: &str| {
+            answer
+                .get(field)
+                .and_then(Value::as_array)
+                .is_some_and(|texts| {
+                    texts.iter().any(|t| {
+                        t.as_str()
+                            .is_some_and(|t| t.contains("No token found with this accessor"))
+                    })
+                })
+        };
+        Ok(!(says_gone("errors") || says_gone("warnings")))
     }
 }

@@ -119,9 +119,20 @@ struct Sample {
 }
 
 impl Sample {
+    fn new(items: usize, wall: Duration) -> Self {
+        Sample { items, wall }
+    }
+
     fn per_sec(&self) -> f64 {
         self.items as f64 / self.wall.as_secs_f64().max(1e-9)
     }
+}
+
+/// Runs `f` once: how long it took, and what it returned (checked outside the timing).
+async fn timed<T>(f: impl AsyncFnOnce() -> Result<T, String>) -> Result<(Duration, T), String> {
+    let sw = Stopwatch::start();
+    let out = f().await?;
+    Ok((sw.elapsed(), out))
 }
 
 async fn bench(args: &BenchVaultArgs, base: &str, root: &str) -> Result<(), String> {
@@ -195,35 +206,33 @@ async fn bench(args: &BenchVaultArgs, base: &str, root: &str) -> Result<(), Stri
     let mut rows: Vec<(&str, Sample, Sample)> = Vec::new();
 
     // (a) unwrap, one KMS call per DEK.
-    let sw = Stopwatch::start();
-    let mut got = Vec::with_capacity(n);
-    for w in &wrapped {
-        got.extend(
-            harness
-                .unwrap(std::slice::from_ref(w))
-                .await
-                .map_err(|e| format!("harness unwrap: {e}"))?,
-        );
-    }
-    let h = Sample {
-        items: n,
-        wall: sw.elapsed(),
-    };
+    let (h, got) = timed(async || {
+        let mut got = Vec::with_capacity(n);
+        for w in &wrapped {
+            got.extend(
+                harness
+                    .unwrap(std::slice::from_ref(w))
+                    .await
+                    .map_err(|e| format!("harness unwrap: {e}"))?,
+            );
+        }
+        Ok(got)
+    })
+    .await?;
     check_deks("harness unwrap x1", &got, &deks)?;
-    let sw = Stopwatch::start();
-    let mut got = Vec::with_capacity(n);
-    for w in &wrapped {
-        let r = vaultrs::transit::data::decrypt(&bare, TRANSIT, KEY, &w.ciphertext, None)
-            .await
-            .map_err(|e| format!("bare decrypt: {e}"))?;
-        got.push(dek_from_b64(&r.plaintext)?);
-    }
-    let b = Sample {
-        items: n,
-        wall: sw.elapsed(),
-    };
+    let (b, got) = timed(async || {
+        let mut got = Vec::with_capacity(n);
+        for w in &wrapped {
+            let r = vaultrs::transit::data::decrypt(&bare, TRANSIT, KEY, &w.ciphertext, None)
+                .await
+                .map_err(|e| format!("bare decrypt: {e}"))?;
+            got.push(dek_from_b64(&r.plaintext)?);
+        }
+        Ok(got)
+    })
+    .await?;
     check_deks("bare unwrap x1", &got, &deks)?;
-    rows.push(("unwrap, 1 per call", h, b));
+    rows.push(("unwrap, 1 per call", Sample::new(n, h), Sample::new(n, b)));
 
     // Batched calls are few and short (10 calls of 100 items): each is timed over
     // ROUNDS rounds, harness and bare in turn, and the best round of each counts.
@@ -232,38 +241,38 @@ async fn bench(args: &BenchVaultArgs, base: &str, root: &str) -> Result<(), Stri
     // (b) unwrap, batched.
     let (mut h_best, mut b_best) = (Duration::MAX, Duration::MAX);
     for _ in 0..ROUNDS {
-        let sw = Stopwatch::start();
-        let mut got = Vec::with_capacity(n);
-        for chunk in wrapped.chunks(BATCH) {
-            got.extend(
-                harness
-                    .unwrap(chunk)
-                    .await
-                    .map_err(|e| format!("harness unwrap batch: {e}"))?,
-            );
-        }
-        h_best = h_best.min(sw.elapsed());
-        check_deks("harness unwrap batch", &got, &deks)?;
-        let sw = Stopwatch::start();
-        let mut got = Vec::with_capacity(n);
-        for chunk in wrapped.chunks(BATCH) {
-            for r in bare_batch(&bare, "decrypt", chunk).await? {
-                got.push(dek_from_b64(field(&r, "plaintext")?)?);
+        let (h, got) = timed(async || {
+            let mut got = Vec::with_capacity(n);
+            for chunk in wrapped.chunks(BATCH) {
+                got.extend(
+                    harness
+                        .unwrap(chunk)
+                        .await
+                        .map_err(|e| format!("harness unwrap batch: {e}"))?,
+                );
             }
-        }
-        b_best = b_best.min(sw.elapsed());
+            Ok(got)
+        })
+        .await?;
+        h_best = h_best.min(h);
+        check_deks("harness unwrap batch", &got, &deks)?;
+        let (b, got) = timed(async || {
+            let mut got = Vec::with_capacity(n);
+            for chunk in wrapped.chunks(BATCH) {
+                for r in bare_batch(&bare, "decrypt", chunk).await? {
+                    got.push(dek_from_b64(field(&r, "plaintext")?)?);
+                }
+            }
+            Ok(got)
+        })
+        .await?;
+        b_best = b_best.min(b);
         check_deks("bare unwrap batch", &got, &deks)?;
     }
     rows.push((
         "unwrap, batched (best of 7)",
-        Sample {
-            items: n,
-            wall: h_best,
-        },
-        Sample {
-            items: n,
-            wall: b_best,
-        },
+        Sample::new(n, h_best),
+        Sample::new(n, b_best),
     ));
 
     // (c) rewrap after a key rotation, batched. Both rewrap the same v1 ciphertexts.
@@ -273,43 +282,43 @@ async fn bench(args: &BenchVaultArgs, base: &str, root: &str) -> Result<(), Stri
         .map_err(|e| format!("rotating the key: {e}"))?;
     let (mut h_best, mut b_best) = (Duration::MAX, Duration::MAX);
     for _ in 0..ROUNDS {
-        let sw = Stopwatch::start();
-        let mut rewrapped = Vec::with_capacity(n);
-        for chunk in wrapped.chunks(BATCH) {
-            rewrapped.extend(
-                harness
-                    .rewrap(chunk)
-                    .await
-                    .map_err(|e| format!("harness rewrap: {e}"))?,
-            );
-        }
-        h_best = h_best.min(sw.elapsed());
-        check_versions("harness rewrap", rewrapped.iter().map(|w| w.key_version), n)?;
-        let sw = Stopwatch::start();
-        let mut versions = Vec::with_capacity(n);
-        for chunk in wrapped.chunks(BATCH) {
-            for r in bare_batch(&bare, "rewrap", chunk).await? {
-                let ct = field(&r, "ciphertext")?;
-                versions.push(
-                    r.get("key_version")
-                        .and_then(Value::as_u64)
-                        .unwrap_or_else(|| version_of(ct)),
+        let (h, rewrapped) = timed(async || {
+            let mut rewrapped = Vec::with_capacity(n);
+            for chunk in wrapped.chunks(BATCH) {
+                rewrapped.extend(
+                    harness
+                        .rewrap(chunk)
+                        .await
+                        .map_err(|e| format!("harness rewrap: {e}"))?,
                 );
             }
-        }
-        b_best = b_best.min(sw.elapsed());
+            Ok(rewrapped)
+        })
+        .await?;
+        h_best = h_best.min(h);
+        check_versions("harness rewrap", rewrapped.iter().map(|w| w.key_version), n)?;
+        let (b, versions) = timed(async || {
+            let mut versions = Vec::with_capacity(n);
+            for chunk in wrapped.chunks(BATCH) {
+                for r in bare_batch(&bare, "rewrap", chunk).await? {
+                    let ct = field(&r, "ciphertext")?;
+                    versions.push(
+                        r.get("key_version")
+                            .and_then(Value::as_u64)
+                            .unwrap_or_else(|| version_of(ct)),
+                    );
+                }
+            }
+            Ok(versions)
+        })
+        .await?;
+        b_best = b_best.min(b);
         check_versions("bare rewrap", versions.into_iter(), n)?;
     }
     rows.push((
         "rewrap after rotation, batched (best of 7)",
-        Sample {
-            items: n,
-            wall: h_best,
-        },
-        Sample {
-            items: n,
-            wall: b_best,
-        },
+        Sample::new(n, h_best),
+        Sample::new(n, b_best),
     ));
 
     println!(

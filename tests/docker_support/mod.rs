@@ -17,6 +17,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use cluster::secret::Secret;
+use scenarios::live::vault;
 use testcontainers::clients::Cli;
 use testcontainers::{Container, GenericImage, RunnableImage};
 
@@ -110,6 +112,18 @@ impl<'d> OpenBaoContainer<'d> {
     }
 }
 
+/// Health polls (50 ms apart) an unsealed container gets to become active: 30 s.
+const UNSEAL_POLLS: u32 = 600;
+
+/// Runs one of the project's async Vault calls from a blocking test.
+fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(fut)
+}
+
 /// Where [`OpenBaoRaftContainer`] finds its config inside the container (bind-mounted,
 /// read-only, from a temp dir of the test's).
 const RAFT_CONFIG_DIR: &str = "/openbao/config";
@@ -199,40 +213,24 @@ impl<'d> OpenBaoRaftContainer<'d> {
         if let Err(e) = wait_for_status(&self.base_url, "/v1/sys/health", 501) {
             self.fail(&format!("never answered as an uninitialised OpenBao: {e}"));
         }
-        let (status, body) = match http_call(
-            &self.base_url,
-            "PUT",
-            "/v1/sys/init",
-            None,
-            Some(r#"{"secret_shares":1,"secret_threshold":1}"#),
-        ) {
-            Ok(answer) => answer,
-            Err(e) => self.fail(&format!("PUT sys/init: {e}")),
-        };
-        // The answer holds the root token and the unseal key: never print it.
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let field = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_string);
-        match (status, field("/root_token"), field("/keys/0")) {
-            (200, Some(root), Some(key)) => {
-                self.root_token = root;
-                self.unseal_key = key;
+        match block_on(vault::initialise(&self.base_url, Duration::from_secs(30))) {
+            Ok((root, key)) => {
+                self.root_token = root.expose().to_string();
+                self.unseal_key = key.expose().to_string();
             }
-            _ => self.fail(&format!(
-                "PUT sys/init answered HTTP {status} without root_token and keys/0"
-            )),
+            Err(e) => self.fail(&e),
         }
     }
 
     /// `PUT sys/unseal` with the key, then waits until the node is active (200).
     pub fn unseal(&self) {
-        let body = serde_json::json!({ "key": self.unseal_key }).to_string();
-        match http_call(&self.base_url, "PUT", "/v1/sys/unseal", None, Some(&body)) {
-            Ok((200, _)) => {}
-            Ok((status, _)) => self.fail(&format!("PUT sys/unseal answered HTTP {status}")),
-            Err(e) => self.fail(&format!("PUT sys/unseal: {e}")),
-        }
-        if let Err(e) = wait_for_status(&self.base_url, "/v1/sys/health", 200) {
-            self.fail(&format!("never became active after the unseal: {e}"));
+        let key = Secret::new(self.unseal_key.as_str());
+        let unsealed = block_on(async {
+            vault::unseal(&self.base_url, &key).await?;
+            vault::wait_active(&self.base_url, UNSEAL_POLLS).await
+        });
+        if let Err(e) = unsealed {
+            self.fail(&e);
         }
     }
 

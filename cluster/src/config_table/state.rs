@@ -100,36 +100,13 @@ impl ConfigState {
                 fs,
                 expected,
                 wrapped,
-            } => match self.filesystems.get_mut(fs) {
-                Some(rec) if rec.wrapped_dek.as_ref() == Some(expected) => {
-                    rec.wrapped_dek = Some(wrapped.clone());
-                    ConfigResponse::Ok
-                }
-                Some(_) => ConfigResponse::Rejected {
-                    reason: format!("filesystem {fs} was re-wrapped concurrently"),
-                },
-                None => ConfigResponse::Rejected {
-                    reason: format!("no filesystem {fs}"),
-                },
-            },
+            } => self.replace_wrapping(fs, expected, wrapped, None),
             ConfigCommand::Rebind {
                 fs,
                 expected,
                 wrapped,
                 binding,
-            } => match self.filesystems.get_mut(fs) {
-                Some(rec) if rec.wrapped_dek.as_ref() == Some(expected) => {
-                    rec.wrapped_dek = Some(wrapped.clone());
-                    rec.binding = binding.clone();
-                    ConfigResponse::Ok
-                }
-                Some(_) => ConfigResponse::Rejected {
-                    reason: format!("filesystem {fs} was re-wrapped concurrently"),
-                },
-                None => ConfigResponse::Rejected {
-                    reason: format!("no filesystem {fs}"),
-                },
-            },
+            } => self.replace_wrapping(fs, expected, wrapped, Some(binding)),
             ConfigCommand::AddSnapshot { record } => {
                 self.snapshots
                     .insert(record.locator.clone(), record.clone());
@@ -143,13 +120,56 @@ impl ConfigState {
         }
     }
 
+    /// `Rewrap` and `Rebind`: a new wrapping (and, for `Rebind`, a new binding), only if
+    /// the DEK is still wrapped as `expected`, so two racing changes cannot lose one
+    /// another's result.
+    fn replace_wrapping(
+        &mut self,
+        fs: &str,
+        expected: &WrappedDek,
+        wrapped: &WrappedDek,
+        binding: Option<&KmsBinding>,
+    ) -> ConfigResponse {
+        match self.filesystems.get_mut(fs) {
+            Some(rec) if rec.wrapped_dek.as_ref() == Some(expected) => {
+                rec.wrapped_dek = Some(wrapped.clone());
+                if let Some(binding) = binding {
+                    rec.binding = binding.clone();
+                }
+                ConfigResponse::Ok
+            }
+            Some(_) => ConfigResponse::Rejected {
+                reason: format!("filesystem {fs} was re-wrapped concurrently"),
+            },
+            None => ConfigResponse::Rejected {
+                reason: format!("no filesystem {fs}"),
+            },
+        }
+    }
+
     /// The KMS configuration that wraps `fs`'s DEK: the cluster's, with the
     /// filesystem's own key if it has one.
     pub fn kms_for(&self, fs: &FsRecord) -> Option<KmsConfig> {
+        self.kms_for_binding(&fs.binding)
+    }
+
+    /// The KMS configuration a DEK bound as `binding` is wrapped with, reached with this
+    /// cluster's KMS address and credentials (also for a snapshot from elsewhere).
+    pub fn kms_for_binding(&self, binding: &KmsBinding) -> Option<KmsConfig> {
         let cluster = self.kms.as_ref()?;
-        Some(match &fs.binding {
+        Some(match binding {
             KmsBinding::OwnKey { key } => cluster.with_key(key),
             _ => cluster.clone(),
+        })
+    }
+
+    /// The name of the KMS key that wraps `fs`'s DEK (the name [`Self::kms_for`] would
+    /// give, without cloning a whole configuration to read it).
+    pub fn kms_key_for<'a>(&'a self, fs: &'a FsRecord) -> Option<&'a str> {
+        let cluster = self.kms_key()?;
+        Some(match &fs.binding {
+            KmsBinding::OwnKey { key } => key,
+            _ => cluster,
         })
     }
 

@@ -1,6 +1,6 @@
 //! Admin commands as a backend carries them out.
 
-use super::{find_fs, lock, serves, Node};
+use super::{find_fs, lock, serves, Node, KMS_BATCH};
 use crate::admin::{AdminCommand, AdminError, AdminOutput, FsSummary, KmsSetVault, KmsSummary};
 use crate::config_table::{ConfigCommand, ConfigResponse};
 use crate::dek::Dek;
@@ -167,6 +167,20 @@ impl Node {
             .ok_or_else(|| AdminError::Kms(kms::KmsError::Malformed("empty wrap answer".into())))
     }
 
+    /// One DEK unwrapped by `config`'s key. The error stays a [`kms::KmsError`] so a
+    /// caller can say what it was unwrapping.
+    pub(super) async fn unwrap_one(
+        &self,
+        config: &KmsConfig,
+        wrapped: &WrappedDek,
+    ) -> Result<Dek, kms::KmsError> {
+        self.connector(config)
+            .unwrap(std::slice::from_ref(wrapped))
+            .await?
+            .pop()
+            .ok_or_else(|| kms::KmsError::Malformed("empty unwrap answer".into()))
+    }
+
     /// Planted bug: commits a placeholder wrapping first and asks the KMS afterwards, so
     /// a KMS failure leaves a filesystem whose key nobody can ever unwrap.
     async fn create_before_kms(
@@ -229,7 +243,7 @@ impl Node {
         let connector = self.connector(&config);
         let mut done = 0;
         let mut newest = None;
-        for chunk in targets.chunks(100) {
+        for chunk in targets.chunks(KMS_BATCH) {
             let old: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
             let new = match connector.rewrap(&old).await {
                 Ok(new) => new,
@@ -294,28 +308,21 @@ impl Node {
                 "filesystem {name} is not encrypted: it has no key to move"
             ))
         })?;
-        let cluster = state.kms.clone().ok_or(AdminError::KmsNotConfigured)?;
-        let (binding, target) = match &kms_key {
-            Some(key) => (
-                KmsBinding::OwnKey { key: key.clone() },
-                cluster.with_key(key),
-            ),
-            None => (KmsBinding::ClusterKey, cluster.clone()),
+        let binding = match kms_key {
+            Some(key) => KmsBinding::OwnKey { key },
+            None => KmsBinding::ClusterKey,
+        };
+        // Both exist exactly when the cluster has a KMS configured.
+        let (Some(target), Some(current)) =
+            (state.kms_for_binding(&binding), state.kms_for(&record))
+        else {
+            return Err(AdminError::KmsNotConfigured);
         };
         // The DEK from memory if this backend serves the filesystem, else from the KMS.
         let held = lock(&self.0.keys).get(&name).cloned();
         let dek = match held {
             Some(dek) => dek,
-            None => {
-                let current = state.kms_for(&record).unwrap_or(cluster);
-                self.connector(&current)
-                    .unwrap(std::slice::from_ref(&old))
-                    .await?
-                    .pop()
-                    .ok_or_else(|| {
-                        AdminError::Kms(kms::KmsError::Malformed("empty unwrap answer".into()))
-                    })?
-            }
+            None => self.unwrap_one(&current, &old).await?,
         };
         let dek = if self.planted(PlantedBug::StaleDekAfterMove) {
             Dek::generate(&mut *lock(&self.0.rng))
@@ -358,7 +365,6 @@ impl Node {
     fn fs_list(&self) -> AdminOutput {
         let state = self.config();
         let keys = lock(&self.0.keys);
-
         let filesystems = state
             .filesystems
             .values()
@@ -372,9 +378,9 @@ impl Node {
                 encrypted: f.encrypted(),
                 kms_key: f
                     .encrypted()
-                    .then(|| state.kms_for(f).map(|k| k.key_name().to_string()))
+                    .then(|| state.kms_key_for(f).map(str::to_string))
                     .flatten(),
-                key_version: f.wrapped_dek.as_ref().map(|w| w.key_version),
+                key_version: f.key_version(),
             })
             .collect();
         AdminOutput::Filesystems { filesystems }

@@ -88,16 +88,7 @@ impl Node {
                 ciphertext: data.to_vec(),
             },
         };
-        let replicas = self.replicas_of(&record, block);
-        for &target in &replicas {
-            self.put_block(target, record.id, block, &stored)
-                .await
-                .map_err(|reason| AdminError::Unavailable {
-                    fs: fs.to_string(),
-                    block,
-                    reason,
-                })?;
-        }
+        let replicas = self.put_replicas(&record, block, &stored).await?;
         self.emit(Event::BlockWritten {
             fs: fs.to_string(),
             block,
@@ -106,7 +97,28 @@ impl Node {
         Ok(AdminOutput::Written { replicas })
     }
 
-    pub(super) async fn put_block(
+    /// Stores a block on each of its replicas in turn, failing at the first that fails;
+    /// returns the replicas.
+    pub(super) async fn put_replicas(
+        &self,
+        record: &FsRecord,
+        block: u64,
+        stored: &StoredBlock,
+    ) -> Result<Vec<u64>, AdminError> {
+        let replicas = self.replicas_of(record, block);
+        for &target in &replicas {
+            self.put_block(target, record.id, block, stored)
+                .await
+                .map_err(|reason| AdminError::Unavailable {
+                    fs: record.name.clone(),
+                    block,
+                    reason,
+                })?;
+        }
+        Ok(replicas)
+    }
+
+    async fn put_block(
         &self,
         target: u64,
         fs_id: u32,
@@ -132,7 +144,25 @@ impl Node {
         }
     }
 
-    pub(super) async fn get_block(
+    /// The block from the first of its replicas that holds it, and which one that is;
+    /// else why none gave it.
+    pub(super) async fn first_replica(
+        &self,
+        record: &FsRecord,
+        block: u64,
+    ) -> Result<(u64, StoredBlock), String> {
+        let mut last_error = String::from("no replica holds it");
+        for target in self.replicas_of(record, block) {
+            match self.get_block(target, record.id, block).await {
+                Ok(Some(stored)) => return Ok((target, stored)),
+                Ok(None) => {}
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn get_block(
         &self,
         target: u64,
         fs_id: u32,
@@ -170,40 +200,32 @@ impl Node {
     /// Reads from the first replica that has the block.
     pub(super) async fn read_block(&self, fs: &str, block: u64) -> Result<AdminOutput, AdminError> {
         let (record, dek) = self.fs_and_key(fs).await?;
-        let mut last_error = String::from("no replica holds it");
-        for target in self.replicas_of(&record, block) {
-            let stored = match self.get_block(target, record.id, block).await {
-                Ok(Some(stored)) => stored,
-                Ok(None) => continue,
-                Err(e) => {
-                    last_error = e;
-                    continue;
-                }
-            };
-            let data = match &dek {
-                Some(dek) => dek::open(
-                    dek,
-                    &stored.nonce,
-                    &dek::block_aad(record.data_id, block),
-                    &stored.ciphertext,
-                )
-                .ok_or_else(|| AdminError::Corrupt {
+        let (from, stored) =
+            self.first_replica(&record, block)
+                .await
+                .map_err(|reason| AdminError::Unavailable {
                     fs: fs.to_string(),
                     block,
-                })?,
-                None => stored.ciphertext,
-            };
-            self.emit(Event::BlockRead {
+                    reason,
+                })?;
+        let data = match &dek {
+            Some(dek) => dek::open(
+                dek,
+                &stored.nonce,
+                &dek::block_aad(record.data_id, block),
+                &stored.ciphertext,
+            )
+            .ok_or_else(|| AdminError::Corrupt {
                 fs: fs.to_string(),
                 block,
-                from: target,
-            });
-            return Ok(AdminOutput::Data { data });
-        }
-        Err(AdminError::Unavailable {
+            })?,
+            None => stored.ciphertext,
+        };
+        self.emit(Event::BlockRead {
             fs: fs.to_string(),
             block,
-            reason: last_error,
-        })
+            from,
+        });
+        Ok(AdminOutput::Data { data })
     }
 }

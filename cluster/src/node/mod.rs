@@ -127,6 +127,9 @@ fn find_fs(state: &ConfigState, name: &str) -> Result<FsRecord, AdminError> {
         .ok_or_else(|| AdminError::NoSuchFs(name.to_string()))
 }
 
+/// DEKs go to the KMS (unwrap, rewrap) in batches of at most this many.
+const KMS_BATCH: usize = 100;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The node is single-threaded in simulation; a poisoned lock means a panic already
     // failed the run, so carry on with the data as it is.
@@ -315,54 +318,80 @@ impl Node {
         use openraft::error::{ClientWriteError, RaftError};
         match self.0.raft.client_write(cmd).await {
             Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_id {
-                Some(leader) => Err(ProposeError::NotLeader(leader)),
-                None => Err(ProposeError::NoLeader),
-            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ProposeError::forward_to(f.leader_id))
+            }
             Err(e) => Err(ProposeError::Failed(e.to_string())),
         }
     }
 
     /// Commits a change through whichever node leads, waiting out an election.
     pub(crate) async fn propose(&self, cmd: ConfigCommand) -> Result<ConfigResponse, ProposeError> {
-        let timing = &self.0.opts.timing;
-        let deadline = tokio::time::Instant::now() + timing.propose_timeout;
+        let deadline = tokio::time::Instant::now() + self.0.opts.timing.propose_timeout;
+        self.via_leader(
+            deadline,
+            || self.propose_here(cmd.clone()),
+            &Request::Propose(cmd.clone()),
+            |resp| match resp {
+                Response::Proposed(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Asks `here` on this node; if another node leads, sends it `forward` and reads its
+    /// answer with `answer`. While no leader is known (or the leader is unreachable),
+    /// tries again every heartbeat until `deadline`.
+    async fn via_leader<T, Fut>(
+        &self,
+        deadline: tokio::time::Instant,
+        here: impl Fn() -> Fut,
+        forward: &Request,
+        answer: fn(Response) -> Option<Result<T, ProposeError>>,
+    ) -> Result<T, ProposeError>
+    where
+        Fut: std::future::Future<Output = Result<T, ProposeError>>,
+    {
         loop {
-            let attempt = match self.propose_here(cmd.clone()).await {
-                Err(ProposeError::NotLeader(leader)) => self.propose_at(leader, &cmd).await,
+            let attempt = match here().await {
+                Err(ProposeError::NotLeader(leader)) => {
+                    self.call_leader(leader, forward, answer).await
+                }
                 other => other,
             };
             match attempt {
                 Err(ProposeError::NoLeader | ProposeError::NotLeader(_))
                     if tokio::time::Instant::now() < deadline =>
                 {
-                    tokio::time::sleep(timing.heartbeat).await;
+                    tokio::time::sleep(self.0.opts.timing.heartbeat).await;
                 }
                 other => return other,
             }
         }
     }
 
-    async fn propose_at(
+    async fn call_leader<T>(
         &self,
         leader: NodeId,
-        cmd: &ConfigCommand,
-    ) -> Result<ConfigResponse, ProposeError> {
+        req: &Request,
+        answer: fn(Response) -> Option<Result<T, ProposeError>>,
+    ) -> Result<T, ProposeError> {
         let Some(addr) = self.0.opts.members.get(&leader) else {
             return Err(ProposeError::NoLeader);
         };
-        let req = Request::Propose(cmd.clone());
         match rpc::call(
             self.0.dialer.as_ref(),
             addr,
-            &req,
+            req,
             self.0.opts.timing.rpc_timeout,
         )
         .await
+        .map(answer)
         {
-            Ok(Response::Proposed(r)) => r,
+            Ok(Some(r)) => r,
             // The leader is unreachable from here: wait for the cluster to sort it out.
-            Ok(_) | Err(_) => Err(ProposeError::NoLeader),
+            Ok(None) | Err(_) => Err(ProposeError::NoLeader),
         }
     }
 
@@ -372,10 +401,9 @@ impl Node {
         use openraft::error::{CheckIsLeaderError, RaftError};
         match self.0.raft.ensure_linearizable().await {
             Ok(log_id) => Ok(log_id.map(|l| l.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_id {
-                Some(leader) => Err(ProposeError::NotLeader(leader)),
-                None => Err(ProposeError::NoLeader),
-            },
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ProposeError::forward_to(f.leader_id))
+            }
             Err(e) => Err(ProposeError::Failed(e.to_string())),
         }
     }
@@ -384,50 +412,30 @@ impl Node {
     /// call began, so an admin command sees every change acknowledged before it (a
     /// `security kms set` answered by the leader, say) whichever backend it lands on.
     pub(crate) async fn read_barrier(&self) -> Result<(), ProposeError> {
-        let timing = &self.0.opts.timing;
-        let deadline = tokio::time::Instant::now() + timing.propose_timeout;
-        loop {
-            let index = match self.read_index_here().await {
-                Err(ProposeError::NotLeader(leader)) => {
-                    let addr = self.0.opts.members.get(&leader).cloned();
-                    match addr {
-                        Some(addr) => match rpc::call(
-                            self.0.dialer.as_ref(),
-                            &addr,
-                            &Request::ReadIndex,
-                            timing.rpc_timeout,
-                        )
-                        .await
-                        {
-                            Ok(Response::ReadIndex(r)) => r,
-                            Ok(_) | Err(_) => Err(ProposeError::NoLeader),
-                        },
-                        None => Err(ProposeError::NoLeader),
-                    }
-                }
-                other => other,
-            };
-            match index {
-                Ok(None) => return Ok(()),
-                Ok(Some(index)) => {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    return self
-                        .0
-                        .raft
-                        .wait(Some(left))
-                        .applied_index_at_least(Some(index), "read barrier")
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| ProposeError::Failed(e.to_string()));
-                }
-                Err(ProposeError::NoLeader | ProposeError::NotLeader(_))
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(timing.heartbeat).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let deadline = tokio::time::Instant::now() + self.0.opts.timing.propose_timeout;
+        let index = self
+            .via_leader(
+                deadline,
+                || self.read_index_here(),
+                &Request::ReadIndex,
+                |resp| match resp {
+                    Response::ReadIndex(r) => Some(r),
+                    _ => None,
+                },
+            )
+            .await?;
+        let Some(index) = index else {
+            return Ok(());
+        };
+        // The same deadline bounds the wait for this node to apply up to the index.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.0
+            .raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|e| ProposeError::Failed(e.to_string()))
     }
 
     async fn watch_leadership(self) {

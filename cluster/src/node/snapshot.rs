@@ -3,7 +3,6 @@
 //! cluster or another, if its KMS can unwrap that DEK.
 
 use std::collections::BTreeSet;
-
 use std::sync::Arc;
 
 use super::{find_fs, lock, Node, ObjectStoreConfig};
@@ -11,7 +10,7 @@ use crate::admin::{AdminError, AdminOutput};
 use crate::config_table::ConfigCommand;
 use crate::disk::StoredBlock;
 use crate::events::Event;
-use crate::filesystem::{FsRecord, KmsBinding, Manifest, SnapshotRecord};
+use crate::filesystem::{FsRecord, Manifest, SnapshotRecord};
 use crate::http::HttpClient;
 use crate::kms::KMS_REQUEST_TIMEOUT;
 use crate::net::Dialer;
@@ -44,13 +43,18 @@ impl Node {
         })
     }
 
+    /// One request for the object `key` of `bucket`; `None` if the store has no such
+    /// object.
     async fn object(
         &self,
         method: &str,
-        url: String,
+        bucket: &str,
+        key: &str,
         body: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, AdminError> {
-        let http = &self.store()?.http;
+        let store = self.store()?;
+        let http = &store.http;
+        let url = format!("{}/{bucket}/{key}", store.url);
         let req = http::Request::builder()
             .method(method)
             .uri(&url)
@@ -89,18 +93,14 @@ impl Node {
         }
         let mut blocks = Vec::new();
         for block in ids {
-            let mut found = None;
-            for target in self.replicas_of(record, block) {
-                if let Ok(Some(stored)) = self.get_block(target, record.id, block).await {
-                    found = Some(stored);
-                    break;
-                }
-            }
-            let stored = found.ok_or_else(|| AdminError::Unavailable {
-                fs: record.name.clone(),
-                block,
-                reason: "no replica answered".into(),
-            })?;
+            let (_, stored) =
+                self.first_replica(record, block)
+                    .await
+                    .map_err(|_| AdminError::Unavailable {
+                        fs: record.name.clone(),
+                        block,
+                        reason: "no replica answered".into(),
+                    })?;
             blocks.push((block, stored));
         }
         Ok(blocks)
@@ -116,21 +116,14 @@ impl Node {
         self.read_barrier().await?;
         let state = self.config();
         let record = find_fs(&state, fs)?;
-        let (url, bucket) = {
-            let store = self.store()?;
-            (store.url.clone(), store.bucket.clone())
-        };
+        let bucket = self.store()?.bucket.clone();
         let locator = format!("{fs}/{snapshot}");
         let blocks = self.all_blocks(&record).await?;
         for (block, stored) in &blocks {
             let mut body = stored.nonce.to_vec();
             body.extend_from_slice(&stored.ciphertext);
-            self.object(
-                "PUT",
-                format!("{url}/{bucket}/{locator}/blocks/{block}"),
-                body,
-            )
-            .await?;
+            self.object("PUT", &bucket, &format!("{locator}/blocks/{block}"), body)
+                .await?;
         }
         let manifest = Manifest {
             fs: fs.to_string(),
@@ -139,12 +132,12 @@ impl Node {
             capacity_gib: record.capacity_gib,
             wrapped_dek: record.wrapped_dek.clone(),
             binding: record.binding.clone(),
-            kms_key: state.kms_for(&record).map(|k| k.key_name().to_string()),
+            kms_key: state.kms_key_for(&record).map(str::to_string),
             blocks: blocks.iter().map(|(b, _)| *b).collect(),
         };
         let body = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| AdminError::ObjectStore(e.to_string()))?;
-        self.object("PUT", format!("{url}/{bucket}/{locator}/{MANIFEST}"), body)
+        self.object("PUT", &bucket, &format!("{locator}/{MANIFEST}"), body)
             .await?;
         self.propose(ConfigCommand::AddSnapshot {
             record: SnapshotRecord {
@@ -152,7 +145,7 @@ impl Node {
                 snapshot: snapshot.to_string(),
                 bucket: bucket.clone(),
                 locator: locator.clone(),
-                key_version: record.wrapped_dek.as_ref().map(|w| w.key_version),
+                key_version: record.key_version(),
             },
         })
         .await?;
@@ -182,17 +175,12 @@ impl Node {
         if state.filesystems.contains_key(&name) {
             return Err(AdminError::FsExists(name));
         }
-        let url = self.store()?.url.clone();
         let snapshot_error = |reason: String| AdminError::Snapshot {
             locator: locator.to_string(),
             reason,
         };
         let manifest: Manifest = match self
-            .object(
-                "GET",
-                format!("{url}/{bucket}/{locator}/{MANIFEST}"),
-                Vec::new(),
-            )
+            .object("GET", bucket, &format!("{locator}/{MANIFEST}"), Vec::new())
             .await?
         {
             Some(bytes) => serde_json::from_slice(&bytes)
@@ -202,24 +190,18 @@ impl Node {
         let dek = match &manifest.wrapped_dek {
             None => None,
             Some(wrapped) => {
-                let cluster = state.kms.as_ref().ok_or(AdminError::KmsNotConfigured)?;
                 // The key the snapshot names, reached with this cluster's KMS.
-                let config = match &manifest.binding {
-                    KmsBinding::OwnKey { key } => cluster.with_key(key),
-                    _ => cluster.clone(),
-                };
-                let mut deks = self
-                    .connector(&config)
-                    .unwrap(std::slice::from_ref(wrapped))
-                    .await
-                    .map_err(|e| {
-                        snapshot_error(format!(
-                            "this cluster's KMS cannot unwrap its key (wrapped by {} version {}): {e}",
-                            manifest.kms_key.as_deref().unwrap_or("an unknown key"),
-                            wrapped.key_version
-                        ))
-                    })?;
-                deks.pop()
+                let config = state
+                    .kms_for_binding(&manifest.binding)
+                    .ok_or(AdminError::KmsNotConfigured)?;
+                let dek = self.unwrap_one(&config, wrapped).await.map_err(|e| {
+                    snapshot_error(format!(
+                        "this cluster's KMS cannot unwrap its key (wrapped by {} version {}): {e}",
+                        manifest.kms_key.as_deref().unwrap_or("an unknown key"),
+                        wrapped.key_version
+                    ))
+                })?;
+                Some(dek)
             }
         };
         let record = FsRecord {
@@ -242,7 +224,8 @@ impl Node {
             let bytes = self
                 .object(
                     "GET",
-                    format!("{url}/{bucket}/{locator}/blocks/{block}"),
+                    bucket,
+                    &format!("{locator}/blocks/{block}"),
                     Vec::new(),
                 )
                 .await?
@@ -254,20 +237,12 @@ impl Node {
                 nonce: bytes[..12].try_into().expect("12 bytes"),
                 ciphertext: bytes[12..].to_vec(),
             };
-            for target in self.replicas_of(&record, block) {
-                self.put_block(target, id, block, &stored)
-                    .await
-                    .map_err(|reason| AdminError::Unavailable {
-                        fs: name.clone(),
-                        block,
-                        reason,
-                    })?;
-            }
+            self.put_replicas(&record, block, &stored).await?;
         }
         if let Some(dek) = dek {
             self.add_keys([(name.clone(), dek)]);
         }
-        let key_version = record.wrapped_dek.as_ref().map(|w| w.key_version);
+        let key_version = record.key_version();
         self.emit(Event::FsDownloaded {
             fs: name.clone(),
             locator: locator.to_string(),

@@ -10,13 +10,10 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::{lock, Node};
+use super::{lock, Node, KMS_BATCH};
 use crate::events::{Event, KMS_ERROR_ALERT};
 use crate::hooks::PlantedBug;
 use crate::kms::{KmsConfig, WrappedDek};
-
-/// Unwraps go to the KMS in batches of at most this many DEKs.
-const UNWRAP_BATCH: usize = 100;
 
 impl Node {
     pub(super) async fn unwrap_loop(self) {
@@ -57,7 +54,7 @@ impl Node {
             let mut error = None;
             'groups: for (config, group) in &pending {
                 let connector = self.connector(config);
-                for chunk in group.chunks(UNWRAP_BATCH) {
+                for chunk in group.chunks(KMS_BATCH) {
                     let wrapped: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
                     match connector.unwrap(&wrapped).await {
                         Ok(deks) => {

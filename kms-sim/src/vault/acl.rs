@@ -170,15 +170,7 @@ fn parse_rules(text: &str) -> Result<Vec<Rule>, String> {
                 Some(Tok::Punct('}')) => break,
                 Some(Tok::Ident(key)) if key == "capabilities" => {
                     p.expect('=')?;
-                    // OpenBao names the path twice in this message; so does the sim.
-                    let list = parse_cap_list(&mut p).map_err(|e| {
-                        if e.starts_with("invalid capability") {
-                            format!("path {pattern:?}: path {pattern:?}: {e}")
-                        } else {
-                            e
-                        }
-                    })?;
-                    caps = Some(caps.unwrap_or(0) | list);
+                    caps = Some(caps.unwrap_or(0) | parse_cap_list(&mut p, &pattern)?);
                 }
                 Some(Tok::Ident(key)) => {
                     return Err(format!("unsupported key {key:?} in path block"))
@@ -195,14 +187,18 @@ fn parse_rules(text: &str) -> Result<Vec<Rule>, String> {
     Ok(rules)
 }
 
-fn parse_cap_list(p: &mut Parser) -> Result<u8, String> {
+/// The capability list of the block for `pattern`, which an unknown capability's error names.
+fn parse_cap_list(p: &mut Parser, pattern: &str) -> Result<u8, String> {
     p.expect('[')?;
     let mut caps = 0;
     loop {
         match p.next() {
             Some(Tok::Punct(']')) => return Ok(caps),
             Some(Tok::Str(s)) => {
-                caps |= cap_bit(&s).ok_or_else(|| format!("invalid capability {s:?}"))?;
+                // OpenBao names the path twice in this message; so does the sim.
+                caps |= cap_bit(&s).ok_or_else(|| {
+                    format!("path {pattern:?}: path {pattern:?}: invalid capability {s:?}")
+                })?;
                 match p.peek() {
                     Some(Tok::Punct(',')) => {
                         p.pos += 1;

@@ -24,8 +24,9 @@ use self::approle::Outcome;
 use self::response::{VResult, VaultError};
 use self::state::{Mount, State, ROOT_NS};
 
-/// Vault's own request body limit is 32 MiB; batches of wrapped DEKs stay far below it.
-const MAX_BODY: usize = 32 << 20;
+/// Vault's own request body limit (`max_request_size`) is 32 MiB; batches of wrapped DEKs
+/// stay far below it.
+pub const MAX_BODY: usize = 32 << 20;
 
 /// The capability family a request needs, from its HTTP method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

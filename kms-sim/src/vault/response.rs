@@ -28,13 +28,14 @@ impl VaultError {
     pub fn denied() -> Self {
         Self::new(StatusCode::FORBIDDEN, "permission denied")
     }
+    /// One error in the text OpenBao's multierror wraps some of its answers in.
+    pub fn multierror(status: StatusCode, msg: impl std::fmt::Display) -> Self {
+        Self::new(status, format!("1 error occurred:\n\t* {msg}\n\n"))
+    }
     /// A live token whose policies do not grant the path: OpenBao wraps this one in its
     /// multierror text.
     pub fn acl_denied() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "1 error occurred:\n\t* permission denied\n\n",
-        )
+        Self::multierror(StatusCode::FORBIDDEN, "permission denied")
     }
     pub fn sealed() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed")

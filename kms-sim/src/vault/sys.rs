@@ -39,10 +39,7 @@ fn health(st: &State) -> axum::response::Response {
         "server_time_utc": st.now_secs(),
         "version": VERSION,
     });
-    if !st.sealed {
-        body["cluster_name"] = json!(CLUSTER_NAME);
-        body["cluster_id"] = json!(st.cluster_id);
-    }
+    add_cluster_identity(st, &mut body);
     let status = if st.sealed {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -66,11 +63,16 @@ fn seal_status(st: &State) -> Value {
         "recovery_seal": false,
         "storage_type": "inmem",
     });
+    add_cluster_identity(st, &mut body);
+    body
+}
+
+/// Health and seal status name the cluster only while it is unsealed, as OpenBao's do.
+fn add_cluster_identity(st: &State, body: &mut Value) {
     if !st.sealed {
         body["cluster_name"] = json!(CLUSTER_NAME);
         body["cluster_id"] = json!(st.cluster_id);
     }
-    body
 }
 
 fn unseal(st: &mut State, bytes: &Bytes) -> VResult {
@@ -236,8 +238,8 @@ fn policies(st: &mut State, req: &Req, name: &str, text_field: &str) -> VResult 
             if text_field == "rules" {
                 // The legacy `sys/policy/NAME` answers its fields at the top level too.
                 let mut body = response::envelope(&mut st.rng, data.clone(), Value::Null);
-                if let (Some(top), Some(fields)) = (body.as_object_mut(), data.as_object()) {
-                    top.extend(fields.clone());
+                if let (Some(top), Value::Object(fields)) = (body.as_object_mut(), data) {
+                    top.extend(fields);
                 }
                 return Ok(json_response(StatusCode::OK, &body));
             }

@@ -87,6 +87,13 @@ impl Key {
             Some(Value::Null) | None => return Err("missing plaintext to encrypt".into()),
             Some(_) => return Err(illegal_base64(0)),
         };
+        self.seal(rng, &plaintext, item)
+    }
+
+    /// Encrypts `plaintext` with the version `item` asks for (its `key_version`, else the
+    /// latest). Rewrap calls it with the plaintext it just decrypted, so it need not base64
+    /// it for `encrypt` to decode again.
+    fn seal(&self, rng: &mut ChaCha20Rng, plaintext: &[u8], item: &Value) -> Result<Value, String> {
         let version = match uint_field(item, "key_version")? {
             None | Some(0) => self.latest,
             Some(v) if v > self.latest => {
@@ -105,7 +112,7 @@ impl Key {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let sealed = cipher
-            .encrypt(Nonce::from_slice(&nonce), plaintext.as_slice())
+            .encrypt(Nonce::from_slice(&nonce), plaintext)
             .map_err(|_| "encryption failed".to_string())?;
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&sealed);
@@ -296,14 +303,7 @@ pub fn handle(
                 match *verb {
                     "encrypt" => key.encrypt(rng, item),
                     "decrypt" => Ok(json!({ "plaintext": B64.encode(key.decrypt(item)?) })),
-                    _ => {
-                        let plaintext = B64.encode(key.decrypt(item)?);
-                        let mut again = json!({ "plaintext": plaintext });
-                        if let Some(v) = item.get("key_version") {
-                            again["key_version"] = v.clone();
-                        }
-                        key.encrypt(rng, &again)
-                    }
+                    _ => key.seal(rng, &key.decrypt(item)?, item),
                 }
             };
             batch_or_single(rng, verb, body, one)
@@ -316,9 +316,9 @@ pub fn handle(
 
 /// OpenBao's answer when it cannot even parse a batch: a 500 with its multierror text.
 fn batch_parse_error(msg: String) -> VaultError {
-    VaultError::new(
+    VaultError::multierror(
         StatusCode::INTERNAL_SERVER_ERROR,
-        format!("1 error occurred:\n\t* failed to parse batch input: {msg}\n\n"),
+        format!("failed to parse batch input: {msg}"),
     )
 }
 
@@ -339,6 +339,11 @@ fn go_type(v: &Value, quoted_nil: bool) -> &'static str {
 /// a non-string reference, or (for encrypt and decrypt) an item without its input fails the
 /// whole request.
 fn check_batch(verb: &str, items: &[Value]) -> Result<(), VaultError> {
+    let required = match verb {
+        "encrypt" => Some(("plaintext", "missing plaintext to encrypt")),
+        "decrypt" => Some(("ciphertext", "missing ciphertext to decrypt")),
+        _ => None,
+    };
     for (i, item) in items.iter().enumerate() {
         let Value::Object(fields) = item else {
             return Err(batch_parse_error(format!(
@@ -355,11 +360,6 @@ fn check_batch(verb: &str, items: &[Value]) -> Result<(), VaultError> {
                 )))
             }
         }
-        let required = match verb {
-            "encrypt" => Some(("plaintext", "missing plaintext to encrypt")),
-            "decrypt" => Some(("ciphertext", "missing ciphertext to decrypt")),
-            _ => None,
-        };
         if let Some((field, msg)) = required {
             if fields.get(field).is_none_or(Value::is_null) {
                 return Err(batch_parse_error(format!("'[{i}].{field}' {msg}")));
@@ -378,11 +378,7 @@ fn batch_or_single(
     body: &Value,
     mut one: impl FnMut(&mut ChaCha20Rng, &Value) -> Result<Value, String>,
 ) -> VResult {
-    let batch = match body.get("batch_input") {
-        None | Some(Value::Null) => None,
-        Some(b) => Some(b),
-    };
-    let Some(batch) = batch else {
+    let Some(batch) = body.get("batch_input").filter(|b| !b.is_null()) else {
         let data = one(rng, body).map_err(VaultError::bad_request)?;
         return Ok(response::data(rng, data));
     };
@@ -434,7 +430,7 @@ fn illegal_base64(at: usize) -> String {
 
 /// Go's `base64.StdEncoding.DecodeString`, which OpenBao uses: padding required, non-zero
 /// trailing bits accepted, `\r` and `\n` skipped. On failure, the offset Go reports.
-pub fn go_b64_decode(s: &str) -> Result<Vec<u8>, usize> {
+fn go_b64_decode(s: &str) -> Result<Vec<u8>, usize> {
     let src = s.as_bytes();
     let skip_newlines = |mut i: usize| {
         while i < src.len() && (src[i] == b'\n' || src[i] == b'\r') {

@@ -37,7 +37,7 @@ pub async fn raw(app: &Router, c: Call<'_>) -> (u16, String) {
     (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
-async fn go(
+pub async fn req(
     app: &Router,
     method: &str,
     path: &str,
@@ -62,22 +62,11 @@ async fn go(
 }
 
 pub async fn get(app: &Router, path: &str, token: &str) -> (u16, Value) {
-    go(app, "GET", path, Some(token), None, None).await
+    req(app, "GET", path, Some(token), None, None).await
 }
 
 pub async fn post(app: &Router, path: &str, token: &str, body: Value) -> (u16, Value) {
-    go(app, "POST", path, Some(token), None, Some(body)).await
-}
-
-pub async fn req(
-    app: &Router,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    ns: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    go(app, method, path, token, ns, body).await
+    req(app, "POST", path, Some(token), None, Some(body)).await
 }
 
 pub fn errors(v: &Value) -> Vec<String> {

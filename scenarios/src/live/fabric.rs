@@ -38,6 +38,8 @@ use crate::wall::Stopwatch;
 
 /// How long a tick lets real time pass.
 const TICK: Duration = Duration::from_millis(10);
+/// How many health polls (50 ms apart) an unsealed Vault gets to become active.
+const ACTIVE_POLLS: u32 = 300;
 /// How long a crashed node's runtime gets to drop its tasks.
 const SHUTDOWN: Duration = Duration::from_secs(2);
 
@@ -64,8 +66,6 @@ pub struct LiveFabric {
     admin_token: Secret,
     unseal_key: Option<Secret>,
     nodes: BTreeMap<String, LiveNode>,
-    /// The transit keys the run creates, removed after it.
-    keys: Vec<String>,
     /// Whether a `kms-stop` left the Vault down.
     vault_down: bool,
     /// Set by the first Ctrl-C (see [`LiveFabric::stop_on_ctrl_c`]).
@@ -81,7 +81,6 @@ impl LiveFabric {
         vault: VaultProcess,
         admin_token: Secret,
         unseal_key: Option<Secret>,
-        keys: Vec<String>,
         objects: &ObjectStore,
     ) -> Result<LiveFabric, String> {
         let services = tokio::runtime::Builder::new_multi_thread()
@@ -118,7 +117,6 @@ impl LiveFabric {
             admin_token,
             unseal_key,
             nodes: BTreeMap::new(),
-            keys,
             vault_down: false,
             interrupted: Arc::default(),
         })
@@ -150,16 +148,8 @@ impl LiveFabric {
     }
 
     /// Runs `fut` on the admin runtime (queued admin jobs run meanwhile).
-    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+    fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
         self.jobs.block_on(&self.admin, fut)
-    }
-
-    pub fn vault(&self) -> &VaultProcess {
-        &self.vault
-    }
-
-    pub fn admin_token(&self) -> &Secret {
-        &self.admin_token
     }
 
     fn boot_node(&mut self, backend: &Backend) {
@@ -230,7 +220,7 @@ impl LiveFabric {
         let base = self.vault.base();
         self.block_on(async {
             vault::unseal(&base, &key).await?;
-            wait_active(&base).await
+            vault::wait_active(&base, ACTIVE_POLLS).await
         })
     }
 }
@@ -396,7 +386,12 @@ impl Fabric for LiveFabric {
         self.interrupted.load(Ordering::SeqCst)
     }
 
-    fn teardown(&mut self, setup: &SetupPlan, creds: Option<&VaultCreds>) -> Result<(), String> {
+    fn teardown(
+        &mut self,
+        setup: &SetupPlan,
+        keys: &[String],
+        creds: Option<&VaultCreds>,
+    ) -> Result<(), String> {
         if let VaultProcess::Managed(_) = self.vault {
             // Its process and storage go with the fabric.
             return Ok(());
@@ -406,7 +401,7 @@ impl Fabric for LiveFabric {
         self.heal()?;
         let base = self.vault.base();
         let token = self.admin_token.clone();
-        let keys = self.keys.clone();
+        let keys = keys.to_vec();
         let created = creds.map(|c| c.token.clone());
         let setup = setup.clone();
         self.block_on(async move {
@@ -445,18 +440,4 @@ async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
             }
         }
     }
-}
-
-/// Waits until the Vault at `base` is active (an unsealed raft node needs a moment to
-/// become leader): at most 300 polls 50 ms apart.
-async fn wait_active(base: &str) -> Result<(), String> {
-    for _ in 0..300 {
-        if matches!(vault::health(base).await, Ok(h) if h.is_active()) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(format!(
-        "the Vault at {base} did not become active after unsealing"
-    ))
 }

@@ -18,11 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cluster::secret::Secret;
-use serde_json::{json, Value};
 
 use super::vault::{
-    client, exchange, health_with, redact, unseal, wait_answers, wait_silent, ANSWER_POLLS, POLL,
-    POLL_TIMEOUT,
+    initialise, redact, unseal, wait_active, wait_answers, wait_silent, ANSWER_POLLS, POLL,
 };
 
 /// `sys/init` on raft waits for the node to elect itself leader (seconds).
@@ -96,32 +94,9 @@ impl OpenBaoServer {
     /// [`OpenBaoServer::stop`] and [`OpenBaoServer::start`] it comes back sealed, with its data.
     pub async fn raft(bin: &Path) -> Result<OpenBaoServer, String> {
         let mut server = Self::spawn_new(bin, Mode::Raft).await?;
-        let base = server.base();
-        let http = client(INIT_TIMEOUT);
-        let answer = exchange(
-            &http,
-            &base,
-            "PUT",
-            "sys/init",
-            None,
-            Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
-        )
-        .await
-        .map_err(|e| server.with_log(e.to_string()))?;
-        if answer.status != 200 {
-            return Err(server.with_log(format!(
-                "OpenBao at {base} refused PUT sys/init: {}",
-                answer.describe(&[])
-            )));
-        }
-        // The answer holds the root token and the unseal key: only they are taken from it.
-        let v = answer.json().unwrap_or(Value::Null);
-        let field = |pointer: &str| v.pointer(pointer).and_then(Value::as_str).map(Secret::new);
-        let (Some(root), Some(key)) = (field("/root_token"), field("/keys/0")) else {
-            return Err(format!(
-                "OpenBao at {base}: PUT sys/init answered without root_token and keys"
-            ));
-        };
+        let (root, key) = initialise(&server.base(), INIT_TIMEOUT)
+            .await
+            .map_err(|e| server.with_log(e))?;
         server.root_token = root;
         server.unseal_key = Some(key);
         server.unseal().await?;
@@ -351,26 +326,9 @@ impl OpenBaoServer {
 
     /// Until it is the active node (200, unsealed, not standby).
     async fn wait_active(&self) -> Result<(), String> {
-        let base = self.base();
-        let http = client(POLL_TIMEOUT);
-        let mut last = String::from("no poll yet");
-        for _ in 0..ANSWER_POLLS {
-            match health_with(&http, &base).await {
-                Ok(h) if h.is_active() => return Ok(()),
-                Ok(h) => {
-                    last = format!(
-                        "HTTP {}, sealed={}, standby={}",
-                        h.status_code, h.sealed, h.standby
-                    )
-                }
-                Err(e) => last = e.to_string(),
-            }
-            tokio::time::sleep(POLL).await;
-        }
-        Err(self.with_log(format!(
-            "OpenBao at {base} did not become active within {:.0} s (last: {last})",
-            (POLL * ANSWER_POLLS).as_secs_f64()
-        )))
+        wait_active(&self.base(), ANSWER_POLLS)
+            .await
+            .map_err(|e| self.with_log(e))
     }
 
     fn log_text(&self) -> String {
@@ -488,6 +446,8 @@ pub(crate) fn test_bao_bin() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::live::vault::tests_support::root_call;
     use crate::live::vault::{health, seal, HealthError, VaultProcess};

@@ -112,8 +112,10 @@ pub fn run(scenario: &Scenario, opts: &LiveOptions) -> Result<RunReport, LiveErr
             ),
         )
         .map_err(|e| LiveError::BadInput(e.to_string()))?;
-    let keys = scenario_keys(scenario);
-    let plan = jobs.block_on(&admin, plan(&base, &admin_token, opts, &keys))?;
+    let plan = jobs.block_on(
+        &admin,
+        plan(&base, &admin_token, opts, &scenario.kms.keys()),
+    )?;
     let flavour = match info.flavour {
         Flavour::OpenBao => "OpenBao",
         Flavour::Vault => "Vault",
@@ -135,7 +137,6 @@ pub fn run(scenario: &Scenario, opts: &LiveOptions) -> Result<RunReport, LiveErr
         vault,
         admin_token,
         opts.unseal_key.clone(),
-        keys,
         &objects,
     )
     .map_err(LiveError::Setup)?;
@@ -263,13 +264,6 @@ fn describe(vault: &VaultProcess) -> String {
         VaultProcess::Managed(_) => "started by this run, raft storage".into(),
         VaultProcess::Container(c) => format!("container {}", c.id()),
     }
-}
-
-/// The transit keys the scenario names: the cluster key first.
-fn scenario_keys(scenario: &Scenario) -> Vec<String> {
-    let mut keys = vec![scenario.kms.key.clone()];
-    keys.extend(scenario.kms.extra_keys.iter().cloned());
-    keys
 }
 
 /// Names of the run's own for what it creates, so it neither meets nor clobbers what the

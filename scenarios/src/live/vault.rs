@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use super::docker::DockerVault;
 use super::openbao::OpenBaoServer;
+use crate::vault_setup::VaultAdmin;
 
 /// How often a wait polls, and how many polls make its deadline (wall time, not simulated:
 /// a count of polls `POLL` apart, each bounded by [`POLL_TIMEOUT`]).
@@ -304,6 +305,36 @@ fn parse_health(base: &str, answer: &Answer) -> Result<Health, HealthError> {
     })
 }
 
+/// Initialises a new Vault with one key share (`PUT sys/init`; on raft it waits for the node
+/// to elect itself, so give `timeout` seconds): its root token and its unseal key. Only
+/// those two are taken from the answer.
+pub async fn initialise(base: &str, timeout: Duration) -> Result<(Secret, Secret), String> {
+    let answer = exchange(
+        &client(timeout),
+        base,
+        "PUT",
+        "sys/init",
+        None,
+        Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if answer.status != 200 {
+        return Err(format!(
+            "Vault at {base} refused PUT sys/init: {}",
+            answer.describe(&[])
+        ));
+    }
+    let v = answer.json().unwrap_or(Value::Null);
+    let field = |pointer: &str| v.pointer(pointer).and_then(Value::as_str).map(Secret::new);
+    match (field("/root_token"), field("/keys/0")) {
+        (Some(root), Some(key)) => Ok((root, key)),
+        _ => Err(format!(
+            "Vault at {base}: PUT sys/init answered without root_token and keys"
+        )),
+    }
+}
+
 /// Seals the Vault (`PUT sys/seal`; the token needs `sudo` there). Sealing a sealed Vault
 /// succeeds.
 pub async fn seal(base: &str, token: &Secret) -> Result<(), String> {
@@ -370,64 +401,31 @@ pub async fn unseal(base: &str, key: &Secret) -> Result<(), String> {
 /// parent, so this refuses it up front. It needs `sudo` on `auth/token/accessors`.
 pub async fn revoke_other_tokens(base: &str, token: &Secret) -> Result<usize, String> {
     let http = client(CALL_TIMEOUT);
-    let secrets = [token];
-    let call = |method: &'static str, path: &'static str, body: Option<Value>| {
-        let http = &http;
-        async move {
-            let answer = exchange(http, base, method, path, Some(token), body.as_ref())
-                .await
-                .map_err(|e| e.to_string())?;
-            if answer.is_success() {
-                Ok(answer)
-            } else {
-                Err(format!(
-                    "Vault at {base}: {method} {path}: {}",
-                    answer.describe(&secrets)
-                ))
-            }
-        }
+    let admin = VaultAdmin {
+        http: &http,
+        base,
+        root_token: token.expose(),
     };
+    let at = |e: String| format!("Vault at {base}: {e}");
     // lookup-self's answer carries the token itself (data.id): only two fields are read.
-    let me = call("GET", "auth/token/lookup-self", None).await?;
-    let me = me.json().unwrap_or(Value::Null);
+    let me = admin
+        .call("GET", "auth/token/lookup-self", None)
+        .await
+        .map_err(at)?;
     let own = me
         .pointer("/data/accessor")
         .and_then(Value::as_str)
-        .ok_or_else(|| {
-            format!("Vault at {base}: GET auth/token/lookup-self answered without data.accessor")
-        })?
-        .to_string();
+        .ok_or_else(|| at("GET auth/token/lookup-self answered without data.accessor".into()))?;
     if me.pointer("/data/orphan").and_then(Value::as_bool) == Some(false) {
-        return Err(format!(
-            "Vault at {base}: the token given to revoke the other tokens is not an orphan: \
-             revoking its parent would revoke it too (use a root or orphan token)"
+        return Err(at(
+            "the token given to revoke the other tokens is not an orphan: revoking its parent \
+             would revoke it too (use a root or orphan token)"
+                .into(),
         ));
     }
-    let list = call("GET", "auth/token/accessors?list=true", None).await?;
-    let list = list.json().unwrap_or(Value::Null);
-    let accessors: Vec<String> = list
-        .pointer("/data/keys")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            format!("Vault at {base}: GET auth/token/accessors answered without data.keys")
-        })?
-        .iter()
-        .filter_map(|a| a.as_str().map(str::to_string))
-        .collect();
     let mut revoked = 0;
-    for accessor in accessors.iter().filter(|a| **a != own) {
-        let answer = call(
-            "POST",
-            "auth/token/revoke-accessor",
-            Some(json!({ "accessor": accessor })),
-        )
-        .await?;
-        // 204, or 200 with a warning when the token was already gone.
-        let gone = answer.status == 200
-            && answer
-                .errors(&secrets)
-                .contains("No token found with this accessor");
-        if !gone {
+    for accessor in admin.token_accessors().await.map_err(at)? {
+        if accessor != own && admin.revoke_accessor(&accessor).await.map_err(at)? {
             revoked += 1;
         }
     }
@@ -508,6 +506,31 @@ pub(crate) async fn wait_answers(
     }
     Err(format!(
         "Vault at {base} did not answer within {:.0} s ({last})",
+        (POLL * polls).as_secs_f64()
+    ))
+}
+
+/// Polls until the Vault at `base` is the active node (200, unsealed, not standby), at most
+/// `polls` times: a raft node needs a moment to elect itself after an unseal. A poll
+/// without an answer counts as not yet.
+pub async fn wait_active(base: &str, polls: u32) -> Result<(), String> {
+    let http = client(POLL_TIMEOUT);
+    let mut last = String::from("no poll yet");
+    for _ in 0..polls {
+        match health_with(&http, base).await {
+            Ok(h) if h.is_active() => return Ok(()),
+            Ok(h) => {
+                last = format!(
+                    "HTTP {}, sealed={}, standby={}",
+                    h.status_code, h.sealed, h.standby
+                )
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Err(format!(
+        "Vault at {base} did not become active within {:.0} s (last: {last})",
         (POLL * polls).as_secs_f64()
     ))
 }

@@ -106,6 +106,15 @@ fn default_key() -> String {
     "weka-key".into()
 }
 
+impl KmsSpec {
+    /// Every transit key the Vault setup creates: the cluster key first.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = vec![self.key.clone()];
+        keys.extend(self.extra_keys.iter().cloned());
+        keys
+    }
+}
+
 impl Default for KmsSpec {
     fn default() -> Self {
         KmsSpec {

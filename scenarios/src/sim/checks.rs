@@ -203,8 +203,9 @@ impl World<'_> {
                 // runner's rotations and trims are of the main KMS key.
                 let newest: Vec<_> = mine
                     .iter()
-                    .max_by_key(|b| b.disk.last_applied())
-                    .map(|b| (b.id, b.disk.config_state()))
+                    .zip(tables)
+                    .max_by_key(|(b, _)| b.disk.last_applied())
+                    .map(|(_, table)| table)
                     .into_iter()
                     .filter(|(_, t)| t.kms_key() == Some(self.scenario.kms.key.as_str()))
                     .collect();
@@ -212,15 +213,7 @@ impl World<'_> {
             }
             self.leaks.update(&self.known_deks);
             self.leaks.no_plaintext_dek_at_rest(&disks)?;
-            let mut leaked = Ok(());
-            self.objects.for_each_object(|bucket, key, bytes| {
-                if leaked.is_ok() {
-                    leaked = self
-                        .leaks
-                        .no_dek_in(&format!("object {bucket}/{key}"), bytes);
-                }
-            });
-            leaked?;
+            self.leaks.no_dek_in_objects(&self.objects)?;
             oracle::snapshots_downloadable(&self.objects, self.safe_trim_min)?;
             let trace = trace::lock(&self.trace);
             self.leaks.no_dek_in_trace(trace.lines())

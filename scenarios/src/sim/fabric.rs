@@ -107,7 +107,13 @@ pub trait Fabric {
 
     /// After the run: removes what the Vault setup created (a live Vault outlives the
     /// run; a simulated one does not).
-    fn teardown(&mut self, _setup: &SetupPlan, _creds: Option<&VaultCreds>) -> Result<(), String> {
+    /// `keys` are the transit keys the setup created.
+    fn teardown(
+        &mut self,
+        _setup: &SetupPlan,
+        _keys: &[String],
+        _creds: Option<&VaultCreds>,
+    ) -> Result<(), String> {
         Ok(())
     }
 }

@@ -80,6 +80,18 @@ pub enum FailureKind {
     Interrupted,
 }
 
+impl FailureKind {
+    /// The kind as the verdict line, the JSON report and JUnit name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Correctness => "correctness",
+            FailureKind::Liveness => "liveness",
+            FailureKind::Crash => "crash",
+            FailureKind::Interrupted => "interrupted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub kind: FailureKind,
@@ -134,10 +146,7 @@ impl RunReport {
             None => "PASS".to_string(),
             Some(f) => format!(
                 "FAIL {} [{}{}] at {:.3}s: {}",
-                serde_json::to_value(f.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                f.kind.name(),
                 f.check,
                 f.step.map(|s| format!(", step {s}")).unwrap_or_default(),
                 f.at_ms as f64 / 1000.0,
@@ -242,5 +251,22 @@ fn crashed(panic: Box<dyn std::any::Any + Send>) -> Failure {
         check: "panic".into(),
         at_ms: 0,
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureKind;
+
+    #[test]
+    fn failure_kind_names_match_the_json_report() {
+        for kind in [
+            FailureKind::Correctness,
+            FailureKind::Liveness,
+            FailureKind::Crash,
+            FailureKind::Interrupted,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
     }
 }

@@ -259,10 +259,11 @@ impl Fabric for SimFabric<'_> {
     }
 
     fn network(&mut self, step: &Step, hosts: &dyn Fn(&str) -> Vec<String>) -> String {
-        let mut cut_all = |a: &str, b: &str, make: &dyn Fn(String, String) -> Cut| {
+        let mut cut_all = |a: &str, b: &str, make: fn(String, String) -> Cut| {
+            let ys = hosts(b);
             for x in hosts(a) {
-                for y in hosts(b) {
-                    let cut = make(x.clone(), y);
+                for y in &ys {
+                    let cut = make(x.clone(), y.clone());
                     Net::apply(&self.sim, &cut);
                     self.net.cuts.push(cut);
                 }
@@ -270,22 +271,19 @@ impl Fabric for SimFabric<'_> {
         };
         match step {
             Step::Partition { a, b, oneway } => {
-                if *oneway {
-                    cut_all(a, b, &Cut::OneWay);
-                } else {
-                    cut_all(a, b, &Cut::Both);
-                }
+                cut_all(a, b, if *oneway { Cut::OneWay } else { Cut::Both });
                 format!("partition {a} {} {b}", if *oneway { "->" } else { "<->" })
             }
             Step::Hold { a, b } => {
-                cut_all(a, b, &Cut::Hold);
+                cut_all(a, b, Cut::Hold);
                 format!("hold {a} <-> {b}")
             }
             Step::Release { a, b } => {
+                let ys = hosts(b);
                 for x in hosts(a) {
-                    for y in hosts(b) {
+                    for y in &ys {
                         self.sim.release(x.as_str(), y.as_str());
-                        let held = Cut::Hold(x.clone(), y);
+                        let held = Cut::Hold(x.clone(), y.clone());
                         self.net.cuts.retain(|c| *c != held);
                     }
                 }

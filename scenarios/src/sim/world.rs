@@ -326,7 +326,9 @@ impl<'a> World<'a> {
 
     /// Removes what the Vault setup created, where the Vault outlives the run.
     pub fn teardown(&mut self) -> Result<(), String> {
-        self.fabric.teardown(&self.setup, self.creds.as_ref())
+        let keys = self.scenario.kms.keys();
+        self.fabric
+            .teardown(&self.setup, &keys, self.creds.as_ref())
     }
 
     pub(super) fn record(&self, event: &RunnerEvent<'_>) {
