@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use crate::runner::{pinned_epoch, SimOptions};
 use crate::scenario::{Auth, ClusterSpec, Expect, KmsSpec, Meta, Scenario, Step};
-use crate::sim::{self, pinned_epoch, SimOptions};
+use crate::simulated;
 
 /// startup-unwrap at bench scale: `backends` nodes, `filesystems` encrypted filesystems
 /// with one block each, a power cycle, and the wait for every key.
@@ -99,7 +100,7 @@ pub fn run(
     for seed in 0..seeds {
         let mut opts = SimOptions::new(seed);
         opts.tick = tick;
-        let report = sim::run(&scenario, &opts);
+        let report = simulated::run(&scenario, &opts);
         if let Some(f) = &report.failure {
             return Err(format!(
                 "bench run failed ({}): {}",

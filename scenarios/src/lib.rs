@@ -3,11 +3,11 @@
 pub mod bench;
 pub mod library;
 pub mod live;
-pub mod net;
 pub mod oracle;
 pub mod report;
+pub mod runner;
 pub mod scenario;
-pub mod sim;
+pub mod simulated;
 pub mod swarm;
 pub mod trace;
 pub mod vault_setup;

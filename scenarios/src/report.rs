@@ -5,8 +5,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::runner::{FailureKind, RunReport};
 use crate::scenario::Scenario;
-use crate::sim::{FailureKind, RunReport};
 
 /// Writes `<dir>/<scenario>-<seed>/` and returns its path.
 pub fn write_run_folder(
@@ -86,7 +86,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::Failure;
+    use crate::runner::Failure;
 
     fn report(seed: u64, failure: Option<Failure>) -> RunReport {
         RunReport {

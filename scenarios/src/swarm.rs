@@ -15,8 +15,9 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde::Serialize;
 
+use crate::runner::{derive_seed, RunReport, SimOptions};
 use crate::scenario::{ClusterSpec, Expect, KmsSpec, Meta, Scenario, Step};
-use crate::sim::{self, derive_seed, RunReport, SimOptions};
+use crate::simulated;
 
 /// Which kinds of trouble this run may meet (swarm testing: each run turns on a random
 /// subset, so rare combinations get runs of their own).
@@ -368,7 +369,7 @@ fn op_steps(op: &Op, names: &mut Names) -> Vec<Step> {
 /// Runs the swarm plan of `seed`.
 pub fn run(seed: u64, opts: &SimOptions) -> (Scenario, RunReport) {
     let scenario = draw(seed).scenario(seed);
-    let mut report = sim::run(&scenario, opts);
+    let mut report = simulated::run(&scenario, opts);
     report.target = "swarm".into();
     (scenario, report)
 }
@@ -383,10 +384,10 @@ pub fn shrink(
     mut progress: impl FnMut(usize, usize),
 ) -> Option<(Scenario, RunReport, usize)> {
     let mut tree = tree(seed);
-    let first = sim::run(&tree.current().scenario(seed), opts);
+    let first = simulated::run(&tree.current().scenario(seed), opts);
     let check = first.failure.as_ref()?.check.clone();
     let fails = |plan: &Plan| {
-        let report = sim::run(&plan.scenario(seed), opts);
+        let report = simulated::run(&plan.scenario(seed), opts);
         let same = report.failure.as_ref().is_some_and(|f| f.check == check);
         (same, report)
     };

@@ -139,8 +139,8 @@ fn list(dir: Option<PathBuf>) -> i32 {
 }
 
 /// The exit code for a set of reports: the worst failure wins.
-pub fn exit_code<'a>(reports: impl IntoIterator<Item = &'a scenarios::sim::RunReport>) -> i32 {
-    use scenarios::sim::FailureKind;
+pub fn exit_code<'a>(reports: impl IntoIterator<Item = &'a scenarios::runner::RunReport>) -> i32 {
+    use scenarios::runner::FailureKind;
     let mut code = EXIT_PASS;
     for r in reports {
         let c = match r.failure.as_ref().map(|f| f.kind) {

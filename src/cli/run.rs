@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use clap::Args;
 use cluster::secret::Secret;
 use scenarios::live::{LiveOptions, Target};
+use scenarios::runner::{RunReport, SimOptions};
 use scenarios::scenario::Scenario;
-use scenarios::sim::{self, RunReport, SimOptions};
+use scenarios::simulated;
 
 use super::{exit_code, planted, usage_error, EXIT_CORRECTNESS, EXIT_USAGE};
 
@@ -137,7 +138,7 @@ fn play(
         return Ok(scenarios::swarm::run(opts.seed, opts));
     }
     let scenario = load(name, dir)?;
-    let mut report = sim::run(&scenario, opts);
+    let mut report = simulated::run(&scenario, opts);
     if name.ends_with(".toml") {
         report.target = name.to_string();
     }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
-use scenarios::sim::SimOptions;
+use scenarios::runner::SimOptions;
 
 use super::{exit_code, planted, usage_error, EXIT_PASS, EXIT_USAGE};
 

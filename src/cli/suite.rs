@@ -5,8 +5,9 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 use clap::Args;
+use scenarios::runner::{RunReport, SimOptions};
 use scenarios::scenario::Scenario;
-use scenarios::sim::{self, RunReport, SimOptions};
+use scenarios::simulated;
 
 use super::{exit_code, usage_error};
 
@@ -84,7 +85,7 @@ pub fn run(args: SuiteArgs) -> i32 {
     let reports: Vec<RunReport> = super::parallel::run(
         &work,
         super::parallel::jobs(args.jobs),
-        |&(s, seed)| sim::run(&library[s], &SimOptions::new(seed)),
+        |&(s, seed)| simulated::run(&library[s], &SimOptions::new(seed)),
         |finished, report: &RunReport| {
             if progress {
                 eprint!(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Args;
-use scenarios::sim::{FailureKind, RunReport, SimOptions};
+use scenarios::runner::{FailureKind, RunReport, SimOptions};
 use scenarios::wall::Stopwatch;
 
 use super::suite::parse_seeds;

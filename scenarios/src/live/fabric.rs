@@ -30,9 +30,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::LocalSet;
 
 use super::vault::{self, VaultProcess};
+use crate::runner::fabric::{Clock, Fabric, Job, KmsAction, Stuck};
+use crate::runner::{lock, Backend};
 use crate::scenario::Step;
-use crate::sim::fabric::{Clock, Fabric, Job, KmsAction, Stuck};
-use crate::sim::{lock, Backend};
 use crate::vault_setup::{SetupPlan, VaultAdmin, VaultCreds};
 use crate::wall::Stopwatch;
 

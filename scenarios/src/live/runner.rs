@@ -20,8 +20,8 @@ use super::fabric::LiveFabric;
 use super::openbao::OpenBaoServer;
 use super::preflight::{self, Flavour};
 use super::vault::VaultProcess;
+use crate::runner::{self, RunReport, SimOptions, World};
 use crate::scenario::{Scenario, Step};
-use crate::sim::{self, RunReport, SimOptions, World};
 use crate::vault_setup::SetupPlan;
 
 /// Which Vault a live run uses.
@@ -146,7 +146,7 @@ pub fn run(scenario: &Scenario, opts: &LiveOptions) -> Result<RunReport, LiveErr
     let approle = opts.approle.clone();
     let world_opts = sim_opts.clone();
     let show_progress = opts.show_progress;
-    let mut report = sim::play_on(scenario, &sim_opts, move |trace| {
+    let mut report = runner::play_on(scenario, &sim_opts, move |trace| {
         let world = World::build(scenario, &world_opts, trace, Box::new(fabric), objects)
             .with_setup(plan)
             .with_approle(approle);

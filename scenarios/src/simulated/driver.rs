@@ -4,7 +4,7 @@
 
 use tokio::sync::mpsc;
 
-use super::fabric::{Job, Stuck};
+use crate::runner::fabric::{Job, Stuck};
 
 pub struct Driver {
     jobs: mpsc::UnboundedSender<Job>,

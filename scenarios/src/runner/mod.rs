@@ -1,4 +1,5 @@
-//! The deterministic runner: a scenario on turmoil, from one seed.
+//! The runner: a scenario played step by step over a [`fabric::Fabric`], the same for a
+//! seeded run on turmoil (`crate::simulated`) and a live one (`crate::live`).
 //!
 //! The run is a loop that reads as a checklist: take the next step, step the simulation
 //! until the step is done (or its bound passes), check every oracle, repeat; then a
@@ -6,10 +7,8 @@
 //! acknowledged write.
 
 mod checks;
-mod driver;
 pub mod fabric;
 mod faults;
-mod simulated;
 mod steps;
 mod world;
 
@@ -18,13 +17,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cluster::hooks::PlantedBug;
-use kms_sim::object_store::ObjectStore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::scenario::Scenario;
 use crate::trace;
-pub use simulated::SimFabric;
 pub(crate) use world::lock;
 pub use world::{Backend, Progress, Slot, World};
 
@@ -176,17 +173,6 @@ impl RunReport {
             self.repro()
         )
     }
-}
-
-/// Runs one scenario with one seed. Never panics: a panic inside becomes a `crash`
-/// failure in the report.
-pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
-    play_on(scenario, opts, |trace| {
-        let objects = ObjectStore::default();
-        let fabric = Box::new(SimFabric::new(opts, &objects));
-        Ok(World::build(scenario, opts, trace, fabric, objects))
-    })
-    .unwrap_or_else(|e| unreachable!("a simulated world always builds: {e}"))
 }
 
 /// Builds a world with `build` and plays `scenario` in it. `Err` when the world cannot be

@@ -12,12 +12,27 @@ use kms_sim::chaos::Chaos;
 use kms_sim::object_store::ObjectStore;
 use kms_sim::VaultSim;
 
-use super::driver::Driver;
-use super::fabric::{Clock, Fabric, Job, KmsAction, Stuck};
-use super::world::{lock, Backend};
-use super::{derive_seed, pinned_epoch, SimOptions};
-use crate::net::TurmoilDialer;
-use crate::scenario::Step;
+mod driver;
+pub mod net;
+
+use crate::runner::fabric::{Clock, Fabric, Job, KmsAction, Stuck};
+use crate::runner::{
+    derive_seed, lock, pinned_epoch, play_on, Backend, RunReport, SimOptions, World,
+};
+use crate::scenario::{Scenario, Step};
+use driver::Driver;
+use net::TurmoilDialer;
+
+/// Runs one scenario with one seed. Never panics: a panic inside becomes a `crash`
+/// failure in the report.
+pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
+    play_on(scenario, opts, |trace| {
+        let objects = ObjectStore::default();
+        let fabric = Box::new(SimFabric::new(opts, &objects));
+        Ok(World::build(scenario, opts, trace, fabric, objects))
+    })
+    .unwrap_or_else(|e| unreachable!("a simulated world always builds: {e}"))
+}
 
 pub const VAULT_HOST: &str = "vault";
 pub const VAULT_PORT: u16 = 8200;
