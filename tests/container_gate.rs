@@ -26,7 +26,7 @@ use cluster::http::HttpClient;
 use cluster::kms::{connect, KmsConfig, KmsConnector, VaultAuth, VaultConfig, WrappedDek};
 use cluster::net::TcpDialer;
 use docker_support::{OpenBaoContainer, OpenBaoRaftContainer};
-use scenarios::vault_setup::{SetupPlan, VaultAdmin};
+use scenarios::kms::vault::{SetupPlan, VaultAdmin};
 use testcontainers::clients::Cli;
 
 const TRANSIT: &str = "transit";

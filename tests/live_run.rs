@@ -310,7 +310,7 @@ fn vault_url_run_in_an_existing_mount_with_an_existing_approle_leaves_them_as_th
         Some(json!({"type": "transit"})),
     );
     vault.call("POST", "weka-transit/keys/other-key", None);
-    let policy = scenarios::vault_setup::weka_policy("weka-transit", &["weka-key"]);
+    let policy = scenarios::kms::vault::weka_policy("weka-transit", &["weka-key"]);
     vault.call(
         "PUT",
         "sys/policies/acl/weka-cluster",

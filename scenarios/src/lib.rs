@@ -1,6 +1,7 @@
 //! The harness: scenarios, the deterministic runner, traces and oracles.
 
 pub mod bench;
+pub mod kms;
 pub mod library;
 pub mod live;
 pub mod oracle;
@@ -10,7 +11,6 @@ pub mod scenario;
 pub mod simulated;
 pub mod swarm;
 pub mod trace;
-pub mod vault_setup;
 pub mod wall;
 
 pub use cluster::hooks::{PlantedBug, CAN_PLANT};

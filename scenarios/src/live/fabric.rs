@@ -1,11 +1,11 @@
-//! The live fabric: real time, real TCP on loopback, and a real Vault.
+//! The live fabric: real time and real TCP on loopback, in front of a real KMS.
 //!
 //! - Each backend's node runs on a runtime of its own (one worker thread), so a crash
 //!   drops the runtime and with it every task and connection the node had; its disk
 //!   (in memory, shared with the runner) survives, as in a seeded run.
-//! - The cluster reaches the Vault through a forwarding proxy that carries the same fault
-//!   switch a seeded run has, so `kms-fault` steps work live; the admin reaches the Vault
-//!   directly, out of band.
+//! - The cluster reaches the KMS through a proxy that carries the same fault switch a
+//!   seeded run has, so `kms-fault` steps work live; the admin reaches the KMS directly,
+//!   out of band. The KMS itself runs outside the fabric (see `live::kms`).
 //! - The snapshot object store is the simulated one, served on a real port.
 //! - The admin host is a current-thread runtime on the runner's thread: a tick lets it
 //!   run its jobs for 10 ms of real time.
@@ -16,30 +16,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use cluster::config_table::seed_raft_rng;
 use cluster::events::EventSink;
-use cluster::http::HttpClient;
 use cluster::net::{Dialer, TcpDialer};
 use cluster::node::{Node, NodeOptions};
-use cluster::secret::Secret;
 use kms_sim::chaos::{Chaos, Fault};
 use kms_sim::object_store::ObjectStore;
-use kms_sim::proxy::{serve_tcp, Forward};
+use kms_sim::proxy::serve_tcp;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::LocalSet;
 
-use super::vault::{self, VaultProcess};
-use crate::runner::fabric::{Clock, Fabric, Job, KmsAction, Stuck};
+use crate::runner::fabric::{Clock, Fabric, Job, Stuck};
 use crate::runner::{lock, Backend};
 use crate::scenario::Step;
-use crate::vault_setup::{SetupPlan, VaultAdmin, VaultCreds};
 use crate::wall::Stopwatch;
 
 /// How long a tick lets real time pass.
 const TICK: Duration = Duration::from_millis(10);
-/// How many health polls (50 ms apart) an unsealed Vault gets to become active.
-const ACTIVE_POLLS: u32 = 300;
 /// How long a crashed node's runtime gets to drop its tasks.
 const SHUTDOWN: Duration = Duration::from_secs(2);
 
@@ -58,29 +53,22 @@ pub struct LiveFabric {
     jobs: LocalSet,
     /// Serves the KMS proxy, the object store and the Ctrl-C watcher.
     services: Runtime,
-    forward: Forward,
+    /// The fault switch in the KMS proxy.
     chaos: Chaos,
     proxy_url: String,
     objects_url: String,
-    vault: VaultProcess,
-    admin_token: Secret,
-    unseal_key: Option<Secret>,
     nodes: BTreeMap<String, LiveNode>,
-    /// Whether a `kms-stop` left the Vault down.
-    vault_down: bool,
     /// Set by the first Ctrl-C (see [`LiveFabric::stop_on_ctrl_c`]).
     interrupted: Arc<AtomicBool>,
 }
 
 impl LiveFabric {
-    /// Puts the proxy in front of `vault` and serves `objects`; `admin` is the runtime
-    /// the run was prepared on.
+    /// Serves `kms` (the way on to the KMS) behind the fault switch as the cluster's KMS
+    /// proxy, and `objects`; `admin` is the runtime the run was prepared on.
     pub fn new(
         admin: Runtime,
         jobs: LocalSet,
-        vault: VaultProcess,
-        admin_token: Secret,
-        unseal_key: Option<Secret>,
+        kms: Router,
         objects: &ObjectStore,
     ) -> Result<LiveFabric, String> {
         let services = tokio::runtime::Builder::new_multi_thread()
@@ -89,14 +77,9 @@ impl LiveFabric {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the services runtime: {e}"))?;
-        let forward = Forward::new(vault.base());
         let chaos = Chaos::default();
         let (proxy, proxy_url) = listen(&services)?;
-        services.spawn(serve_tcp(
-            proxy,
-            chaos.wrap(forward.router()),
-            chaos.clone(),
-        ));
+        services.spawn(serve_tcp(proxy, chaos.wrap(kms), chaos.clone()));
         let (store, objects_url) = listen(&services)?;
         let router = objects.router();
         services.spawn(async move {
@@ -109,17 +92,17 @@ impl LiveFabric {
             admin,
             jobs,
             services,
-            forward,
             chaos,
             proxy_url,
             objects_url,
-            vault,
-            admin_token,
-            unseal_key,
             nodes: BTreeMap::new(),
-            vault_down: false,
             interrupted: Arc::default(),
         })
+    }
+
+    /// Where the cluster reaches the KMS: the proxy with the fault switch.
+    pub fn kms_url(&self) -> &str {
+        &self.proxy_url
     }
 
     /// Makes the first Ctrl-C end the run at its next step or wait, so that the backends
@@ -208,21 +191,6 @@ impl LiveFabric {
         });
         node.runtime = Some(runtime);
     }
-
-    fn unseal(&mut self) -> Result<(), String> {
-        let key = match (&self.vault, &self.unseal_key) {
-            (VaultProcess::Managed(server), _) => server.unseal_key().cloned(),
-            (_, key) => key.clone(),
-        };
-        let Some(key) = key else {
-            return Err("no unseal key: give --unseal-key".into());
-        };
-        let base = self.vault.base();
-        self.block_on(async {
-            vault::unseal(&base, &key).await?;
-            vault::wait_active(&base, ACTIVE_POLLS).await
-        })
-    }
 }
 
 impl Drop for LiveFabric {
@@ -276,14 +244,6 @@ impl Fabric for LiveFabric {
         format!("127.0.0.1:{port}")
     }
 
-    fn kms_url(&self) -> String {
-        self.proxy_url.clone()
-    }
-
-    fn vault_admin(&self) -> (String, String) {
-        (self.vault.base(), self.admin_token.expose().to_string())
-    }
-
     fn object_store_url(&self) -> String {
         self.objects_url.clone()
     }
@@ -315,47 +275,14 @@ impl Fabric for LiveFabric {
         &self.chaos
     }
 
-    fn kms(&mut self, action: KmsAction) -> Result<String, String> {
-        let base = self.vault.base();
-        match action {
-            KmsAction::Fault(mode, delay) => {
-                self.chaos.set_delay(delay);
-                self.chaos.set(mode);
-                Ok(format!("kms {mode:?}"))
-            }
-            KmsAction::Seal => {
-                let token = self.admin_token.clone();
-                self.block_on(vault::seal(&base, &token))?;
-                Ok("kms sealed".into())
-            }
-            KmsAction::Unseal => {
-                self.unseal()?;
-                Ok("kms unsealed".into())
-            }
-            KmsAction::RevokeTokens => {
-                let token = self.admin_token.clone();
-                let n = self.block_on(vault::revoke_other_tokens(&base, &token))?;
-                Ok(format!("{n} kms tokens revoked"))
-            }
-            KmsAction::Stop => {
-                let LiveFabric {
-                    jobs, admin, vault, ..
-                } = self;
-                jobs.block_on(admin, vault.stop())?;
-                self.vault_down = true;
-                Ok("kms stopped".into())
-            }
-            KmsAction::Start => {
-                let LiveFabric {
-                    jobs, admin, vault, ..
-                } = self;
-                jobs.block_on(admin, vault.start())?;
-                self.vault_down = false;
-                // A container may come back on another host port.
-                self.forward.set_upstream(self.vault.base());
-                Ok(format!("kms started (sealed) at {}", self.vault.base()))
-            }
-        }
+    fn stop_host(&mut self, host: &str) -> Result<(), String> {
+        Err(format!(
+            "{host} is not a host of the live fabric: a live KMS runs outside it"
+        ))
+    }
+
+    fn restart_host(&mut self, host: &str) -> Result<(), String> {
+        self.stop_host(host)
     }
 
     fn network(&mut self, step: &Step, _hosts: &dyn Fn(&str) -> Vec<String>) -> String {
@@ -363,56 +290,12 @@ impl Fabric for LiveFabric {
         format!("{} has no effect live", step.action())
     }
 
-    fn heal(&mut self) -> Result<(), String> {
+    fn heal(&mut self) {
         self.chaos.set(Fault::None);
-        if self.vault_down {
-            self.kms(KmsAction::Start)?;
-        }
-        let base = self.vault.base();
-        let health = self
-            .block_on(vault::health(&base))
-            .map_err(|e| e.to_string())?;
-        if health.sealed {
-            self.unseal()?;
-        }
-        Ok(())
-    }
-
-    fn kms_requests(&self) -> u64 {
-        self.forward.requests()
     }
 
     fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
-    }
-
-    fn teardown(
-        &mut self,
-        setup: &SetupPlan,
-        keys: &[String],
-        creds: Option<&VaultCreds>,
-    ) -> Result<(), String> {
-        if let VaultProcess::Managed(_) = self.vault {
-            // Its process and storage go with the fabric.
-            return Ok(());
-        }
-        // A run that failed mid-outage leaves the Vault as the user gave it: running and
-        // unsealed (and then cleans it up).
-        self.heal()?;
-        let base = self.vault.base();
-        let token = self.admin_token.clone();
-        let keys = keys.to_vec();
-        let created = creds.map(|c| c.token.clone());
-        let setup = setup.clone();
-        self.block_on(async move {
-            let http = HttpClient::new(Arc::new(TcpDialer), Duration::from_secs(10));
-            let admin = VaultAdmin {
-                http: &http,
-                base: &base,
-                root_token: token.expose(),
-            };
-            admin.remove(&setup, &keys, created.as_ref()).await
-        })
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod docker;
 pub mod fabric;
+pub mod kms;
 pub mod openbao;
 pub mod preflight;
 pub mod runner;

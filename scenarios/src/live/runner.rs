@@ -13,16 +13,18 @@ use cluster::http::HttpClient;
 use cluster::net::TcpDialer;
 use cluster::secret::Secret;
 use kms_sim::object_store::ObjectStore;
+use kms_sim::proxy::Forward;
 use tokio::task::LocalSet;
 
 use super::docker::DockerVault;
 use super::fabric::LiveFabric;
+use super::kms::LiveVaultHost;
 use super::openbao::OpenBaoServer;
 use super::preflight::{self, Flavour};
 use super::vault::VaultProcess;
+use crate::kms::vault::{SetupPlan, VaultAdmin, VaultUnderTest};
 use crate::runner::{self, RunReport, SimOptions, World};
 use crate::scenario::{Scenario, Step};
-use crate::vault_setup::SetupPlan;
 
 /// Which Vault a live run uses.
 #[derive(Debug, Clone)]
@@ -131,25 +133,32 @@ pub fn run(scenario: &Scenario, opts: &LiveOptions) -> Result<RunReport, LiveErr
         ..SimOptions::new(opts.seed)
     };
     let objects = ObjectStore::default();
-    let fabric = LiveFabric::new(
-        admin,
-        jobs,
+    let forward = Forward::new(vault.base());
+    let fabric =
+        LiveFabric::new(admin, jobs, forward.router(), &objects).map_err(LiveError::Setup)?;
+    let host = LiveVaultHost::new(
         vault,
         admin_token,
         opts.unseal_key.clone(),
-        &objects,
+        forward,
+        fabric.kms_url().to_string(),
     )
     .map_err(LiveError::Setup)?;
+    let kms = VaultUnderTest::new(host, plan, opts.approle.clone());
     if opts.stop_on_ctrl_c {
         fabric.stop_on_ctrl_c();
     }
-    let approle = opts.approle.clone();
     let world_opts = sim_opts.clone();
     let show_progress = opts.show_progress;
     let mut report = runner::play_on(scenario, &sim_opts, move |trace| {
-        let world = World::build(scenario, &world_opts, trace, Box::new(fabric), objects)
-            .with_setup(plan)
-            .with_approle(approle);
+        let world = World::build(
+            scenario,
+            &world_opts,
+            trace,
+            Box::new(fabric),
+            Box::new(kms),
+            objects,
+        );
         Ok(if show_progress {
             world.with_progress(Box::new(print_progress))
         } else {
@@ -276,7 +285,7 @@ async fn plan(
     keys: &[String],
 ) -> Result<SetupPlan, LiveError> {
     let http = HttpClient::new(std::sync::Arc::new(TcpDialer), Duration::from_secs(10));
-    let admin = crate::vault_setup::VaultAdmin {
+    let admin = VaultAdmin {
         http: &http,
         base,
         root_token: token.expose(),

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 
 use super::docker::DockerVault;
 use super::openbao::OpenBaoServer;
-use crate::vault_setup::VaultAdmin;
+use crate::kms::vault::VaultAdmin;
 
 /// How often a wait polls, and how many polls make its deadline (wall time, not simulated:
 /// a count of polls `POLL` apart, each bounded by [`POLL_TIMEOUT`]).

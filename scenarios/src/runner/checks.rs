@@ -209,7 +209,8 @@ impl World<'_> {
                     .into_iter()
                     .filter(|(_, t)| t.kms_key() == Some(self.scenario.kms.key.as_str()))
                     .collect();
-                oracle::wrapped_deks_unwrappable(&newest, self.key_min_decryption)?;
+                let versions = self.kms.versions(&self.scenario.kms.key);
+                oracle::wrapped_deks_unwrappable(&newest, versions.min_decryption)?;
             }
             self.leaks.update(&self.known_deks);
             self.leaks.no_plaintext_dek_at_rest(&disks)?;

@@ -1,77 +1,43 @@
-//! Faults: the KMS (its fault switch, seal, tokens, process; rotation and trims by its
-//! admin), the network, and what heals them all before the liveness phase. The fabric
-//! carries each out; the runner keeps the books the oracles need.
+//! Faults: the wire in front of the KMS (its fault switch), the KMS itself (seal,
+//! credentials, process; rotation and trims by its admin), the network, and what heals
+//! them all before the liveness phase. The fabric carries out what happens to hosts and
+//! wires, the KMS under test what happens to the KMS; the runner keeps the books the
+//! oracles need.
 
 use std::time::Duration;
 
-use cluster::http::HttpClient;
-use serde_json::{json, Value};
-
 use cluster::admin::{AdminCommand, AdminOutput};
 
-use super::fabric::KmsAction;
 use super::steps::Answer;
 use super::world::{RunnerEvent, World};
 use super::{Failure, FailureKind};
+use crate::kms::{AdminJob, Lifecycle};
 use crate::scenario::{host_group, Step};
-use crate::vault_setup::VaultAdmin;
 
-const VAULT_ADMIN_BOUND: Duration = Duration::from_secs(30);
+const KMS_ADMIN_BOUND: Duration = Duration::from_secs(30);
 
 impl World<'_> {
-    /// Runs `call` as the Vault admin (root token) on the admin host.
-    fn as_vault_admin<T: 'static>(
-        &mut self,
-        call: impl AsyncFnOnce(VaultAdmin<'_>) -> Result<T, String> + 'static,
-    ) -> Result<T, String> {
-        let dialer = self.fabric.dialer();
-        let (base, token) = self.fabric.vault_admin();
-        let job = async move {
-            let http = HttpClient::new(dialer, Duration::from_secs(5));
-            call(VaultAdmin {
-                http: &http,
-                base: &base,
-                root_token: &token,
-            })
-            .await
-        };
-        self.run_job(VAULT_ADMIN_BOUND, job)
-            .unwrap_or_else(|_| Err(format!("no answer within {VAULT_ADMIN_BOUND:?}")))
+    /// Runs an admin call to the KMS on the admin host.
+    fn as_kms_admin<T: 'static>(&mut self, job: AdminJob<T>) -> Result<T, String> {
+        self.run_job(KMS_ADMIN_BOUND, job)
+            .unwrap_or_else(|_| Err(format!("no answer within {KMS_ADMIN_BOUND:?}")))
     }
 
-    /// The Vault an admin prepares before `security kms set`.
-    pub(super) fn setup_vault(&mut self) -> Result<(), Failure> {
-        let keys = self.scenario.kms.keys();
-        let plan = self.setup.clone();
-        let prepare = async move |admin: VaultAdmin<'_>| {
-            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            admin.prepare(&plan, &keys).await
-        };
-        match self.as_vault_admin(prepare) {
-            Ok(mut creds) => {
-                if let Some((role_id, secret_id)) = self.given_approle.clone() {
-                    creds.role_id = role_id;
-                    creds.secret_id = secret_id;
-                }
-                self.creds = Some(creds);
-                Ok(())
-            }
-            Err(e) => Err(self.fail(FailureKind::Correctness, None, "vault-setup", e)),
-        }
+    /// The KMS an admin prepares before `security kms set`.
+    pub(super) fn setup_kms(&mut self) -> Result<(), Failure> {
+        let job = self
+            .kms
+            .prepare(self.fabric.dialer(), &self.scenario.kms.keys());
+        self.as_kms_admin(job)
+            .map_err(|e| self.fail(FailureKind::Correctness, None, "vault-setup", e))
     }
 
-    /// One call as the Vault admin. The admin reaches Vault out of band: a KMS fault
-    /// is lifted for the few ticks the call takes (a seal is not).
-    fn vault_admin(
-        &mut self,
-        method: &'static str,
-        path: String,
-        body: Value,
-    ) -> Result<Value, String> {
+    /// A key change by the KMS's admin. The admin reaches the KMS out of band: a fault on
+    /// the wire is lifted for the few ticks the call takes (a seal is not).
+    fn key_admin(&mut self, job: AdminJob<()>) -> Result<(), String> {
         let fault = self.fabric.chaos().fault();
         self.fabric.chaos().set(kms_sim::chaos::Fault::None);
-        let result =
-            self.as_vault_admin(async move |admin| admin.call(method, &path, Some(body)).await);
+        let result = self.as_kms_admin(job);
         self.fabric.chaos().set(fault);
         result
     }
@@ -97,20 +63,22 @@ impl World<'_> {
     pub(super) fn fault(&mut self, at: Option<usize>, step: &Step) -> Result<(), Failure> {
         let what = match step {
             Step::KmsFault { mode, delay } => {
-                self.kms(at, KmsAction::Fault(*mode, delay.unwrap_or_default()))?
+                let chaos = self.fabric.chaos();
+                chaos.set_delay(delay.unwrap_or_default());
+                chaos.set(*mode);
+                format!("kms {mode:?}")
             }
-            Step::KmsSeal => self.kms(at, KmsAction::Seal)?,
-            Step::KmsRevokeTokens => self.kms(at, KmsAction::RevokeTokens)?,
-            Step::KmsUnseal => self.kms(at, KmsAction::Unseal)?,
-            Step::KmsStop => self.kms(at, KmsAction::Stop)?,
-            Step::KmsStart => self.kms(at, KmsAction::Start)?,
+            Step::KmsSeal => self.lifecycle(at, Lifecycle::Seal)?,
+            Step::KmsRevokeTokens => self.lifecycle(at, Lifecycle::RevokeCredentials)?,
+            Step::KmsUnseal => self.lifecycle(at, Lifecycle::Unseal)?,
+            Step::KmsStop => self.lifecycle(at, Lifecycle::Stop)?,
+            Step::KmsStart => self.lifecycle(at, Lifecycle::Start)?,
             Step::KmsRotate => {
-                let (mount, key) = (&self.setup.mount, &self.scenario.kms.key);
-                let path = format!("{mount}/keys/{key}/rotate");
-                self.vault_admin("POST", path, json!({}))
+                let key = self.scenario.kms.key.clone();
+                let job = self.kms.rotate(self.fabric.dialer(), &key);
+                self.key_admin(job)
                     .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-rotate", e))?;
-                self.key_latest += 1;
-                format!("key rotated to v{}", self.key_latest)
+                format!("key rotated to v{}", self.kms.versions(&key).latest)
             }
             Step::KmsTrim {
                 only_after_rewrap: true,
@@ -122,7 +90,8 @@ impl World<'_> {
                 min_decryption_version,
                 only_after_rewrap,
             } => {
-                let version = min_decryption_version.unwrap_or(self.key_latest);
+                let key = self.scenario.kms.key.clone();
+                let version = min_decryption_version.unwrap_or(self.kms.versions(&key).latest);
                 if *only_after_rewrap {
                     if let Some(why) = self.snapshot_needs(version) {
                         self.record(&RunnerEvent::Fault {
@@ -133,11 +102,9 @@ impl World<'_> {
                     // The cluster's own records said no snapshot needs the versions below.
                     self.safe_trim_min = self.safe_trim_min.max(version);
                 }
-                let (mount, key) = (&self.setup.mount, &self.scenario.kms.key);
-                let path = format!("{mount}/keys/{key}/config");
-                self.vault_admin("POST", path, json!({ "min_decryption_version": version }))
+                let job = self.kms.retire_below(self.fabric.dialer(), &key, version);
+                self.key_admin(job)
                     .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-trim", e))?;
-                self.key_min_decryption = version;
                 format!("key trimmed below v{version}")
             }
             Step::Partition { .. }
@@ -158,7 +125,8 @@ impl World<'_> {
 
     /// Everything back to health for the liveness phase: network, KMS, every backend up.
     pub(super) fn heal_all(&mut self) {
-        if let Err(e) = self.fabric.heal() {
+        self.fabric.heal();
+        if let Err(e) = self.kms.heal(self.fabric.as_mut()) {
             self.record(&RunnerEvent::Fault {
                 what: format!("healing the KMS failed: {e}"),
             });
@@ -173,10 +141,10 @@ impl World<'_> {
         });
     }
 
-    /// A KMS step through the fabric; a failure to carry it out fails the run.
-    fn kms(&mut self, at: Option<usize>, action: KmsAction) -> Result<String, Failure> {
-        self.fabric
-            .kms(action)
+    /// A KMS lifecycle step; a failure to carry it out fails the run.
+    fn lifecycle(&mut self, at: Option<usize>, action: Lifecycle) -> Result<String, Failure> {
+        self.kms
+            .lifecycle(action, self.fabric.as_mut())
             .map_err(|e| self.fail(FailureKind::Correctness, at, "kms", e))
     }
 }

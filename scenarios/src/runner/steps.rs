@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use cluster::admin::{AdminCommand, AdminError, AdminOutput, KmsSetVault};
+use cluster::admin::{AdminCommand, AdminError, AdminOutput};
 use cluster::rpc::{self, Request, Response};
 use rand::{Rng, RngCore};
 
 use super::world::{lock, RunnerEvent, World};
 use super::{Failure, FailureKind};
-use crate::scenario::{Auth, Expect, Scenario, Step};
+use crate::scenario::{Expect, Scenario, Step};
 
 /// Bound on one admin command as the runner waits for it. Every wait inside the cluster
 /// is shorter, so hitting this means an operation hangs instead of failing.
@@ -67,14 +67,14 @@ impl World<'_> {
         self.record(&RunnerEvent::Verdict {
             pass: result.is_ok(),
             check: check.as_deref(),
-            kms_requests: self.fabric.kms_requests(),
+            kms_requests: self.kms.requests(),
         });
         result
     }
 
     fn play_inner(&mut self) -> Result<(), Failure> {
         self.record(&RunnerEvent::Phase { name: "setup" });
-        self.setup_vault()?;
+        self.setup_kms()?;
         self.record(&RunnerEvent::Phase { name: "steps" });
         let steps = self.scenario.steps.clone();
         for (i, step) in steps.iter().enumerate() {
@@ -130,13 +130,6 @@ impl World<'_> {
                 "backend{backend} did not answer within {ADMIN_BOUND:?}"
             )),
         }
-    }
-
-    /// The transit mount `security kms set` names, when it is not the default one (a
-    /// live run may keep its keys in a mount of its own).
-    fn transit_path(&self) -> Option<String> {
-        let mount = &self.setup.mount;
-        (mount != "transit").then(|| mount.clone())
     }
 
     /// A backend of the current cluster chosen by the seed among those running (and in
@@ -210,18 +203,8 @@ impl World<'_> {
             .unwrap_or(0);
         match step {
             Step::KmsSet { auth } => {
-                let creds = self.creds.as_ref().expect("setup ran");
-                let mut args =
-                    KmsSetVault::new(self.fabric.kms_url(), self.scenario.kms.key.clone());
-                args.transit_path = self.transit_path();
-                match auth {
-                    Auth::Token => args.token = Some(creds.token.clone()),
-                    Auth::Approle => {
-                        args.role_id = Some(creds.role_id.clone());
-                        args.secret_id = Some(creds.secret_id.clone());
-                    }
-                }
-                self.command(at, AdminCommand::KmsSet(args), Expect::Ok)?;
+                let cmd = self.kms.kms_set(&self.scenario.kms.key, *auth);
+                self.command(at, cmd, Expect::Ok)?;
             }
             Step::FsCreate {
                 name,
@@ -402,7 +385,7 @@ impl World<'_> {
         )
     }
 
-    /// A WEKA CLI command, with the setup's credentials filled in.
+    /// A WEKA CLI command, with the KMS's address and credentials filled in.
     fn weka(
         &mut self,
         at: Option<usize>,
@@ -410,22 +393,11 @@ impl World<'_> {
         expect_error: Option<&str>,
         expect: Expect,
     ) -> Result<(), Failure> {
-        let creds = self.creds.as_ref().expect("setup ran");
-        let line = crate::scenario::substitute(
-            command,
-            &self.fabric.kms_url(),
-            creds.token.expose(),
-            &creds.role_id,
-            creds.secret_id.expose(),
-        );
+        let line = self.kms.substitute(command);
         // Checked at load time; a failure here can only come from a substitution.
         let mut cmd = cluster::weka_cli::parse(&line)
             .map_err(|e| self.fail(FailureKind::Correctness, at, "weka", e))?;
-        if let AdminCommand::KmsSet(args) = &mut cmd {
-            if args.transit_path.is_none() {
-                args.transit_path = self.transit_path();
-            }
-        }
+        self.kms.complete(&mut cmd);
         if matches!(
             cmd,
             AdminCommand::FsCreate { .. } | AdminCommand::FsDownload { .. }

@@ -11,7 +11,6 @@ use cluster::disk::Disk;
 use cluster::events::{Event, EventSink};
 use cluster::hooks::{CrashPoint, CrashPointHook, Hooks};
 use cluster::node::{Node, NodeOptions, ObjectStoreConfig, Timing};
-use cluster::secret::Secret;
 use kms_sim::object_store::ObjectStore;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -19,10 +18,10 @@ use serde::Serialize;
 
 use super::fabric::{Fabric, Stuck};
 use super::{derive_seed, SimOptions};
+use crate::kms::KmsUnderTest;
 use crate::oracle::{Key, LeakScanner};
 use crate::scenario::Scenario;
 use crate::trace::{self, SharedTrace};
-use crate::vault_setup::{SetupPlan, VaultCreds};
 
 pub const SNAPSHOT_BUCKET: &str = "weka-snapshots";
 
@@ -82,8 +81,10 @@ impl CrashSwitch {
 }
 
 pub struct World<'a> {
-    /// Time, hosts, network and KMS: turmoil in a seeded run, real ones live.
+    /// Time, hosts and network: turmoil in a seeded run, real ones live.
     pub(super) fabric: Box<dyn Fabric + 'a>,
+    /// The KMS the cluster wraps its keys with: its protocol, keys and lifecycle.
+    pub(super) kms: Box<dyn KmsUnderTest + 'a>,
     pub(super) scenario: Scenario,
     pub(super) opts: SimOptions,
     pub(super) backends: Vec<Backend>,
@@ -91,7 +92,6 @@ pub struct World<'a> {
     /// The runner's own draws: which backend serves a command, what data to write.
     pub(super) rng: ChaCha20Rng,
     pub(super) crashes: CrashSwitch,
-    pub(super) creds: Option<VaultCreds>,
     /// The clusters' names (`main` first) and what the runner knows of each.
     pub(super) clusters: Vec<String>,
     pub(super) books: Vec<Books>,
@@ -104,10 +104,6 @@ pub struct World<'a> {
     /// Every DEK seen in any backend's memory during the run, by `cluster/fs`.
     pub(super) known_deks: BTreeMap<String, Key>,
     pub(super) leaks: LeakScanner,
-    /// The transit key's newest version and its `min_decryption_version`, as the
-    /// runner's own rotate and trim steps left them.
-    pub(super) key_latest: u64,
-    pub(super) key_min_decryption: u64,
     /// The highest `min_decryption_version` set by a trim the cluster's snapshot list
     /// said was safe: no kept snapshot may be wrapped below it.
     pub(super) safe_trim_min: u64,
@@ -115,12 +111,6 @@ pub struct World<'a> {
     pub(super) last_rewrap_ok: bool,
     /// The backends the current step may send commands to (`None`: any).
     pub(super) via: Option<Vec<u64>>,
-    /// How the Vault is prepared before the steps: an empty one in a seeded run; a live
-    /// run keeps its keys, policy and role under names of its own.
-    pub(super) setup: SetupPlan,
-    /// An AppRole the user gave (role-id, secret-id) for the cluster, instead of the one
-    /// the setup creates.
-    pub(super) given_approle: Option<(String, Secret)>,
     /// Told of each step as it starts (a live run shows its progress).
     pub(super) progress: Option<Progress>,
 }
@@ -187,13 +177,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl<'a> World<'a> {
-    /// The cluster(s) of `scenario` on `fabric`, booting. `objects` is the store the
-    /// fabric serves snapshots from.
+    /// The cluster(s) of `scenario` on `fabric`, booting, with `kms` as their KMS.
+    /// `objects` is the store the fabric serves snapshots from.
     pub fn build(
         scenario: &Scenario,
         opts: &SimOptions,
         trace: SharedTrace,
         mut fabric: Box<dyn Fabric + 'a>,
+        kms: Box<dyn KmsUnderTest + 'a>,
         objects: ObjectStore,
     ) -> World<'a> {
         let seed = opts.seed;
@@ -277,13 +268,13 @@ impl<'a> World<'a> {
         );
         World {
             fabric,
+            kms,
             scenario: scenario.clone(),
             opts: opts.clone(),
             backends,
             trace,
             rng: ChaCha20Rng::seed_from_u64(derive_seed(seed, "runner")),
             crashes,
-            creds: None,
             books: clusters.iter().map(|_| Books::default()).collect(),
             clusters: clusters.into_iter().map(|(name, _, _)| name).collect(),
             current: 0,
@@ -291,27 +282,11 @@ impl<'a> World<'a> {
             objects,
             known_deks: BTreeMap::new(),
             leaks: LeakScanner::default(),
-            key_latest: 1,
-            key_min_decryption: 1,
             via: None,
             last_rewrap_ok: false,
             safe_trim_min: 0,
-            setup: SetupPlan::fresh(),
-            given_approle: None,
             progress: None,
         }
-    }
-
-    /// Prepares the Vault as `plan` says instead of as an empty one.
-    pub fn with_setup(mut self, plan: SetupPlan) -> Self {
-        self.setup = plan;
-        self
-    }
-
-    /// Has the cluster log in with this AppRole rather than the one the setup creates.
-    pub fn with_approle(mut self, approle: Option<(String, Secret)>) -> Self {
-        self.given_approle = approle;
-        self
     }
 
     /// Has `progress` told of each step as it starts.
@@ -324,11 +299,9 @@ impl<'a> World<'a> {
         self.fabric.elapsed()
     }
 
-    /// Removes what the Vault setup created, where the Vault outlives the run.
+    /// Removes what the KMS setup created, where the KMS outlives the run.
     pub fn teardown(&mut self) -> Result<(), String> {
-        let keys = self.scenario.kms.keys();
-        self.fabric
-            .teardown(&self.setup, &keys, self.creds.as_ref())
+        self.kms.teardown(self.fabric.as_mut())
     }
 
     pub(super) fn record(&self, event: &RunnerEvent<'_>) {

@@ -1,9 +1,10 @@
-//! The seeded fabric: turmoil, the simulated Vault behind its fault switch, the object
-//! store, the admin host, and the cuts a scenario made in the network.
+//! The seeded fabric: turmoil, the KMS's host behind its fault switch, the object store,
+//! the admin host, and the cuts a scenario made in the network.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use cluster::config_table::seed_raft_rng;
 use cluster::events::EventSink;
 use cluster::net::Dialer;
@@ -14,22 +15,34 @@ use kms_sim::VaultSim;
 
 mod driver;
 pub mod net;
+mod vault;
 
-use crate::runner::fabric::{Clock, Fabric, Job, KmsAction, Stuck};
+use crate::kms::vault::{SetupPlan, VaultUnderTest};
+use crate::runner::fabric::{Clock, Fabric, Job, Stuck};
 use crate::runner::{
     derive_seed, lock, pinned_epoch, play_on, Backend, RunReport, SimOptions, World,
 };
 use crate::scenario::{Scenario, Step};
 use driver::Driver;
 use net::TurmoilDialer;
+use vault::SimVaultHost;
 
 /// Runs one scenario with one seed. Never panics: a panic inside becomes a `crash`
 /// failure in the report.
 pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
     play_on(scenario, opts, |trace| {
         let objects = ObjectStore::default();
-        let fabric = Box::new(SimFabric::new(opts, &objects));
-        Ok(World::build(scenario, opts, trace, fabric, objects))
+        let vault = VaultSim::new(derive_seed(opts.seed, "vault"), vault::ROOT_TOKEN);
+        let fabric = Box::new(SimFabric::new(opts, vault.router(), &objects));
+        let kms = VaultUnderTest::new(SimVaultHost::new(vault), SetupPlan::fresh(), None);
+        Ok(World::build(
+            scenario,
+            opts,
+            trace,
+            fabric,
+            Box::new(kms),
+            objects,
+        ))
     })
     .unwrap_or_else(|e| unreachable!("a simulated world always builds: {e}"))
 }
@@ -37,7 +50,6 @@ pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
 pub const VAULT_HOST: &str = "vault";
 pub const VAULT_PORT: u16 = 8200;
 pub const BACKEND_PORT: u16 = 7000;
-pub const ROOT_TOKEN: &str = "root";
 pub const OBJECT_STORE_HOST: &str = "s3";
 pub const OBJECT_STORE_PORT: u16 = 9000;
 /// The latency range every run starts with.
@@ -47,17 +59,15 @@ pub struct SimFabric<'a> {
     sim: turmoil::Sim<'a>,
     /// Installed with the first job, so the admin host registers after the backends.
     driver: Option<Driver>,
-    vault: VaultSim,
+    /// The fault switch in front of the KMS host.
     chaos: Chaos,
     net: Net,
-    /// Whether a `kms-stop` left the Vault host down.
-    vault_down: bool,
 }
 
 impl<'a> SimFabric<'a> {
-    /// turmoil seeded from `opts`, with the Vault and the object store (shared with the
-    /// runner's checks) as hosts.
-    pub fn new(opts: &SimOptions, objects: &ObjectStore) -> SimFabric<'a> {
+    /// turmoil seeded from `opts`, with the KMS (`kms`, served behind the fault switch)
+    /// and the object store (shared with the runner's checks) as hosts.
+    pub fn new(opts: &SimOptions, kms: Router, objects: &ObjectStore) -> SimFabric<'a> {
         let seed = opts.seed;
         seed_raft_rng(derive_seed(seed, "raft"));
         let mut sim = turmoil::Builder::new()
@@ -71,9 +81,8 @@ impl<'a> SimFabric<'a> {
             .max_message_latency(MAX_LATENCY)
             .build();
 
-        let vault = VaultSim::new(derive_seed(seed, "vault"), ROOT_TOKEN);
         let chaos = Chaos::default();
-        let app = chaos.wrap(vault.router());
+        let app = chaos.wrap(kms);
         let refuse = chaos.clone();
         sim.host(VAULT_HOST, move || {
             let (app, refuse) = (app.clone(), refuse.clone());
@@ -112,10 +121,8 @@ impl<'a> SimFabric<'a> {
         SimFabric {
             sim,
             driver: None,
-            vault,
             chaos,
             net,
-            vault_down: false,
         }
     }
 
@@ -144,14 +151,6 @@ impl<'a> SimFabric<'a> {
         for cut in &self.net.cuts {
             Net::apply(&self.sim, cut);
         }
-    }
-
-    /// Boots the Vault host again. Its storage survives; like a real Vault it comes back
-    /// sealed.
-    fn restart_vault(&mut self) {
-        self.vault.seal();
-        self.sim.bounce(VAULT_HOST);
-        self.vault_down = false;
     }
 
     fn heal_network(&mut self) {
@@ -197,14 +196,6 @@ impl Fabric for SimFabric<'_> {
         format!("{host}:{BACKEND_PORT}")
     }
 
-    fn kms_url(&self) -> String {
-        format!("http://{VAULT_HOST}:{VAULT_PORT}")
-    }
-
-    fn vault_admin(&self) -> (String, String) {
-        (self.kms_url(), ROOT_TOKEN.into())
-    }
-
     fn object_store_url(&self) -> String {
         format!("http://{OBJECT_STORE_HOST}:{OBJECT_STORE_PORT}")
     }
@@ -242,35 +233,14 @@ impl Fabric for SimFabric<'_> {
         &self.chaos
     }
 
-    fn kms(&mut self, action: KmsAction) -> Result<String, String> {
-        Ok(match action {
-            KmsAction::Fault(mode, delay) => {
-                self.chaos.set_delay(delay);
-                self.chaos.set(mode);
-                format!("kms {mode:?}")
-            }
-            KmsAction::Seal => {
-                self.vault.seal();
-                "kms sealed".into()
-            }
-            KmsAction::Unseal => {
-                self.vault.unseal();
-                "kms unsealed".into()
-            }
-            KmsAction::RevokeTokens => format!("{} kms tokens revoked", self.vault.revoke_tokens()),
-            KmsAction::Stop => {
-                if !self.vault_down {
-                    self.crash_host(VAULT_HOST);
-                    self.vault_down = true;
-                }
-                "kms stopped".into()
-            }
-            KmsAction::Start => {
-                // Its storage survives; like a real Vault it comes back sealed.
-                self.restart_vault();
-                "kms started (sealed)".into()
-            }
-        })
+    fn stop_host(&mut self, host: &str) -> Result<(), String> {
+        self.crash_host(host);
+        Ok(())
+    }
+
+    fn restart_host(&mut self, host: &str) -> Result<(), String> {
+        self.sim.bounce(host);
+        Ok(())
     }
 
     fn network(&mut self, step: &Step, hosts: &dyn Fn(&str) -> Vec<String>) -> String {
@@ -316,18 +286,9 @@ impl Fabric for SimFabric<'_> {
         }
     }
 
-    fn heal(&mut self) -> Result<(), String> {
+    fn heal(&mut self) {
         self.heal_network();
         self.chaos.set(kms_sim::chaos::Fault::None);
-        if self.vault_down {
-            self.restart_vault();
-        }
-        self.vault.unseal();
-        Ok(())
-    }
-
-    fn kms_requests(&self) -> u64 {
-        self.vault.requests_served()
     }
 }
 
