@@ -37,16 +37,28 @@ pub enum PlantedBug {
     /// `fs update --kms-key-identifier` wraps a fresh DEK under the new key but the
     /// backends keep using the old one.
     StaleDekAfterMove,
+    /// The block-nonce counter starts again from zero at every boot, as if it lived in
+    /// memory: a restarted backend seals new blocks under nonces it has used before.
+    NonceCounterRestarts,
+    /// `fs create` draws the DEK from a copy of the node's RNG, which therefore never
+    /// advances: filesystems created on one backend between two boots share one DEK.
+    DekDrawnTwice,
+    /// A block's associated data names its filesystem but not the block, so its
+    /// ciphertext also decrypts as any other block of the filesystem.
+    AadIgnoresBlock,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 9] = [
         PlantedBug::CommitBeforeKms,
         PlantedBug::SkipOneRewrap,
         PlantedBug::GiveUpUnwrap,
         PlantedBug::PlaintextDekRarePath,
         PlantedBug::TrimUnderSnapshot,
         PlantedBug::StaleDekAfterMove,
+        PlantedBug::NonceCounterRestarts,
+        PlantedBug::DekDrawnTwice,
+        PlantedBug::AadIgnoresBlock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +69,9 @@ impl PlantedBug {
             PlantedBug::PlaintextDekRarePath => "plaintext-dek-rare-path",
             PlantedBug::TrimUnderSnapshot => "trim-under-snapshot",
             PlantedBug::StaleDekAfterMove => "stale-dek-after-move",
+            PlantedBug::NonceCounterRestarts => "nonce-counter-restarts",
+            PlantedBug::DekDrawnTwice => "dek-drawn-twice",
+            PlantedBug::AadIgnoresBlock => "aad-ignores-block",
         }
     }
 

@@ -136,7 +136,11 @@ impl Node {
         kms_config: Option<&KmsConfig>,
     ) -> Result<(u32, Option<u64>), AdminError> {
         let config = kms_config.ok_or(AdminError::KmsNotConfigured)?;
-        let dek = Dek::generate(&mut *lock(&self.0.rng));
+        let dek = if self.planted(PlantedBug::DekDrawnTwice) {
+            Dek::generate(&mut lock(&self.0.rng).clone())
+        } else {
+            Dek::generate(&mut *lock(&self.0.rng))
+        };
         // Parked so this node's unwrap loop does not ask the KMS for a key it holds.
         lock(&self.0.creating).insert(name.to_string(), dek.clone());
         let record = |wrapped| FsRecord {

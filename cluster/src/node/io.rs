@@ -7,6 +7,7 @@ use crate::dek::{self, Dek};
 use crate::disk::StoredBlock;
 use crate::events::{Event, KMS_ERROR_ALERT};
 use crate::filesystem::{placement, FsRecord};
+use crate::hooks::PlantedBug;
 use crate::rpc::{self, Request, Response};
 
 impl Node {
@@ -60,6 +61,14 @@ impl Node {
         placement(&members, record.id, block, self.0.opts.replicas)
     }
 
+    /// The associated data that binds a block's ciphertext to its place.
+    fn block_aad(&self, data_id: u32, block: u64) -> [u8; 12] {
+        if self.planted(PlantedBug::AadIgnoresBlock) {
+            return dek::block_aad(data_id, 0);
+        }
+        dek::block_aad(data_id, block)
+    }
+
     /// The next nonce sequence number, made durable before it is used.
     fn next_nonce_seq(&self) -> u64 {
         let mut disk = self.0.disk.lock();
@@ -77,7 +86,7 @@ impl Node {
         let stored = match dek {
             Some(dek) => {
                 let nonce = dek::block_nonce(self.id(), self.next_nonce_seq());
-                let aad = dek::block_aad(record.data_id, block);
+                let aad = self.block_aad(record.data_id, block);
                 StoredBlock {
                     nonce,
                     ciphertext: dek::seal(&dek, &nonce, &aad, data),
@@ -212,7 +221,7 @@ impl Node {
             Some(dek) => dek::open(
                 dek,
                 &stored.nonce,
-                &dek::block_aad(record.data_id, block),
+                &self.block_aad(record.data_id, block),
                 &stored.ciphertext,
             )
             .ok_or_else(|| AdminError::Corrupt {

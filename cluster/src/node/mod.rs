@@ -148,6 +148,9 @@ impl Node {
         let incarnation = {
             let mut d = disk.lock();
             d.boots += 1;
+            if opts.hooks.planted(PlantedBug::NonceCounterRestarts) {
+                d.nonce_seq = 0;
+            }
             d.boots
         };
         events(opts.id, Event::Booted { incarnation });

@@ -9,6 +9,7 @@ use cluster::events::KMS_ERROR_ALERT;
 
 use super::world::World;
 use super::{Failure, FailureKind};
+use crate::crypto_history::DiskView;
 use crate::oracle::{self, Key, Violation};
 use crate::scenario::Expect;
 use crate::trace;
@@ -193,7 +194,17 @@ impl World<'_> {
             .iter()
             .map(|b| (b.id, b.disk.clone()))
             .collect();
+        let views: Vec<DiskView<'_>> = self
+            .backends
+            .iter()
+            .map(|b| DiskView {
+                node: b.id,
+                cluster: &self.clusters[b.cluster],
+                disk: &b.disk,
+            })
+            .collect();
         let result = oracle::deks_agree(&held, &mut self.known_deks).and_then(|()| {
+            self.crypto.check(&views, &self.known_deks)?;
             for (c, books) in self.books.iter().enumerate() {
                 let mine: Vec<_> = self.backends.iter().filter(|b| b.cluster == c).collect();
                 let tables: Vec<_> = mine.iter().map(|b| (b.id, b.disk.config_state())).collect();

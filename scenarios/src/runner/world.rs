@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::fabric::{Fabric, Stuck};
 use super::{derive_seed, SimOptions};
+use crate::crypto_history::CryptoHistory;
 use crate::kms::KmsUnderTest;
 use crate::oracle::{Key, LeakScanner};
 use crate::scenario::Scenario;
@@ -104,6 +105,8 @@ pub struct World<'a> {
     /// Every DEK seen in any backend's memory during the run, by `cluster/fs`.
     pub(super) known_deks: BTreeMap<String, Key>,
     pub(super) leaks: LeakScanner,
+    /// What the cluster did with its keys over the whole run (see `crypto_history`).
+    pub(super) crypto: CryptoHistory,
     /// The highest `min_decryption_version` set by a trim the cluster's snapshot list
     /// said was safe: no kept snapshot may be wrapped below it.
     pub(super) safe_trim_min: u64,
@@ -282,6 +285,7 @@ impl<'a> World<'a> {
             objects,
             known_deks: BTreeMap::new(),
             leaks: LeakScanner::default(),
+            crypto: CryptoHistory::default(),
             via: None,
             last_rewrap_ok: false,
             safe_trim_min: 0,
