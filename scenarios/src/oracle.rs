@@ -9,6 +9,7 @@ use cluster::config_table::ConfigState;
 use cluster::dek::DEK_LEN;
 use cluster::disk::Disk;
 use cluster::filesystem::Manifest;
+use cluster::kms::WrappedDek;
 use kms_sim::object_store::ObjectStore;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,29 +147,27 @@ pub fn deks_agree(
     Ok(())
 }
 
-/// Every wrapped DEK in any backend's config table is wrapped by a key version the KMS
-/// still decrypts: no version was trimmed under a live DEK.
+/// Every wrapped DEK a config table holds is one the KMS still unwraps with the key its
+/// filesystem is bound to, as `unwraps` judges (the KMS's own answer, where the harness
+/// can ask it): no key or version was retired, and no binding moved, under a live DEK.
 pub fn wrapped_deks_unwrappable(
-    tables: &[(u64, ConfigState)],
-    min_decryption_version: u64,
+    node: u64,
+    table: &ConfigState,
+    unwraps: impl Fn(&str, &WrappedDek) -> Result<(), String>,
 ) -> Result<(), Violation> {
-    for (node, table) in tables {
-        // The runner rotates and trims the cluster key only.
-        let on_cluster_key = table
-            .members_encrypted()
-            .filter(|f| f.binding == cluster::filesystem::KmsBinding::ClusterKey);
-        for fs in on_cluster_key {
-            let version = fs.wrapped_dek.as_ref().map_or(0, |w| w.key_version);
-            if version < min_decryption_version {
-                return Err(Violation {
-                    oracle: "wrapped-deks-unwrappable",
-                    detail: format!(
-                        "backend{node}'s config table has {} wrapped by key version {version}, \
-                         but the KMS no longer decrypts below version {min_decryption_version}",
-                        fs.name
-                    ),
-                });
-            }
+    for fs in table.members_encrypted() {
+        let (Some(key), Some(wrapped)) = (table.kms_key_for(fs), fs.wrapped_dek.as_ref()) else {
+            continue;
+        };
+        if let Err(why) = unwraps(key, wrapped) {
+            return Err(Violation {
+                oracle: "wrapped-deks-unwrappable",
+                detail: format!(
+                    "backend{node}'s config table has {} wrapped by {key} version {}, which \
+                     the KMS no longer unwraps: {why}",
+                    fs.name, wrapped.key_version
+                ),
+            });
         }
     }
     Ok(())

@@ -89,6 +89,29 @@ impl VaultSim {
         revoked
     }
 
+    /// Whether `ciphertext` (`vault:vN:...`) decrypts now under the transit key `key` of
+    /// the root namespace's mount `mount`, as a decrypt request would be answered (the
+    /// seal aside): the truth a harness judges wrapped keys against. It is not a request:
+    /// it is not counted and draws nothing from the seeded RNG.
+    pub fn decrypts(&self, mount: &str, key: &str, ciphertext: &str) -> Result<(), String> {
+        let st = self.lock();
+        let transit = match st
+            .namespaces
+            .get(ROOT_NS)
+            .and_then(|ns| ns.mounts.get(mount))
+        {
+            Some(Mount::Transit(t)) => t,
+            Some(_) => return Err(format!("{mount}/ is not a transit mount")),
+            None => return Err(format!("no mount at {mount}/")),
+        };
+        let key = transit
+            .keys
+            .get(key)
+            .ok_or_else(|| format!("encryption key {key} not found"))?;
+        key.decrypt(&serde_json::json!({ "ciphertext": ciphertext }))
+            .map(drop)
+    }
+
     /// Requests answered so far, whatever their status; for benchmarks.
     pub fn requests_served(&self) -> u64 {
         self.lock().requests

@@ -123,7 +123,7 @@ impl Key {
     }
 
     /// Returns the raw plaintext; callers base64 it or re-encrypt it.
-    fn decrypt(&self, item: &Value) -> Result<Vec<u8>, String> {
+    pub(crate) fn decrypt(&self, item: &Value) -> Result<Vec<u8>, String> {
         let ciphertext = match item.get("ciphertext") {
             Some(Value::String(s)) => s.as_str(),
             Some(_) => return Err("invalid ciphertext: no prefix".into()),

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use cluster::admin::AdminCommand;
+use cluster::kms::WrappedDek;
 use cluster::net::Dialer;
 
 use crate::runner::fabric::Fabric;
@@ -76,6 +77,11 @@ pub trait KmsUnderTest {
 
     /// `key`'s versions as the run's rotations and retirements left them.
     fn versions(&self, key: &str) -> KeyVersions;
+
+    /// Whether the KMS as it stands now would unwrap `wrapped` with `key` (`Err` says
+    /// why not); `None` where the harness cannot ask without disturbing the run (a live
+    /// KMS, whose every request the run counts and faults).
+    fn unwraps(&self, key: &str, wrapped: &WrappedDek) -> Option<Result<(), String>>;
 
     /// Carries out a lifecycle step; the answer says what happened, for the trace.
     fn lifecycle(&mut self, action: Lifecycle, fabric: &mut dyn Fabric) -> Result<String, String>;

@@ -131,6 +131,10 @@ impl VaultHost for LiveVaultHost {
         self.forward.requests()
     }
 
+    fn decrypts(&self, _mount: &str, _key: &str, _ciphertext: &str) -> Option<Result<(), String>> {
+        None
+    }
+
     fn outlives_run(&self) -> bool {
         // A managed OpenBao's process and storage go with the run.
         !matches!(self.vault, VaultProcess::Managed(_))

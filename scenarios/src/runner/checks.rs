@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use cluster::admin::{AdminCommand, AdminOutput};
 use cluster::events::KMS_ERROR_ALERT;
+use cluster::kms::WrappedDek;
 
 use super::world::World;
 use super::{Failure, FailureKind};
 use crate::crypto_history::DiskView;
+use crate::kms::KmsUnderTest;
 use crate::oracle::{self, Key, Violation};
 use crate::scenario::Expect;
 use crate::trace;
@@ -210,18 +212,17 @@ impl World<'_> {
                 let tables: Vec<_> = mine.iter().map(|b| (b.id, b.disk.config_state())).collect();
                 oracle::nothing_half_created(&tables, &books.failed_creates)?;
                 // A lagging or crashed backend's table may trail its cluster's; what the
-                // KMS must still decrypt is what the most advanced one holds, and the
-                // runner's rotations and trims are of the main KMS key.
-                let newest: Vec<_> = mine
+                // KMS must still decrypt is what the most advanced one holds.
+                let newest = mine
                     .iter()
                     .zip(tables)
                     .max_by_key(|(b, _)| b.disk.last_applied())
-                    .map(|(_, table)| table)
-                    .into_iter()
-                    .filter(|(_, t)| t.kms_key() == Some(self.scenario.kms.key.as_str()))
-                    .collect();
-                let versions = self.kms.versions(&self.scenario.kms.key);
-                oracle::wrapped_deks_unwrappable(&newest, versions.min_decryption)?;
+                    .map(|(_, table)| table);
+                if let Some((node, table)) = newest {
+                    oracle::wrapped_deks_unwrappable(node, &table, |key, wrapped| {
+                        kms_unwraps(self.kms.as_ref(), key, wrapped)
+                    })?;
+                }
             }
             self.leaks.update(&self.known_deks);
             self.leaks.no_plaintext_dek_at_rest(&disks)?;
@@ -234,4 +235,20 @@ impl World<'_> {
             self.fail(FailureKind::Correctness, step, oracle, detail)
         })
     }
+}
+
+/// Whether the KMS still unwraps `wrapped` with `key`: its own answer where it can be asked
+/// out of band; otherwise (live) the versions the run's rotations and trims left.
+fn kms_unwraps(kms: &dyn KmsUnderTest, key: &str, wrapped: &WrappedDek) -> Result<(), String> {
+    if let Some(answer) = kms.unwraps(key, wrapped) {
+        return answer;
+    }
+    let versions = kms.versions(key);
+    if wrapped.key_version < versions.min_decryption {
+        return Err(format!(
+            "versions below {} were retired by this run",
+            versions.min_decryption
+        ));
+    }
+    Ok(())
 }

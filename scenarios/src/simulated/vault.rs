@@ -82,6 +82,10 @@ impl VaultHost for SimVaultHost {
         self.vault.requests_served()
     }
 
+    fn decrypts(&self, mount: &str, key: &str, ciphertext: &str) -> Option<Result<(), String>> {
+        Some(self.vault.decrypts(mount, key, ciphertext))
+    }
+
     fn outlives_run(&self) -> bool {
         false
     }

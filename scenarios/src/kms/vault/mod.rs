@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use cluster::admin::{AdminCommand, KmsSetVault};
 use cluster::http::HttpClient;
+use cluster::kms::WrappedDek;
 use cluster::net::Dialer;
 use cluster::secret::Secret;
 use serde_json::json;
@@ -44,6 +45,10 @@ pub trait VaultHost {
 
     /// Requests that reached the Vault.
     fn requests(&self) -> u64;
+
+    /// Whether `ciphertext` decrypts now under `key` at `mount`, asked out of band; `None`
+    /// where that cannot be asked without a request of the run's own.
+    fn decrypts(&self, mount: &str, key: &str, ciphertext: &str) -> Option<Result<(), String>>;
 
     /// Whether the Vault outlives the run, so that what the run created must be removed.
     fn outlives_run(&self) -> bool;
@@ -201,6 +206,11 @@ impl<H: VaultHost> KmsUnderTest for VaultUnderTest<H> {
     fn versions(&self, key: &str) -> KeyVersions {
         let books = self.books.borrow();
         books.versions.get(key).copied().unwrap_or_default()
+    }
+
+    fn unwraps(&self, key: &str, wrapped: &WrappedDek) -> Option<Result<(), String>> {
+        self.host
+            .decrypts(&self.plan.mount, key, &wrapped.ciphertext)
     }
 
     fn lifecycle(&mut self, action: Lifecycle, fabric: &mut dyn Fabric) -> Result<String, String> {
