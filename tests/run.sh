@@ -62,7 +62,7 @@ target/release/wekasim sweep --seeds 0..500
 
 echo "== planted bugs: each must be caught within 500 seeds"
 cargo build --release --quiet --features planted-bugs
-for bug in commit-before-kms skip-one-rewrap give-up-unwrap plaintext-dek-rare-path trim-under-snapshot stale-dek-after-move nonce-counter-restarts dek-drawn-twice aad-ignores-block; do
+for bug in commit-before-kms skip-one-rewrap give-up-unwrap plaintext-dek-rare-path trim-under-snapshot stale-dek-after-move nonce-counter-restarts dek-drawn-twice aad-ignores-block backoff-without-ceiling name-reserved-after-failed-create; do
   if out=$(target/release/wekasim sweep --seeds 0..500 --plant "$bug" --until-fail --jobs 1 2>/dev/null); then
     echo "FAIL: planted bug $bug was not caught in 500 seeds" >&2
     exit 1

@@ -46,10 +46,16 @@ pub enum PlantedBug {
     /// A block's associated data names its filesystem but not the block, so its
     /// ciphertext also decrypts as any other block of the filesystem.
     AadIgnoresBlock,
+    /// Startup unwrap doubles its wait after every failure with no ceiling: after a long
+    /// KMS outage a backend sleeps for minutes after the KMS is back.
+    BackoffWithoutCeiling,
+    /// A failed `fs create` leaves its name reserved on the backend that tried it, which
+    /// then refuses the name as if the filesystem existed.
+    NameReservedAfterFailedCreate,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 9] = [
+    pub const ALL: [PlantedBug; 11] = [
         PlantedBug::CommitBeforeKms,
         PlantedBug::SkipOneRewrap,
         PlantedBug::GiveUpUnwrap,
@@ -59,6 +65,8 @@ impl PlantedBug {
         PlantedBug::NonceCounterRestarts,
         PlantedBug::DekDrawnTwice,
         PlantedBug::AadIgnoresBlock,
+        PlantedBug::BackoffWithoutCeiling,
+        PlantedBug::NameReservedAfterFailedCreate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +80,8 @@ impl PlantedBug {
             PlantedBug::NonceCounterRestarts => "nonce-counter-restarts",
             PlantedBug::DekDrawnTwice => "dek-drawn-twice",
             PlantedBug::AadIgnoresBlock => "aad-ignores-block",
+            PlantedBug::BackoffWithoutCeiling => "backoff-without-ceiling",
+            PlantedBug::NameReservedAfterFailedCreate => "name-reserved-after-failed-create",
         }
     }
 

@@ -32,6 +32,9 @@ pub struct Knobs {
     pub rotation: bool,
     pub snapshots: bool,
     pub key_moves: bool,
+    /// KMS outages of minutes rather than seconds, with the backends restarted meanwhile
+    /// (on in one run in eight: each costs real time until idle stretches are skipped).
+    pub long_outages: bool,
 }
 
 /// One operation of a swarm run; each becomes one or a few scenario steps.
@@ -40,6 +43,9 @@ pub enum Op {
     CreateFs {
         encrypted: bool,
     },
+    /// Creates the last filesystem created again, under the same name: refused if the
+    /// first try succeeded, a retry if it failed.
+    RetryCreate,
     Write {
         blocks: u64,
     },
@@ -78,6 +84,12 @@ pub enum Op {
     Idle {
         ms: u64,
     },
+    /// The KMS refuses every connection for `secs`; with `restart`, every backend
+    /// power-cycles while it is gone.
+    Outage {
+        secs: u64,
+        restart: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,7 +123,19 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
         (6, (1u64..4).prop_map(|blocks| Op::Write { blocks }).boxed()),
         (3, Just(Op::ReadVerify).boxed()),
         (2, (100u64..3000).prop_map(|ms| Op::Idle { ms }).boxed()),
+        (3, Just(Op::RetryCreate).boxed()),
     ];
+    if knobs.long_outages {
+        // Log-uniform from 10 s to 10 min: most outages short, some long enough for an
+        // unbounded backoff to show.
+        let secs = (1.0f64..2.78).prop_map(|e| 10f64.powf(e) as u64);
+        ops.push((
+            2,
+            (secs, prop::bool::weighted(0.75))
+                .prop_map(|(secs, restart)| Op::Outage { secs, restart })
+                .boxed(),
+        ));
+    }
     if knobs.kms_faults {
         ops.push((3, fault_mode().prop_map(Op::KmsFault).boxed()));
         ops.push((3, Just(Op::KmsHeal).boxed()));
@@ -167,8 +191,8 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
 }
 
 fn plan() -> impl Strategy<Value = Plan> {
-    (3u32..=7, any::<[bool; 8]>())
-        .prop_map(|(backends, k)| Knobs {
+    (3u32..=7, any::<[bool; 8]>(), prop::bool::weighted(0.125))
+        .prop_map(|(backends, k, long_outages)| Knobs {
             backends,
             kms_faults: k[0],
             kms_seal: k[1],
@@ -178,6 +202,7 @@ fn plan() -> impl Strategy<Value = Plan> {
             rotation: k[5],
             snapshots: k[6],
             key_moves: k[7],
+            long_outages,
         })
         .prop_flat_map(|knobs| {
             let ops = proptest::collection::vec(op(&knobs), 4..24);
@@ -256,6 +281,8 @@ impl Plan {
 #[derive(Default)]
 struct Names {
     created: u32,
+    /// Whether the last filesystem created was encrypted (a retry asks the same).
+    last_encrypted: bool,
     downloads: u32,
     uploads: Vec<String>,
 }
@@ -298,6 +325,7 @@ fn op_steps(op: &Op, names: &mut Names) -> Vec<Step> {
         },
         Op::CreateFs { encrypted } => {
             names.created += 1;
+            names.last_encrypted = *encrypted;
             vec![Step::FsCreate {
                 name: format!("fs{}", names.created),
                 count: 1,
@@ -305,6 +333,31 @@ fn op_steps(op: &Op, names: &mut Names) -> Vec<Step> {
                 capacity_gib: 10,
                 expect: any,
             }]
+        }
+        Op::RetryCreate if names.created == 0 => Vec::new(),
+        Op::RetryCreate => vec![Step::FsCreate {
+            name: format!("fs{}", names.created),
+            count: 1,
+            encrypted: names.last_encrypted,
+            capacity_gib: 10,
+            expect: any,
+        }],
+        Op::Outage { secs, restart } => {
+            let mut steps = vec![Step::KmsFault {
+                mode: Fault::Refuse,
+                delay: None,
+            }];
+            if *restart {
+                steps.push(Step::RestartAll);
+            }
+            steps.push(Step::Idle {
+                duration: Duration::from_secs(*secs),
+            });
+            steps.push(Step::KmsFault {
+                mode: Fault::None,
+                delay: None,
+            });
+            steps
         }
         Op::Write { blocks } => vec![Step::Write {
             fs: "all".into(),

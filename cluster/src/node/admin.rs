@@ -104,7 +104,9 @@ impl Node {
             };
             self.commit_fs(record).await.map(|id| (id, None))
         };
-        lock(&self.0.creating).remove(&name);
+        if result.is_ok() || !self.planted(PlantedBug::NameReservedAfterFailedCreate) {
+            lock(&self.0.creating).remove(&name);
+        }
         match result {
             Ok((id, key_version)) => {
                 self.emit(Event::FsCreated {

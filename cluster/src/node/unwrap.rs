@@ -108,7 +108,11 @@ impl Node {
         let exp = t
             .unwrap_backoff_initial
             .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-        let capped = exp.min(t.unwrap_backoff_max);
+        let capped = if self.planted(PlantedBug::BackoffWithoutCeiling) {
+            exp
+        } else {
+            exp.min(t.unwrap_backoff_max)
+        };
         // Up to a quarter off, so backends spread out.
         let jitter = lock(&self.0.rng).gen_range(0..=capped.as_millis() as u64 / 4);
         capped - Duration::from_millis(jitter)

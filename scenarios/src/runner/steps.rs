@@ -341,9 +341,21 @@ impl World<'_> {
                     books.acked.insert((name.clone(), block), expected);
                     books.unacked.insert((name.clone(), block), maybe);
                 }
+                // A create retried under a name whose first try failed.
+                books.failed_creates.remove(&name);
                 books.filesystems.push(name);
                 Ok(())
             }
+            Answer::Refused(AdminError::FsExists(fs)) if !self.exists(current, &fs) => Err(self
+                .fail(
+                    FailureKind::Correctness,
+                    at,
+                    "errors-tell-the-truth",
+                    format!(
+                        "backend{backend} refused {fs} as existing, but no config table of \
+                         its cluster has it"
+                    ),
+                )),
             Answer::Refused(e) if expect != Expect::Ok || expect_error.is_some() => {
                 if expect_error.is_some_and(|t| !e.to_string().contains(t)) {
                     return Err(self.expected_error(at, expect_error, &e.to_string()));
@@ -371,6 +383,15 @@ impl World<'_> {
             )),
             Answer::Lost(e) => Err(self.fail(FailureKind::Liveness, at, "fs create", e)),
         }
+    }
+
+    /// Whether the most advanced config table of cluster `cluster` has filesystem `fs`.
+    fn exists(&self, cluster: usize, fs: &str) -> bool {
+        self.backends
+            .iter()
+            .filter(|b| b.cluster == cluster)
+            .max_by_key(|b| b.disk.last_applied())
+            .is_some_and(|b| b.disk.config_state().filesystems.contains_key(fs))
     }
 
     fn expected_error(&self, at: Option<usize>, text: Option<&str>, got: &str) -> Failure {
