@@ -193,12 +193,19 @@ static ONE_LIVE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// container and the Vault. `restarts`: whether the scenario stops and starts the Vault
 /// (the container must then have been started again, else not).
 fn live_gate(scenario: &str, restarts: bool) {
-    live_gate_expecting(scenario, restarts, None);
+    live_gate_expecting(scenario, restarts, &[], None);
 }
 
-/// As [`live_gate`], with the run expected to fail with exit code `failing` if given: the
-/// container must be running again and the Vault clean all the same.
-fn live_gate_expecting(scenario: &str, restarts: bool, failing: Option<i32>) {
+/// How a gate run that must fail ends: its exit code and what its verdict line says
+/// (`FAIL kind [check, step N]`).
+struct Failing {
+    code: i32,
+    verdict: &'static str,
+}
+
+/// As [`live_gate`], with `extra` flags, and the run expected to fail as `failing` says if
+/// given: the container must be running again and the Vault clean all the same.
+fn live_gate_expecting(scenario: &str, restarts: bool, extra: &[&str], failing: Option<Failing>) {
     // A test that failed while holding the lock poisons it; the next one runs all the same.
     let _turn = ONE_LIVE_RUN_AT_A_TIME
         .lock()
@@ -222,19 +229,18 @@ fn live_gate_expecting(scenario: &str, restarts: bool, failing: Option<i32>) {
     let trace = traces.path().join("trace.jsonl");
     let trace = trace.to_str().expect("a UTF-8 temp path");
 
-    let run = live::wekasim(
-        &[
-            "run",
-            scenario,
-            "--vault-container",
-            bao.id(),
-            "--seed",
-            "1",
-            "--trace",
-            trace,
-        ],
-        &[("VAULT_TOKEN", &root), ("VAULT_UNSEAL_KEY", &key)],
-    );
+    let mut args = vec![
+        "run",
+        scenario,
+        "--vault-container",
+        bao.id(),
+        "--seed",
+        "1",
+        "--trace",
+        trace,
+    ];
+    args.extend_from_slice(extra);
+    let run = live::wekasim(&args, &[("VAULT_TOKEN", &root), ("VAULT_UNSEAL_KEY", &key)]);
     // For the CI log: the steps as they went (stderr), the verdict and the times; secrets
     // redacted, should the check below fail.
     println!(
@@ -247,9 +253,14 @@ fn live_gate_expecting(scenario: &str, restarts: bool, failing: Option<i32>) {
     );
     match failing {
         None => run.assert_live_pass(&secrets),
-        Some(code) => {
+        Some(Failing { code, verdict }) => {
             run.assert_no_secret(&secrets);
             assert_eq!(run.code, Some(code), "{}", run.describe());
+            assert!(
+                run.verdict_line().is_some_and(|v| v.contains(verdict)),
+                "the verdict should say {verdict:?}\n{}",
+                run.describe()
+            );
         }
     }
     let trace = std::fs::read_to_string(trace).unwrap_or_default();
@@ -344,5 +355,31 @@ encrypted = true
 "#,
         ),
     );
-    live_gate_expecting(file.to_str().expect("a UTF-8 temp path"), true, Some(1));
+    live_gate_expecting(
+        file.to_str().expect("a UTF-8 temp path"),
+        true,
+        &[],
+        Some(Failing {
+            code: live::EXIT_CORRECTNESS,
+            verdict: " FAIL correctness [fs-create, step 3]",
+        }),
+    );
+}
+
+/// The gate has teeth: with a bug planted (a build with `--features planted-bugs`, which
+/// `bash tests/run.sh` tests with `--test container_gate planted_bug`), rewrap-all fails
+/// against the Vault in the container by the check meant for that bug, and the Vault is
+/// left clean. (tests/live_planted.rs shows more bugs against `--openbao`.)
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn live_gate_catches_a_planted_bug_against_openbao_raft_in_a_container() {
+    live_gate_expecting(
+        "rewrap-all",
+        false,
+        &["--plant", "plaintext-dek-rare-path"],
+        Some(Failing {
+            code: live::EXIT_CORRECTNESS,
+            verdict: " FAIL correctness [no-plaintext-dek-at-rest, step 2]",
+        }),
+    );
 }
