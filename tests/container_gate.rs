@@ -38,6 +38,7 @@ fn connector_round_trips_against_openbao_in_a_container() {
     // Dropped after the runtime (locals drop in reverse order): the container goes away also
     // when an assertion below panics.
     let bao = OpenBaoContainer::start(&docker);
+    docker_support::assert_published_on_loopback_only(bao.id());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -213,6 +214,7 @@ fn live_gate_expecting(scenario: &str, restarts: bool, extra: &[&str], failing: 
     let clock = scenarios::wall::Stopwatch::start();
     let docker = Cli::default();
     let bao = OpenBaoRaftContainer::start(&docker);
+    docker_support::assert_published_on_loopback_only(bao.id());
     let started = clock.elapsed();
     let (root, key) = (bao.root_token().to_string(), bao.unseal_key().to_string());
     let secrets = [root.as_str(), key.as_str()];
@@ -288,6 +290,8 @@ fn live_gate_expecting(scenario: &str, restarts: bool, extra: &[&str], failing: 
         bao.id(),
         bao.started_at()
     );
+    // Started again by the run (kms-outage), it still publishes on 127.0.0.1 only.
+    docker_support::assert_published_on_loopback_only(bao.id());
     let base = docker_support::published_base_url(bao.id()).unwrap_or_else(|e| panic!("{e}"));
     if base != bao.base_url() {
         // `docker start` may publish 8200 on another host port: the run must have followed.
@@ -381,5 +385,124 @@ fn live_gate_catches_a_planted_bug_against_openbao_raft_in_a_container() {
             code: live::EXIT_CORRECTNESS,
             verdict: " FAIL correctness [no-plaintext-dek-at-rest, step 2]",
         }),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The containers and images themselves
+
+/// The text of a panic payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_missing_image_fails_with_a_message_to_build_it() {
+    let missing = std::panic::catch_unwind(|| {
+        docker_support::require_image(docker_support::OPENBAO_IMAGE, "0.0.0-no-such-tag")
+    })
+    .expect_err("an image that does not exist should fail the test");
+    let text = panic_text(missing.as_ref());
+    assert!(
+        text.contains("wekasim/openbao:0.0.0-no-such-tag is missing")
+            && text.contains("build it with `bash tests/images.sh`"),
+        "the message should name the image and say how to build it: {text}"
+    );
+}
+
+#[test]
+fn containers_are_removed_when_a_test_fails() {
+    let docker = Cli::default();
+    let mut left = None;
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let bao = OpenBaoRaftContainer::start(&docker);
+        let (network, config) = bao.leftovers_to_be();
+        left = Some((bao.id().to_string(), network, config));
+        panic!("a test failing on purpose with its container running");
+    }));
+    assert!(failed.is_err(), "the test body should have failed");
+    let (id, network, config) = left.expect("the container started");
+    assert!(
+        !docker_support::docker_object_exists("container", &id),
+        "container {id} outlived the failed test"
+    );
+    assert!(
+        !docker_support::docker_object_exists("network", &network),
+        "network {network} outlived the failed test"
+    );
+    assert!(
+        !config.exists(),
+        "{} outlived the failed test",
+        config.display()
+    );
+}
+
+#[test]
+fn images_sh_rebuilds_nothing_when_nothing_changed() {
+    // Two runs in a row: the first builds what is missing or changed, the second finds
+    // every image up to date and keeps its id.
+    let images_sh = |what: &str| {
+        let out = std::process::Command::new("bash")
+            .arg("tests/images.sh")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run tests/images.sh: {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "tests/images.sh ({what}) failed:\n{text}"
+        );
+        println!("tests/images.sh ({what}):\n{}", text.trim_end());
+        text
+    };
+    let image_id = |tag: &str| {
+        let out = std::process::Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", tag])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run docker image inspect: {e}"));
+        assert!(out.status.success(), "no image {tag} after tests/images.sh");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let kms_sim_version = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kms-sim/Cargo.toml"),
+    )
+    .ok()
+    .and_then(|t| {
+        t.lines().find_map(|l| {
+            l.strip_prefix("version = \"")?
+                .strip_suffix('"')
+                .map(String::from)
+        })
+    })
+    .expect("a version in kms-sim/Cargo.toml");
+    let tags = [
+        format!(
+            "{}:{}",
+            docker_support::OPENBAO_IMAGE,
+            docker_support::OPENBAO_TAG
+        ),
+        format!("wekasim/kms-sim:{kms_sim_version}"),
+    ];
+    images_sh("first run");
+    let ids: Vec<String> = tags.iter().map(|t| image_id(t)).collect();
+    let again = images_sh("second run");
+    for (tag, id) in tags.iter().zip(&ids) {
+        assert!(
+            again.contains(&format!("{tag}: up to date")),
+            "the second run should find {tag} up to date:\n{again}"
+        );
+        assert_eq!(&image_id(tag), id, "{tag} was rebuilt by the second run");
+    }
+    assert!(
+        !again.contains("building"),
+        "the second run built something:\n{again}"
     );
 }
