@@ -758,17 +758,22 @@ fn ctrl_c_ends_a_live_run_and_cleans_up_the_vault() {
     assert_eq!(vault.state(), before, "what the Vault holds after Ctrl-C");
 }
 
-/// A TCP proxy on a loopback port in front of `upstream` that the test can freeze: from
-/// then on no byte goes either way, on new connections or on ones already open (keep-alive),
-/// so whatever the client sends afterwards waits.
-struct FreezableProxy {
+/// The bytes of one direction of one connection, as they went.
+type Recording = Arc<Mutex<Vec<u8>>>;
+
+/// A TCP proxy on a loopback port in front of `upstream` that records every byte either
+/// way (each direction of each connection on its own, in order) and that the test can
+/// freeze: from then on no byte goes either way, on new connections or on ones already
+/// open (keep-alive), so whatever the client sends afterwards waits.
+struct TapProxy {
     _rt: tokio::runtime::Runtime,
     base: String,
     frozen: Arc<std::sync::atomic::AtomicBool>,
+    streams: Arc<Mutex<Vec<Recording>>>,
 }
 
-impl FreezableProxy {
-    fn start(upstream: &str) -> FreezableProxy {
+impl TapProxy {
+    fn start(upstream: &str) -> TapProxy {
         use std::sync::atomic::{AtomicBool, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (rt, listener, base) = loopback_server();
@@ -777,17 +782,23 @@ impl FreezableProxy {
             .expect("an http:// URL")
             .to_string();
         let frozen = Arc::new(AtomicBool::new(false));
-        let switch = frozen.clone();
-        // Copies one direction, chunk by chunk; once frozen it holds what it read forever.
+        let streams: Arc<Mutex<Vec<Recording>>> = Arc::default();
+        let (switch, all) = (frozen.clone(), streams.clone());
+        // Copies one direction, chunk by chunk, into `seen` too; once frozen it holds what
+        // it read forever.
         async fn pump(
             mut from: tokio::net::tcp::OwnedReadHalf,
             mut to: tokio::net::tcp::OwnedWriteHalf,
             frozen: Arc<AtomicBool>,
+            seen: Recording,
         ) {
             let mut buf = vec![0u8; 16 * 1024];
             while let Ok(n) = from.read(&mut buf).await {
                 if frozen.load(Ordering::SeqCst) {
                     std::future::pending::<()>().await;
+                }
+                if let Ok(mut seen) = seen.lock() {
+                    seen.extend_from_slice(&buf[..n]);
                 }
                 if n == 0 || to.write_all(&buf[..n]).await.is_err() {
                     break;
@@ -797,7 +808,7 @@ impl FreezableProxy {
         }
         rt.spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, frozen) = (upstream.clone(), switch.clone());
+                let (upstream, frozen, all) = (upstream.clone(), switch.clone(), all.clone());
                 tokio::spawn(async move {
                     if frozen.load(Ordering::SeqCst) {
                         // Held open, never answered.
@@ -806,22 +817,39 @@ impl FreezableProxy {
                     let Ok(server) = tokio::net::TcpStream::connect(upstream.as_str()).await else {
                         return;
                     };
+                    let ask: Recording = Arc::default();
+                    let answer: Recording = Arc::default();
+                    if let Ok(mut all) = all.lock() {
+                        all.extend([ask.clone(), answer.clone()]);
+                    }
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    tokio::spawn(pump(cr, sw, frozen.clone()));
-                    pump(sr, cw, frozen).await;
+                    tokio::spawn(pump(cr, sw, frozen.clone(), ask));
+                    pump(sr, cw, frozen, answer).await;
                 });
             }
         });
-        FreezableProxy {
+        TapProxy {
             _rt: rt,
             base,
             frozen,
+            streams,
         }
     }
 
     fn freeze(&self) {
         self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Everything that went through so far, one text per direction of each connection.
+    fn recorded(&self) -> Vec<String> {
+        let all = self.streams.lock().map(|a| a.clone()).unwrap_or_default();
+        all.iter()
+            .map(|s| {
+                String::from_utf8_lossy(&s.lock().map(|b| b.clone()).unwrap_or_default())
+                    .into_owned()
+            })
+            .collect()
     }
 }
 
@@ -833,7 +861,7 @@ fn a_second_ctrl_c_quits_at_once() {
     // that wait. It must end the process there: exit 130 at once, no verdict, and what
     // the run created left in the Vault (as the message says).
     let vault = DevVault::start();
-    let proxy = FreezableProxy::start(&vault.base());
+    let proxy = TapProxy::start(&vault.base());
     let before = vault.state();
     let dir = ScratchDir::new("live-ctrl-c");
     let file = dir.write(
@@ -889,4 +917,164 @@ for = "10m"
         "the run quit before its cleanup: its mount and policy should still be there\n\
          before: {before:?}\nafter: {after:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets in what a run leaves
+
+/// The fields a Vault carries secrets in, in requests and answers: tokens (a login's
+/// `client_token`, a token lookup's `id`, a token given as `token`), AppRole credentials,
+/// unseal and root material, and the plaintext DEKs sent to be wrapped or unwrapped.
+const SECRET_FIELDS: &[&str] = &[
+    "client_token",
+    "id",
+    "token",
+    "root_token",
+    "role_id",
+    "secret_id",
+    "key",
+    "plaintext",
+];
+
+/// Every secret that went through `tap`: `X-Vault-Token` header values and the string
+/// values of [`SECRET_FIELDS`] (16 characters or more: no name or flag is a secret), by
+/// where they came from; plaintext DEKs also as hex.
+fn secrets_on_the_wire(tap: &TapProxy) -> std::collections::BTreeMap<String, Vec<String>> {
+    use base64::Engine;
+    let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut add = |what: &str, value: &str| {
+        let list = found.entry(what.to_string()).or_default();
+        if value.len() >= 16 && !list.iter().any(|v| v == value) {
+            list.push(value.to_string());
+        }
+    };
+    for text in tap.recorded() {
+        for line in text.lines() {
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("x-vault-token") {
+                    add("X-Vault-Token", value.trim());
+                }
+            }
+        }
+        for field in SECRET_FIELDS {
+            let quoted = format!("\"{field}\":");
+            for (at, _) in text.match_indices(&quoted) {
+                let rest = text[at + quoted.len()..].trim_start();
+                let Some(value) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) else {
+                    continue;
+                };
+                add(field, value);
+                if *field == "plaintext" {
+                    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(value) {
+                        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                        add("plaintext (hex)", &hex);
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every file under `dir`, with its path and its text.
+fn files_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            let text = std::fs::read(&path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            files.push((path, text));
+        }
+    }
+    files
+}
+
+#[test]
+fn no_secret_of_a_live_run_reaches_any_artifact() {
+    // The run reaches the Vault through a proxy that records every byte, so the test
+    // learns every secret the run used or was given on the wire: the admin token, the
+    // AppRole's role-id and secret-id, the tokens the Vault issued (logins, the cluster's
+    // token), the plaintext DEKs; and the unseal key, given by the environment. None may
+    // show in any file of the run folder (scenario, trace, report, JUnit), on stdout or
+    // on stderr.
+    let vault = DevVault::start();
+    let unseal_key = vault
+        .server
+        .unseal_key()
+        .expect("the dev server's unseal key")
+        .expose()
+        .to_string();
+    let tap = TapProxy::start(&vault.base());
+    let out = ScratchDir::new("live-out");
+    let run = wekasim(
+        &[
+            "run",
+            "kms-set-probe",
+            "--vault",
+            &tap.base,
+            "--seed",
+            "1",
+            "--out",
+            out.path().to_str().expect("a UTF-8 temp path"),
+        ],
+        &[
+            ("VAULT_TOKEN", &vault.admin),
+            ("VAULT_UNSEAL_KEY", &unseal_key),
+        ],
+    );
+    let mut secrets = secrets_on_the_wire(&tap);
+    secrets.insert("unseal key".into(), vec![unseal_key.clone()]);
+    let every: Vec<&str> = secrets.values().flatten().map(String::as_str).collect();
+    let counts: Vec<String> = secrets
+        .iter()
+        .map(|(what, v)| format!("{what}: {}", v.len()))
+        .collect();
+    println!("secrets seen on the wire: {}", counts.join(", "));
+    run.assert_live_pass(&every);
+    // The tap saw the run's traffic: each kind of secret it must have used is there.
+    for what in [
+        "X-Vault-Token",
+        "client_token",
+        "role_id",
+        "secret_id",
+        "plaintext",
+    ] {
+        assert!(
+            secrets.get(what).is_some_and(|v| !v.is_empty()),
+            "no {what} went through the proxy: {counts:?}"
+        );
+    }
+    assert!(
+        secrets["X-Vault-Token"].contains(&vault.admin),
+        "the admin token did not go through the proxy"
+    );
+
+    let mut artifacts = files_under(out.path());
+    let names: Vec<String> = artifacts
+        .iter()
+        .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    for expected in ["scenario.toml", "trace.jsonl", "report.json", "junit.xml"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "no {expected} in the run folder: {names:?}"
+        );
+    }
+    artifacts.push(("stdout".into(), run.stdout.clone()));
+    artifacts.push(("stderr".into(), run.stderr.clone()));
+    for (path, text) in &artifacts {
+        for (what, values) in &secrets {
+            for (i, value) in values.iter().enumerate() {
+                assert!(
+                    !text.contains(value.as_str()),
+                    "{what} #{i} appears in {}",
+                    path.display()
+                );
+            }
+        }
+    }
 }
