@@ -365,7 +365,7 @@ encrypted = true
         &[],
         Some(Failing {
             code: live::EXIT_CORRECTNESS,
-            verdict: " FAIL correctness [fs-create, step 3]",
+            verdict: " FAIL correctness [fs create, step 3]",
         }),
     );
 }
