@@ -441,36 +441,101 @@ fn containers_are_removed_when_a_test_fails() {
     );
 }
 
+/// Runs `bash tests/images.sh` with `env`, requires it to succeed, and returns what it
+/// printed.
+fn images_sh(what: &str, env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new("bash")
+        .arg("tests/images.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tests/images.sh: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "tests/images.sh ({what}) failed:\n{text}"
+    );
+    println!("tests/images.sh ({what}):\n{}", text.trim_end());
+    text
+}
+
+/// The id of a local image (the test fails if there is none).
+fn image_id(tag: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", tag])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker image inspect: {e}"));
+    assert!(out.status.success(), "no image {tag} after tests/images.sh");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn images_sh_rebuilds_an_image_when_an_input_changes() {
+    // A kms-sim image under a tag of the test's own, from a copy of the binary: built,
+    // then up to date, then built again once the copy changed by one byte.
+    let release = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/kms-sim");
+    assert!(
+        release.is_file(),
+        "{} is missing: tests/images.sh builds it",
+        release.display()
+    );
+    let dir = docker_support::ScratchDir::new("images-input");
+    let bin = dir.path().join("kms-sim");
+    std::fs::copy(&release, &bin).unwrap_or_else(|e| panic!("copying kms-sim: {e}"));
+    let tag = format!("wekasim-test/kms-sim:inputs-{}", std::process::id());
+    /// Removes the test's image when the test ends, pass or fail.
+    struct Image(String);
+    impl Drop for Image {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["image", "rm", "--force", &self.0])
+                .output();
+        }
+    }
+    let _image = Image(tag.clone());
+    // Bytes appended to an ELF file change nothing it does; they make this image's inputs
+    // differ from the real one's, so the two never share an image.
+    let grow = |what: &[u8]| {
+        let mut bytes = std::fs::read(&bin).unwrap_or_else(|e| panic!("{e}"));
+        bytes.extend_from_slice(what);
+        std::fs::write(&bin, bytes).unwrap_or_else(|e| panic!("{e}"));
+    };
+    grow(b"images-sh-test");
+    let env = [
+        (
+            "WEKASIM_KMS_SIM_BIN",
+            bin.to_str().expect("a UTF-8 temp path"),
+        ),
+        ("WEKASIM_KMS_SIM_TAG", tag.as_str()),
+    ];
+    let first = images_sh("new tag", &env);
+    assert!(first.contains(&format!("{tag}: building")), "{first}");
+    let built = image_id(&tag);
+    let again = images_sh("nothing changed", &env);
+    assert!(again.contains(&format!("{tag}: up to date")), "{again}");
+    assert_eq!(
+        image_id(&tag),
+        built,
+        "{tag} was rebuilt with nothing changed"
+    );
+    grow(b"\0");
+    let changed = images_sh("binary changed", &env);
+    assert!(changed.contains(&format!("{tag}: building")), "{changed}");
+    assert_ne!(
+        image_id(&tag),
+        built,
+        "{tag} was not rebuilt after its input changed"
+    );
+}
+
 #[test]
 fn images_sh_rebuilds_nothing_when_nothing_changed() {
     // Two runs in a row: the first builds what is missing or changed, the second finds
     // every image up to date and keeps its id.
-    let images_sh = |what: &str| {
-        let out = std::process::Command::new("bash")
-            .arg("tests/images.sh")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run tests/images.sh: {e}"));
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "tests/images.sh ({what}) failed:\n{text}"
-        );
-        println!("tests/images.sh ({what}):\n{}", text.trim_end());
-        text
-    };
-    let image_id = |tag: &str| {
-        let out = std::process::Command::new("docker")
-            .args(["image", "inspect", "--format", "{{.Id}}", tag])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run docker image inspect: {e}"));
-        assert!(out.status.success(), "no image {tag} after tests/images.sh");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
     let kms_sim_version = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kms-sim/Cargo.toml"),
     )
@@ -491,9 +556,9 @@ fn images_sh_rebuilds_nothing_when_nothing_changed() {
         ),
         format!("wekasim/kms-sim:{kms_sim_version}"),
     ];
-    images_sh("first run");
+    images_sh("first run", &[]);
     let ids: Vec<String> = tags.iter().map(|t| image_id(t)).collect();
-    let again = images_sh("second run");
+    let again = images_sh("second run", &[]);
     for (tag, id) in tags.iter().zip(&ids) {
         assert!(
             again.contains(&format!("{tag}: up to date")),
