@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use docker_support::{http_call, http_get, ScratchDir};
 use live::{
-    openbao_leftovers, vault_state, wekasim, wekasim_interrupted, wekasim_interrupted_with,
-    LiveRun, VaultState,
+    files_under, openbao_leftovers, vault_state, wekasim, wekasim_interrupted,
+    wekasim_interrupted_with, LiveRun, VaultState,
 };
 use scenarios::live::openbao::{free_port_pair, OpenBaoServer};
 use scenarios::live::vault::seal;
@@ -974,23 +974,6 @@ fn secrets_on_the_wire(tap: &TapProxy) -> std::collections::BTreeMap<String, Vec
         }
     }
     found
-}
-
-/// Every file under `dir`, with its path and its text.
-fn files_under(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            let text = std::fs::read(&path)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            files.push((path, text));
-        }
-    }
-    files
 }
 
 #[test]

@@ -321,6 +321,23 @@ pub fn openbao_leftovers(pid: u32) -> Vec<String> {
     left
 }
 
+/// Every file under `dir`, with its path and its text.
+pub fn files_under(dir: &std::path::Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            let text = std::fs::read(&path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            files.push((path, text));
+        }
+    }
+    files
+}
+
 // ---------------------------------------------------------------------------------------
 // What a Vault holds
 
