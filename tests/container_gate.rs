@@ -38,6 +38,7 @@ fn connector_round_trips_against_openbao_in_a_container() {
     // Dropped after the runtime (locals drop in reverse order): the container goes away also
     // when an assertion below panics.
     let bao = OpenBaoContainer::start(&docker);
+    docker_support::assert_published_on_loopback_only(bao.id());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -193,12 +194,19 @@ static ONE_LIVE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// container and the Vault. `restarts`: whether the scenario stops and starts the Vault
 /// (the container must then have been started again, else not).
 fn live_gate(scenario: &str, restarts: bool) {
-    live_gate_expecting(scenario, restarts, None);
+    live_gate_expecting(scenario, restarts, &[], None);
 }
 
-/// As [`live_gate`], with the run expected to fail with exit code `failing` if given: the
-/// container must be running again and the Vault clean all the same.
-fn live_gate_expecting(scenario: &str, restarts: bool, failing: Option<i32>) {
+/// How a gate run that must fail ends: its exit code and what its verdict line says
+/// (`FAIL kind [check, step N]`).
+struct Failing {
+    code: i32,
+    verdict: &'static str,
+}
+
+/// As [`live_gate`], with `extra` flags, and the run expected to fail as `failing` says if
+/// given: the container must be running again and the Vault clean all the same.
+fn live_gate_expecting(scenario: &str, restarts: bool, extra: &[&str], failing: Option<Failing>) {
     // A test that failed while holding the lock poisons it; the next one runs all the same.
     let _turn = ONE_LIVE_RUN_AT_A_TIME
         .lock()
@@ -206,6 +214,7 @@ fn live_gate_expecting(scenario: &str, restarts: bool, failing: Option<i32>) {
     let clock = scenarios::wall::Stopwatch::start();
     let docker = Cli::default();
     let bao = OpenBaoRaftContainer::start(&docker);
+    docker_support::assert_published_on_loopback_only(bao.id());
     let started = clock.elapsed();
     let (root, key) = (bao.root_token().to_string(), bao.unseal_key().to_string());
     let secrets = [root.as_str(), key.as_str()];
@@ -222,19 +231,18 @@ fn live_gate_expecting(scenario: &str, restarts: bool, failing: Option<i32>) {
     let trace = traces.path().join("trace.jsonl");
     let trace = trace.to_str().expect("a UTF-8 temp path");
 
-    let run = live::wekasim(
-        &[
-            "run",
-            scenario,
-            "--vault-container",
-            bao.id(),
-            "--seed",
-            "1",
-            "--trace",
-            trace,
-        ],
-        &[("VAULT_TOKEN", &root), ("VAULT_UNSEAL_KEY", &key)],
-    );
+    let mut args = vec![
+        "run",
+        scenario,
+        "--vault-container",
+        bao.id(),
+        "--seed",
+        "1",
+        "--trace",
+        trace,
+    ];
+    args.extend_from_slice(extra);
+    let run = live::wekasim(&args, &[("VAULT_TOKEN", &root), ("VAULT_UNSEAL_KEY", &key)]);
     // For the CI log: the steps as they went (stderr), the verdict and the times; secrets
     // redacted, should the check below fail.
     println!(
@@ -247,9 +255,14 @@ fn live_gate_expecting(scenario: &str, restarts: bool, failing: Option<i32>) {
     );
     match failing {
         None => run.assert_live_pass(&secrets),
-        Some(code) => {
+        Some(Failing { code, verdict }) => {
             run.assert_no_secret(&secrets);
             assert_eq!(run.code, Some(code), "{}", run.describe());
+            assert!(
+                run.verdict_line().is_some_and(|v| v.contains(verdict)),
+                "the verdict should say {verdict:?}\n{}",
+                run.describe()
+            );
         }
     }
     let trace = std::fs::read_to_string(trace).unwrap_or_default();
@@ -277,6 +290,8 @@ fn live_gate_expecting(scenario: &str, restarts: bool, failing: Option<i32>) {
         bao.id(),
         bao.started_at()
     );
+    // Started again by the run (kms-outage), it still publishes on 127.0.0.1 only.
+    docker_support::assert_published_on_loopback_only(bao.id());
     let base = docker_support::published_base_url(bao.id()).unwrap_or_else(|e| panic!("{e}"));
     if base != bao.base_url() {
         // `docker start` may publish 8200 on another host port: the run must have followed.
@@ -344,5 +359,215 @@ encrypted = true
 "#,
         ),
     );
-    live_gate_expecting(file.to_str().expect("a UTF-8 temp path"), true, Some(1));
+    live_gate_expecting(
+        file.to_str().expect("a UTF-8 temp path"),
+        true,
+        &[],
+        Some(Failing {
+            code: live::EXIT_CORRECTNESS,
+            verdict: " FAIL correctness [fs create, step 3]",
+        }),
+    );
+}
+
+/// The gate has teeth: with a bug planted (a build with `--features planted-bugs`, which
+/// `bash tests/run.sh` tests with `--test container_gate planted_bug`), rewrap-all fails
+/// against the Vault in the container by the check meant for that bug, and the Vault is
+/// left clean. (tests/live_planted.rs shows more bugs against `--openbao`.)
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn live_gate_catches_a_planted_bug_against_openbao_raft_in_a_container() {
+    live_gate_expecting(
+        "rewrap-all",
+        false,
+        &["--plant", "plaintext-dek-rare-path"],
+        Some(Failing {
+            code: live::EXIT_CORRECTNESS,
+            verdict: " FAIL correctness [no-plaintext-dek-at-rest, step 2]",
+        }),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The containers and images themselves
+
+/// The text of a panic payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_missing_image_fails_with_a_message_to_build_it() {
+    let missing = std::panic::catch_unwind(|| {
+        docker_support::require_image(docker_support::OPENBAO_IMAGE, "0.0.0-no-such-tag")
+    })
+    .expect_err("an image that does not exist should fail the test");
+    let text = panic_text(missing.as_ref());
+    assert!(
+        text.contains("wekasim/openbao:0.0.0-no-such-tag is missing")
+            && text.contains("build it with `bash tests/images.sh`"),
+        "the message should name the image and say how to build it: {text}"
+    );
+}
+
+#[test]
+fn containers_are_removed_when_a_test_fails() {
+    let docker = Cli::default();
+    let mut left = None;
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let bao = OpenBaoRaftContainer::start(&docker);
+        let (network, config) = bao.leftovers_to_be();
+        left = Some((bao.id().to_string(), network, config));
+        panic!("a test failing on purpose with its container running");
+    }));
+    assert!(failed.is_err(), "the test body should have failed");
+    let (id, network, config) = left.expect("the container started");
+    assert!(
+        !docker_support::docker_object_exists("container", &id),
+        "container {id} outlived the failed test"
+    );
+    assert!(
+        !docker_support::docker_object_exists("network", &network),
+        "network {network} outlived the failed test"
+    );
+    assert!(
+        !config.exists(),
+        "{} outlived the failed test",
+        config.display()
+    );
+}
+
+/// Runs `bash tests/images.sh` with `env`, requires it to succeed, and returns what it
+/// printed.
+fn images_sh(what: &str, env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new("bash")
+        .arg("tests/images.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tests/images.sh: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "tests/images.sh ({what}) failed:\n{text}"
+    );
+    println!("tests/images.sh ({what}):\n{}", text.trim_end());
+    text
+}
+
+/// The id of a local image (the test fails if there is none).
+fn image_id(tag: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", tag])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker image inspect: {e}"));
+    assert!(out.status.success(), "no image {tag} after tests/images.sh");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn images_sh_rebuilds_an_image_when_an_input_changes() {
+    // A kms-sim image under a tag of the test's own, from a copy of the binary: built,
+    // then up to date, then built again once the copy changed by one byte.
+    let release = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/kms-sim");
+    assert!(
+        release.is_file(),
+        "{} is missing: tests/images.sh builds it",
+        release.display()
+    );
+    let dir = docker_support::ScratchDir::new("images-input");
+    let bin = dir.path().join("kms-sim");
+    std::fs::copy(&release, &bin).unwrap_or_else(|e| panic!("copying kms-sim: {e}"));
+    let tag = format!("wekasim-test/kms-sim:inputs-{}", std::process::id());
+    /// Removes the test's image when the test ends, pass or fail.
+    struct Image(String);
+    impl Drop for Image {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["image", "rm", "--force", &self.0])
+                .output();
+        }
+    }
+    let _image = Image(tag.clone());
+    // Bytes appended to an ELF file change nothing it does; they make this image's inputs
+    // differ from the real one's, so the two never share an image.
+    let grow = |what: &[u8]| {
+        let mut bytes = std::fs::read(&bin).unwrap_or_else(|e| panic!("{e}"));
+        bytes.extend_from_slice(what);
+        std::fs::write(&bin, bytes).unwrap_or_else(|e| panic!("{e}"));
+    };
+    grow(b"images-sh-test");
+    let env = [
+        (
+            "WEKASIM_KMS_SIM_BIN",
+            bin.to_str().expect("a UTF-8 temp path"),
+        ),
+        ("WEKASIM_KMS_SIM_TAG", tag.as_str()),
+    ];
+    let first = images_sh("new tag", &env);
+    assert!(first.contains(&format!("{tag}: building")), "{first}");
+    let built = image_id(&tag);
+    let again = images_sh("nothing changed", &env);
+    assert!(again.contains(&format!("{tag}: up to date")), "{again}");
+    assert_eq!(
+        image_id(&tag),
+        built,
+        "{tag} was rebuilt with nothing changed"
+    );
+    grow(b"\0");
+    let changed = images_sh("binary changed", &env);
+    assert!(changed.contains(&format!("{tag}: building")), "{changed}");
+    assert_ne!(
+        image_id(&tag),
+        built,
+        "{tag} was not rebuilt after its input changed"
+    );
+}
+
+#[test]
+fn images_sh_rebuilds_nothing_when_nothing_changed() {
+    // Two runs in a row: the first builds what is missing or changed, the second finds
+    // every image up to date and keeps its id.
+    let kms_sim_version = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kms-sim/Cargo.toml"),
+    )
+    .ok()
+    .and_then(|t| {
+        t.lines().find_map(|l| {
+            l.strip_prefix("version = \"")?
+                .strip_suffix('"')
+                .map(String::from)
+        })
+    })
+    .expect("a version in kms-sim/Cargo.toml");
+    let tags = [
+        format!(
+            "{}:{}",
+            docker_support::OPENBAO_IMAGE,
+            docker_support::OPENBAO_TAG
+        ),
+        format!("wekasim/kms-sim:{kms_sim_version}"),
+    ];
+    images_sh("first run", &[]);
+    let ids: Vec<String> = tags.iter().map(|t| image_id(t)).collect();
+    let again = images_sh("second run", &[]);
+    for (tag, id) in tags.iter().zip(&ids) {
+        assert!(
+            again.contains(&format!("{tag}: up to date")),
+            "the second run should find {tag} up to date:\n{again}"
+        );
+        assert_eq!(&image_id(tag), id, "{tag} was rebuilt by the second run");
+    }
+    assert!(
+        !again.contains("building"),
+        "the second run built something:\n{again}"
+    );
 }

@@ -14,6 +14,10 @@
 # Idempotent: each image carries the label org.wekasim.inputs, the sha256 of its build context
 # (every file's path, mode and content). An image is built only when it is missing or when that
 # hash changed (a new bao, a rebuilt kms-sim, a changed library or Dockerfile).
+#
+# For the test of that (tests/container_gate.rs): WEKASIM_KMS_SIM_BIN puts that kms-sim binary
+# in the image instead of the release build (no cargo build then), and WEKASIM_KMS_SIM_TAG
+# builds it under that tag instead of wekasim/kms-sim:<version>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,8 +63,10 @@ build_image() {
     echo "FAIL: docker build of $tag" >&2
     exit 1
   fi
-  # The image this one replaced, if nothing else uses it now.
-  if [ -n "$old" ] && [ "$old" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]; then
+  # The image this one replaced, if no tag names it any more (another tag may share its id:
+  # the same inputs built under another name give the same image).
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect --format '{{.Id}}' "$tag")" ] &&
+    [ "$(docker image inspect --format '{{len .RepoTags}}' "$old" 2>/dev/null)" = 0 ]; then
     docker image rm "$old" >/dev/null 2>&1 || true
   fi
 }
@@ -96,8 +102,12 @@ EOF
 build_image "wekasim/openbao:$OPENBAO_VERSION" "$ctx"
 
 # --- wekasim/kms-sim -------------------------------------------------------------------------
-cargo build --release --quiet -p kms-sim
-bin=target/release/kms-sim
+if [ -n "${WEKASIM_KMS_SIM_BIN:-}" ]; then
+  bin=$WEKASIM_KMS_SIM_BIN
+else
+  cargo build --release --quiet -p kms-sim
+  bin=target/release/kms-sim
+fi
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' kms-sim/Cargo.toml | head -n 1)
 if [ -z "$version" ]; then
   echo "FAIL: no version in kms-sim/Cargo.toml" >&2
@@ -132,4 +142,4 @@ EXPOSE 8200
 ENTRYPOINT ["/kms-sim"]
 CMD ["vault", "--listen", "0.0.0.0:8200"]
 EOF
-build_image "wekasim/kms-sim:$version" "$ctx"
+build_image "${WEKASIM_KMS_SIM_TAG:-wekasim/kms-sim:$version}" "$ctx"

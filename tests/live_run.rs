@@ -14,9 +14,13 @@ mod live;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use docker_support::{http_call, ScratchDir};
-use live::{vault_state, wekasim, wekasim_interrupted, LiveRun, VaultState};
+use docker_support::{http_call, http_get, ScratchDir};
+use live::{
+    files_under, openbao_leftovers, vault_state, wekasim, wekasim_interrupted,
+    wekasim_interrupted_with, LiveRun, VaultState,
+};
 use scenarios::live::openbao::{free_port_pair, OpenBaoServer};
 use scenarios::live::vault::seal;
 use serde_json::{json, Value};
@@ -125,60 +129,6 @@ impl DevVault {
     }
 }
 
-/// Whether `text` holds something shaped like an OpenBao token (`s.` or `hvs.` and 20 or
-/// more letters and digits) or an unseal key (64 hex digits, or 44 base64 characters
-/// ending in `=`): for runs whose secrets the test does not know (`--openbao`).
-fn looks_like_a_secret(text: &str) -> Option<String> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || "._+/=-".contains(c)))
-        .find(|w| {
-            let token = ["s.", "hvs."].iter().any(|p| {
-                w.strip_prefix(p).is_some_and(|rest| {
-                    rest.len() >= 20 && rest.chars().all(|c| c.is_ascii_alphanumeric())
-                })
-            });
-            let hex_key = w.len() >= 64 && w.chars().all(|c| c.is_ascii_hexdigit());
-            let b64_key = w.len() == 44
-                && w.ends_with('=')
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
-            token || hex_key || b64_key
-        })
-        .map(str::to_string)
-}
-
-/// Processes whose command line names `needle`.
-fn processes_naming(needle: &str) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter_map(|e| {
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline
-                .contains(needle)
-                .then(|| format!("{}: {cmdline}", e.file_name().to_string_lossy()))
-        })
-        .collect()
-}
-
-/// What the run with pid `pid` left of the OpenBao it started: its temp dirs (named
-/// `wekasim-openbao-PID-...`) and any process started from one.
-fn openbao_leftovers(pid: u32) -> Vec<String> {
-    let prefix = format!("wekasim-openbao-{pid}-");
-    let mut left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path().display().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    left.extend(processes_naming(&prefix));
-    left
-}
-
 fn print_verdict(what: &str, run: &LiveRun) {
     println!(
         "{what}: exit {:?} in {:.1} s\n  {}",
@@ -204,14 +154,7 @@ fn openbao_run_of_kms_set_probe_passes_and_leaves_nothing() {
         "the verdict should name the OpenBao the run started\n{}",
         run.describe()
     );
-    for text in [&run.stdout, &run.stderr] {
-        assert!(
-            looks_like_a_secret(text).is_none(),
-            "something shaped like a token or unseal key in the output: {:?}\n{}",
-            looks_like_a_secret(text),
-            run.describe()
-        );
-    }
+    run.assert_nothing_secret_shaped();
     let left = openbao_leftovers(run.pid);
     assert!(left.is_empty(), "the run left behind: {left:#?}");
 }
@@ -250,8 +193,7 @@ fn openbao_run_with_a_named_binary_prints_a_json_report() {
             .is_some_and(|l| l.contains("OpenBao 2.7.2")),
         "the report should say which Vault it ran against: {report}"
     );
-    assert!(looks_like_a_secret(&run.stdout).is_none(), "{}", run.stdout);
-    assert!(looks_like_a_secret(&run.stderr).is_none(), "{}", run.stderr);
+    run.assert_nothing_secret_shaped();
     let left = openbao_leftovers(run.pid);
     assert!(left.is_empty(), "the run left behind: {left:#?}");
 }
@@ -491,6 +433,21 @@ fn a_sealed_vault_is_refused() {
     assert_eq!(vault.state(), before, "{}", run.describe());
 }
 
+/// A runtime of its own (one worker thread, so it serves while the test blocks) and a
+/// listener on a free loopback port, with its `http://127.0.0.1:PORT`.
+fn loopback_server() -> (tokio::runtime::Runtime, tokio::net::TcpListener, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("a loopback port");
+    let base = format!("http://{}", listener.local_addr().expect("its address"));
+    (rt, listener, base)
+}
+
 /// A fake Vault on a loopback port: `GET /v1/sys/health` answers 200 with `version`,
 /// anything else 403. It records the request lines it got.
 struct FakeVault {
@@ -502,15 +459,7 @@ struct FakeVault {
 impl FakeVault {
     fn start(version: &str) -> FakeVault {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("its address"));
+        let (rt, listener, base) = loopback_server();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let health = json!({
@@ -590,15 +539,76 @@ fn a_vault_version_outside_wekas_window_is_refused() {
 }
 
 #[test]
-fn a_scenario_with_a_network_step_is_refused() {
+fn an_uninitialised_vault_is_refused() {
+    // A raft OpenBao started but never initialised (`operator init`): the run must not
+    // initialise it (its root token and unseal key would be nobody's).
+    let server = runtime()
+        .block_on(OpenBaoServer::raft_uninitialised(&bao_bin()))
+        .unwrap_or_else(|e| panic!("starting an uninitialised OpenBao: {e}"));
+    let base = server.base();
+    let token = "s.TokenForAnUninitialisedVault7";
+    let run = wekasim(
+        &["run", "kms-set-probe", "--vault", &base, "--seed", "1"],
+        &[("VAULT_TOKEN", token)],
+    );
+    run.assert_refused("is not initialised", &[token]);
+    assert!(run.stderr.contains(&base), "{}", run.describe());
+    let health = http_get(&base, "/v1/sys/health").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        health.0, 501,
+        "after the refused run the Vault should still be uninitialised: {health:?}"
+    );
+}
+
+#[test]
+fn keys_already_in_the_named_transit_mount_are_refused() {
+    // The run rotates and trims its keys: it must not take over a key it did not create.
     let vault = DevVault::start();
-    let dir = ScratchDir::new("live-partition");
+    vault.call(
+        "POST",
+        "sys/mounts/weka-transit",
+        Some(json!({"type": "transit"})),
+    );
+    vault.call("POST", "weka-transit/keys/weka-key", None);
+    let run = refused_against(
+        &vault,
+        "kms-set-probe",
+        &["--transit-mount", "weka-transit"],
+        &[("VAULT_TOKEN", &vault.admin)],
+        "the key weka-key already exists in weka-transit/",
+        &[],
+    );
+    assert!(run.stderr.contains(&vault.base()), "{}", run.describe());
+}
+
+/// A scenario whose `steps` (after `security kms set`, step 1) need the simulated network is
+/// refused against a real Vault, naming them as `named`.
+fn network_steps_are_refused(steps: &str, named: &str) {
+    let vault = DevVault::start();
+    let dir = ScratchDir::new("live-network");
     let file = dir.write(
-        "partitioned.toml",
-        &live::scenario_text(
-            "partitioned",
-            "a network partition between the KMS and the backends",
-            r#"[[step]]
+        "network.toml",
+        &live::scenario_text("network", "steps on the simulated network", steps),
+    );
+    let run = refused_against(
+        &vault,
+        file.to_str().expect("a UTF-8 path"),
+        &[],
+        &[("VAULT_TOKEN", &vault.admin)],
+        named,
+        &[],
+    );
+    assert!(
+        run.stderr.contains("cannot run against a real Vault"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_scenario_with_a_network_step_is_refused() {
+    network_steps_are_refused(
+        r#"[[step]]
 action = "partition"
 a = "kms"
 b = "backends"
@@ -606,22 +616,28 @@ b = "backends"
 [[step]]
 action = "heal"
 "#,
-        ),
+        "step 2 (partition) needs the simulated network",
     );
-    let file = file.to_str().expect("a UTF-8 path");
-    let run = refused_against(
-        &vault,
-        file,
-        &[],
-        &[("VAULT_TOKEN", &vault.admin)],
-        // (The runner says "needs" or "need", as it counts the steps.)
-        "the simulated network",
-        &[],
-    );
-    assert!(
-        run.stderr.contains("2 (partition)"),
-        "stderr should name step 2, the partition\n{}",
-        run.describe()
+}
+
+#[test]
+fn a_scenario_with_hold_release_and_latency_steps_is_refused() {
+    network_steps_are_refused(
+        r#"[[step]]
+action = "hold"
+a = "kms"
+b = "backends"
+
+[[step]]
+action = "release"
+a = "kms"
+b = "backends"
+
+[[step]]
+action = "latency"
+max = "200ms"
+"#,
+        "steps 2 (hold), 3 (release), 4 (latency) need the simulated network",
     );
 }
 
@@ -693,6 +709,31 @@ fn a_missing_openbao_binary_is_refused() {
     run.assert_refused("/nonexistent/wekasim/bao", &[]);
 }
 
+#[cfg(not(feature = "planted-bugs"))]
+#[test]
+fn a_normal_build_refuses_to_plant_a_bug_in_a_live_run() {
+    // Refused before any OpenBao starts (tests/live_planted.rs plants them in a build with
+    // `--features planted-bugs`).
+    let run = wekasim(
+        &[
+            "run",
+            "rewrap-all",
+            "--openbao",
+            "--plant",
+            "skip-one-rewrap",
+        ],
+        &[],
+    );
+    run.assert_refused("this build cannot plant bugs", &[]);
+    assert!(
+        run.stderr.contains("--features planted-bugs"),
+        "{}",
+        run.describe()
+    );
+    let left = openbao_leftovers(run.pid);
+    assert!(left.is_empty(), "the run left behind: {left:#?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Ctrl-C
 
@@ -703,7 +744,7 @@ fn ctrl_c_ends_a_live_run_and_cleans_up_the_vault() {
     let run = wekasim_interrupted(
         &["run", "startup-unwrap", "--vault", &vault.base()],
         &[("VAULT_TOKEN", &vault.admin)],
-        "step 3/",
+        &["step 3/"],
     );
     print_verdict("--vault URL startup-unwrap, Ctrl-C at step 3", &run);
     assert_eq!(run.code, Some(130), "{}", run.describe());
@@ -715,4 +756,308 @@ fn ctrl_c_ends_a_live_run_and_cleans_up_the_vault() {
     );
     run.assert_no_secret(&[&vault.admin]);
     assert_eq!(vault.state(), before, "what the Vault holds after Ctrl-C");
+}
+
+/// The bytes of one direction of one connection, as they went.
+type Recording = Arc<Mutex<Vec<u8>>>;
+
+/// A TCP proxy on a loopback port in front of `upstream` that records every byte either
+/// way (each direction of each connection on its own, in order) and that the test can
+/// freeze: from then on no byte goes either way, on new connections or on ones already
+/// open (keep-alive), so whatever the client sends afterwards waits.
+struct TapProxy {
+    _rt: tokio::runtime::Runtime,
+    base: String,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+    streams: Arc<Mutex<Vec<Recording>>>,
+}
+
+impl TapProxy {
+    fn start(upstream: &str) -> TapProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (rt, listener, base) = loopback_server();
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("an http:// URL")
+            .to_string();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let streams: Arc<Mutex<Vec<Recording>>> = Arc::default();
+        let (switch, all) = (frozen.clone(), streams.clone());
+        // Copies one direction, chunk by chunk, into `seen` too; once frozen it holds what
+        // it read forever.
+        async fn pump(
+            mut from: tokio::net::tcp::OwnedReadHalf,
+            mut to: tokio::net::tcp::OwnedWriteHalf,
+            frozen: Arc<AtomicBool>,
+            seen: Recording,
+        ) {
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n) = from.read(&mut buf).await {
+                if frozen.load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                if let Ok(mut seen) = seen.lock() {
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown().await;
+        }
+        rt.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, frozen, all) = (upstream.clone(), switch.clone(), all.clone());
+                tokio::spawn(async move {
+                    if frozen.load(Ordering::SeqCst) {
+                        // Held open, never answered.
+                        std::future::pending::<()>().await;
+                    }
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream.as_str()).await else {
+                        return;
+                    };
+                    let ask: Recording = Arc::default();
+                    let answer: Recording = Arc::default();
+                    if let Ok(mut all) = all.lock() {
+                        all.extend([ask.clone(), answer.clone()]);
+                    }
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::spawn(pump(cr, sw, frozen.clone(), ask));
+                    pump(sr, cw, frozen, answer).await;
+                });
+            }
+        });
+        TapProxy {
+            _rt: rt,
+            base,
+            frozen,
+            streams,
+        }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Everything that went through so far, one text per direction of each connection.
+    fn recorded(&self) -> Vec<String> {
+        let all = self.streams.lock().map(|a| a.clone()).unwrap_or_default();
+        all.iter()
+            .map(|s| {
+                String::from_utf8_lossy(&s.lock().map(|b| b.clone()).unwrap_or_default())
+                    .into_owned()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_second_ctrl_c_quits_at_once() {
+    // The run reaches the Vault through a proxy the test freezes right before the first
+    // Ctrl-C: the cleanup that Ctrl-C starts then waits on the Vault (for many seconds),
+    // and the second Ctrl-C, sent as soon as the run says it is cleaning up, lands in
+    // that wait. It must end the process there: exit 130 at once, no verdict, and what
+    // the run created left in the Vault (as the message says).
+    let vault = DevVault::start();
+    let proxy = TapProxy::start(&vault.base());
+    let before = vault.state();
+    let dir = ScratchDir::new("live-ctrl-c");
+    let file = dir.write(
+        "idle.toml",
+        &live::scenario_text(
+            "idle",
+            "a long wait",
+            r#"[[step]]
+action = "idle"
+for = "10m"
+"#,
+        ),
+    );
+    let run = wekasim_interrupted_with(
+        &[
+            "run",
+            file.to_str().expect("a UTF-8 path"),
+            "--vault",
+            &proxy.base,
+            "--seed",
+            "1",
+        ],
+        &[("VAULT_TOKEN", &vault.admin)],
+        &["step 2/2 idle", "interrupted: ending the run"],
+        &mut |i| {
+            if i == 0 {
+                proxy.freeze();
+            }
+        },
+    );
+    print_verdict("--vault URL, Ctrl-C twice", &run);
+    run.assert_no_secret(&[&vault.admin]);
+    assert_eq!(run.code, Some(130), "{}", run.describe());
+    assert_eq!(run.interrupted_at.len(), 2, "{}", run.describe());
+    assert!(
+        run.verdict_line().is_none(),
+        "the second Ctrl-C should quit before any verdict\n{}",
+        run.describe()
+    );
+    let quit_after = run.wall.saturating_sub(run.interrupted_at[1]);
+    println!(
+        "exited {:.1} s after the second Ctrl-C",
+        quit_after.as_secs_f64()
+    );
+    assert!(
+        quit_after < Duration::from_secs(5),
+        "the second Ctrl-C took {quit_after:?} to end the run\n{}",
+        run.describe()
+    );
+    let after = vault.state();
+    assert!(
+        after.mounts.len() > before.mounts.len() && after.policies.len() > before.policies.len(),
+        "the run quit before its cleanup: its mount and policy should still be there\n\
+         before: {before:?}\nafter: {after:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets in what a run leaves
+
+/// The fields a Vault carries secrets in, in requests and answers: tokens (a login's
+/// `client_token`, a token lookup's `id`, a token given as `token`), AppRole credentials,
+/// unseal and root material, and the plaintext DEKs sent to be wrapped or unwrapped.
+const SECRET_FIELDS: &[&str] = &[
+    "client_token",
+    "id",
+    "token",
+    "root_token",
+    "role_id",
+    "secret_id",
+    "key",
+    "plaintext",
+];
+
+/// Every secret that went through `tap`: `X-Vault-Token` header values and the string
+/// values of [`SECRET_FIELDS`] (16 characters or more: no name or flag is a secret), by
+/// where they came from; plaintext DEKs also as hex.
+fn secrets_on_the_wire(tap: &TapProxy) -> std::collections::BTreeMap<String, Vec<String>> {
+    use base64::Engine;
+    let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut add = |what: &str, value: &str| {
+        let list = found.entry(what.to_string()).or_default();
+        if value.len() >= 16 && !list.iter().any(|v| v == value) {
+            list.push(value.to_string());
+        }
+    };
+    for text in tap.recorded() {
+        for line in text.lines() {
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("x-vault-token") {
+                    add("X-Vault-Token", value.trim());
+                }
+            }
+        }
+        for field in SECRET_FIELDS {
+            let quoted = format!("\"{field}\":");
+            for (at, _) in text.match_indices(&quoted) {
+                let rest = text[at + quoted.len()..].trim_start();
+                let Some(value) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) else {
+                    continue;
+                };
+                add(field, value);
+                if *field == "plaintext" {
+                    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(value) {
+                        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                        add("plaintext (hex)", &hex);
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_secret_of_a_live_run_reaches_any_artifact() {
+    // The run reaches the Vault through a proxy that records every byte, so the test
+    // learns every secret the run used or was given on the wire: the admin token, the
+    // AppRole's role-id and secret-id, the tokens the Vault issued (logins, the cluster's
+    // token), the plaintext DEKs; and the unseal key, given by the environment. None may
+    // show in any file of the run folder (scenario, trace, report, JUnit), on stdout or
+    // on stderr.
+    let vault = DevVault::start();
+    let unseal_key = vault
+        .server
+        .unseal_key()
+        .expect("the dev server's unseal key")
+        .expose()
+        .to_string();
+    let tap = TapProxy::start(&vault.base());
+    let out = ScratchDir::new("live-out");
+    let run = wekasim(
+        &[
+            "run",
+            "kms-set-probe",
+            "--vault",
+            &tap.base,
+            "--seed",
+            "1",
+            "--out",
+            out.path().to_str().expect("a UTF-8 temp path"),
+        ],
+        &[
+            ("VAULT_TOKEN", &vault.admin),
+            ("VAULT_UNSEAL_KEY", &unseal_key),
+        ],
+    );
+    let mut secrets = secrets_on_the_wire(&tap);
+    secrets.insert("unseal key".into(), vec![unseal_key.clone()]);
+    let every: Vec<&str> = secrets.values().flatten().map(String::as_str).collect();
+    let counts: Vec<String> = secrets
+        .iter()
+        .map(|(what, v)| format!("{what}: {}", v.len()))
+        .collect();
+    println!("secrets seen on the wire: {}", counts.join(", "));
+    run.assert_live_pass(&every);
+    // The tap saw the run's traffic: each kind of secret it must have used is there.
+    for what in [
+        "X-Vault-Token",
+        "client_token",
+        "role_id",
+        "secret_id",
+        "plaintext",
+    ] {
+        assert!(
+            secrets.get(what).is_some_and(|v| !v.is_empty()),
+            "no {what} went through the proxy: {counts:?}"
+        );
+    }
+    assert!(
+        secrets["X-Vault-Token"].contains(&vault.admin),
+        "the admin token did not go through the proxy"
+    );
+
+    let mut artifacts = files_under(out.path());
+    let names: Vec<String> = artifacts
+        .iter()
+        .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    for expected in ["scenario.toml", "trace.jsonl", "report.json", "junit.xml"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "no {expected} in the run folder: {names:?}"
+        );
+    }
+    artifacts.push(("stdout".into(), run.stdout.clone()));
+    artifacts.push(("stderr".into(), run.stderr.clone()));
+    for (path, text) in &artifacts {
+        for (what, values) in &secrets {
+            for (i, value) in values.iter().enumerate() {
+                assert!(
+                    !text.contains(value.as_str()),
+                    "{what} #{i} appears in {}",
+                    path.display()
+                );
+            }
+        }
+    }
 }

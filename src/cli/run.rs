@@ -172,12 +172,15 @@ fn play_live(
 }
 
 pub fn run(args: RunArgs) -> i32 {
-    if let Some(live) = args.live.options(args.seed) {
-        if !args.plant.is_empty() || args.check_determinism {
-            return usage_error(
-                "--plant and --check-determinism are for seeded runs, not live ones",
-            );
+    if let Some(mut live) = args.live.options(args.seed) {
+        if args.check_determinism {
+            return usage_error("--check-determinism is for seeded runs, not live ones");
         }
+        // A planted bug in a live run proves a gate against a real Vault catches it.
+        live.planted = match planted(&args.plant) {
+            Ok(p) => p,
+            Err(e) => return usage_error(e),
+        };
         return match play_live(&args.scenario, args.scenarios.clone(), &live) {
             Ok((scenario, report)) => finish(&args, &scenario, &report),
             Err(e) => usage_error(e),

@@ -110,6 +110,11 @@ impl<'d> OpenBaoContainer<'d> {
     pub fn id(&self) -> &str {
         self.container.id()
     }
+
+    /// The network it is on (removed with it).
+    pub fn network(&self) -> &str {
+        self._network.name()
+    }
 }
 
 /// Health polls (50 ms apart) an unsealed container gets to become active: 30 s.
@@ -266,6 +271,14 @@ impl<'d> OpenBaoRaftContainer<'d> {
         self.container.id()
     }
 
+    /// The network it is on and the host dir holding its config (both removed with it).
+    pub fn leftovers_to_be(&self) -> (String, PathBuf) {
+        (
+            self._network.name().to_string(),
+            self._config.path().to_path_buf(),
+        )
+    }
+
     /// The container's state as `docker inspect` says it (`running`, `exited`, ...).
     pub fn state(&self) -> String {
         container_state(self.id())
@@ -300,6 +313,33 @@ fn inspect(id: &str, format: &str) -> String {
         ),
         Err(e) => format!("(cannot run docker inspect: {e})"),
     }
+}
+
+/// Every host address a container's ports are published on (`HostIp` of each binding in
+/// `docker inspect`), or the error.
+pub fn published_host_ips(id: &str) -> Result<Vec<String>, String> {
+    let text = inspect(id, "{{json .NetworkSettings.Ports}}");
+    let ports: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("container {id}: port bindings {text:?}: {e}"))?;
+    let bindings = ports
+        .as_object()
+        .ok_or_else(|| format!("container {id}: no port bindings: {text}"))?;
+    Ok(bindings
+        .values()
+        .filter_map(serde_json::Value::as_array)
+        .flatten()
+        .map(|b| b["HostIp"].as_str().unwrap_or("?").to_string())
+        .collect())
+}
+
+/// Fails the test unless the container publishes at least one port and every one on
+/// 127.0.0.1 only (a Vault with a known root token must not be reachable from elsewhere).
+pub fn assert_published_on_loopback_only(id: &str) {
+    let ips = published_host_ips(id).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !ips.is_empty() && ips.iter().all(|ip| ip == "127.0.0.1"),
+        "container {id} publishes its ports on {ips:?}, not on 127.0.0.1 only"
+    );
 }
 
 /// Whether a container (or network) with this id or name still exists.

@@ -50,6 +50,8 @@ pub struct LiveRun {
     pub wall: Duration,
     /// The child's pid (for checking what it left behind).
     pub pid: u32,
+    /// When each Ctrl-C was sent, from the start (see [`wekasim_interrupted`]).
+    pub interrupted_at: Vec<Duration>,
 }
 
 impl LiveRun {
@@ -86,6 +88,19 @@ impl LiveRun {
                     redact(&self.describe(), secrets)
                 );
             }
+        }
+    }
+
+    /// Fails if anything shaped like a token or an unseal key shows in stdout or stderr:
+    /// for runs whose secrets the test does not know (`--openbao`).
+    pub fn assert_nothing_secret_shaped(&self) {
+        for text in [&self.stdout, &self.stderr] {
+            assert!(
+                looks_like_a_secret(text).is_none(),
+                "something shaped like a token or unseal key in the output: {:?}\n{}",
+                looks_like_a_secret(text),
+                self.describe()
+            );
         }
     }
 
@@ -162,15 +177,31 @@ impl Drop for OutFile {
 /// the crate's root (where `.venv/bin/bao` is), killing it after [`RUN_BOUND`]. Output goes
 /// through files, so no thread is needed to drain pipes.
 pub fn wekasim(args: &[&str], env: &[(&str, &str)]) -> LiveRun {
-    run_wekasim(args, env, None)
+    run_wekasim(args, env, &[], &mut |_| ())
 }
 
-/// As [`wekasim`], and sends it SIGINT (Ctrl-C) once its stderr shows `after`.
-pub fn wekasim_interrupted(args: &[&str], env: &[(&str, &str)], after: &str) -> LiveRun {
-    run_wekasim(args, env, Some(after))
+/// As [`wekasim`], and sends it SIGINT (Ctrl-C) once its stderr shows `after[0]`, again
+/// once it shows `after[1]`, and so on: each Ctrl-C waits for what the run printed.
+pub fn wekasim_interrupted(args: &[&str], env: &[(&str, &str)], after: &[&str]) -> LiveRun {
+    run_wekasim(args, env, after, &mut |_| ())
 }
 
-fn run_wekasim(args: &[&str], env: &[(&str, &str)], mut interrupt: Option<&str>) -> LiveRun {
+/// As [`wekasim_interrupted`], calling `before(i)` right before the `i`-th Ctrl-C (from 0).
+pub fn wekasim_interrupted_with(
+    args: &[&str],
+    env: &[(&str, &str)],
+    after: &[&str],
+    before: &mut dyn FnMut(usize),
+) -> LiveRun {
+    run_wekasim(args, env, after, before)
+}
+
+fn run_wekasim(
+    args: &[&str],
+    env: &[(&str, &str)],
+    after: &[&str],
+    before: &mut dyn FnMut(usize),
+) -> LiveRun {
     let (out, err) = (OutFile::new("stdout"), OutFile::new("stderr"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wekasim"));
     cmd.args(args)
@@ -187,6 +218,7 @@ fn run_wekasim(args: &[&str], env: &[(&str, &str)], mut interrupt: Option<&str>)
     let clock = Stopwatch::start();
     let mut child = cmd.spawn().expect("cannot start the wekasim binary");
     let pid = child.id();
+    let mut interrupted_at = Vec::new();
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
@@ -196,12 +228,16 @@ fn run_wekasim(args: &[&str], env: &[(&str, &str)], mut interrupt: Option<&str>)
                 break None;
             }
             Ok(None) => {
-                if interrupt.is_some_and(|after| err.read().contains(after)) {
+                let next = after.get(interrupted_at.len());
+                if next.is_some_and(|shown| err.read().contains(shown)) {
+                    before(interrupted_at.len());
                     let sent = Command::new("kill")
                         .args(["-INT", &pid.to_string()])
                         .status();
                     assert!(sent.is_ok_and(|s| s.success()), "kill -INT {pid}");
-                    interrupt = None;
+                    interrupted_at.push(clock.elapsed());
+                    // The next Ctrl-C waits for its own line: no poll in between.
+                    continue;
                 }
                 std::thread::sleep(POLL)
             }
@@ -209,6 +245,7 @@ fn run_wekasim(args: &[&str], env: &[(&str, &str)], mut interrupt: Option<&str>)
         }
     };
     let run = LiveRun {
+        interrupted_at,
         args: args.iter().map(|a| a.to_string()).collect(),
         code: status.and_then(|s| s.code()),
         stdout: out.read(),
@@ -225,6 +262,80 @@ fn run_wekasim(args: &[&str], env: &[(&str, &str)], mut interrupt: Option<&str>)
         )
     );
     run
+}
+
+// ---------------------------------------------------------------------------------------
+// What a run left behind or let out
+
+/// Whether `text` holds something shaped like an OpenBao token (`s.` or `hvs.` and 20 or
+/// more letters and digits) or an unseal key (64 hex digits, or 44 base64 characters
+/// ending in `=`): for runs whose secrets the test does not know (`--openbao`).
+pub fn looks_like_a_secret(text: &str) -> Option<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || "._+/=-".contains(c)))
+        .find(|w| {
+            let token = ["s.", "hvs."].iter().any(|p| {
+                w.strip_prefix(p).is_some_and(|rest| {
+                    rest.len() >= 20 && rest.chars().all(|c| c.is_ascii_alphanumeric())
+                })
+            });
+            let hex_key = w.len() >= 64 && w.chars().all(|c| c.is_ascii_hexdigit());
+            let b64_key = w.len() == 44
+                && w.ends_with('=')
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+            token || hex_key || b64_key
+        })
+        .map(str::to_string)
+}
+
+/// Processes whose command line names `needle`.
+pub fn processes_naming(needle: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline
+                .contains(needle)
+                .then(|| format!("{}: {cmdline}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// What the run with pid `pid` left of the OpenBao it started: its temp dirs (named
+/// `wekasim-openbao-PID-...`) and any process started from one.
+pub fn openbao_leftovers(pid: u32) -> Vec<String> {
+    let prefix = format!("wekasim-openbao-{pid}-");
+    let mut left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path().display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    left.extend(processes_naming(&prefix));
+    left
+}
+
+/// Every file under `dir`, with its path and its text.
+pub fn files_under(dir: &std::path::Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            let text = std::fs::read(&path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            files.push((path, text));
+        }
+    }
+    files
 }
 
 // ---------------------------------------------------------------------------------------

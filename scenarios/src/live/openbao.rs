@@ -93,7 +93,7 @@ impl OpenBaoServer {
     /// unsealed through the HTTP API, and active (200) when this returns. After
     /// [`OpenBaoServer::stop`] and [`OpenBaoServer::start`] it comes back sealed, with its data.
     pub async fn raft(bin: &Path) -> Result<OpenBaoServer, String> {
-        let mut server = Self::spawn_new(bin, Mode::Raft).await?;
+        let mut server = Self::raft_uninitialised(bin).await?;
         let (root, key) = initialise(&server.base(), INIT_TIMEOUT)
             .await
             .map_err(|e| server.with_log(e))?;
@@ -101,6 +101,12 @@ impl OpenBaoServer {
         server.unseal_key = Some(key);
         server.unseal().await?;
         Ok(server)
+    }
+
+    /// A server on raft storage that answers but was never initialised (`sys/health`
+    /// says 501): what an admin has before `operator init`.
+    pub async fn raft_uninitialised(bin: &Path) -> Result<OpenBaoServer, String> {
+        Self::spawn_new(bin, Mode::Raft).await
     }
 
     /// `http://127.0.0.1:PORT`

@@ -6,6 +6,7 @@
 //! the Vault (its keys, policy and role under names of its own), plays the scenario on
 //! the live fabric, and removes what it created.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use super::vault::VaultProcess;
 use crate::kms::vault::{SetupPlan, VaultAdmin, VaultUnderTest};
 use crate::runner::{self, RunReport, SimOptions, World};
 use crate::scenario::{Scenario, Step};
+use crate::PlantedBug;
 
 /// Which Vault a live run uses.
 #[derive(Debug, Clone)]
@@ -62,6 +64,9 @@ pub struct LiveOptions {
     /// Makes Ctrl-C end the run cleanly (backends stopped, the Vault cleaned up) instead
     /// of killing the process; for the command line.
     pub stop_on_ctrl_c: bool,
+    /// Known bugs to plant in the cluster (only a `planted-bugs` build plants them): the
+    /// proof that a gate against a real Vault catches them too.
+    pub planted: BTreeSet<PlantedBug>,
 }
 
 impl LiveOptions {
@@ -76,6 +81,7 @@ impl LiveOptions {
             liveness_bound: Duration::from_secs(60),
             show_progress: false,
             stop_on_ctrl_c: false,
+            planted: BTreeSet::new(),
         }
     }
 }
@@ -130,6 +136,7 @@ pub fn run(scenario: &Scenario, opts: &LiveOptions) -> Result<RunReport, LiveErr
 
     let sim_opts = SimOptions {
         liveness_bound: opts.liveness_bound,
+        planted: opts.planted.clone(),
         ..SimOptions::new(opts.seed)
     };
     let objects = ObjectStore::default();
