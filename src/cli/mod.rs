@@ -57,6 +57,10 @@ enum Command {
         /// Scenario directory (default: ./scenarios, else the project's own).
         #[arg(long)]
         scenarios: Option<PathBuf>,
+        /// List the plantable bugs instead, each with the check that must catch it and
+        /// the failure kind: `BUG CHECK KIND` per line.
+        #[arg(long, conflicts_with = "scenarios")]
+        bugs: bool,
     },
 }
 
@@ -80,7 +84,8 @@ pub fn main() -> i32 {
         Command::BenchVault(args) => bench_vault::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Shrink(args) => shrink::run(args),
-        Command::List { scenarios } => list(scenarios),
+        Command::List { bugs: true, .. } => list_bugs(),
+        Command::List { scenarios, .. } => list(scenarios),
     }
 }
 
@@ -134,6 +139,15 @@ fn list(dir: Option<PathBuf>) -> i32 {
             Ok(s) => println!("{:<24} {}", s.scenario.name, s.scenario.description),
             Err(e) => return usage_error(e),
         }
+    }
+    EXIT_PASS
+}
+
+/// Every plantable bug with the check meant to catch it, for the planted-bug proof.
+fn list_bugs() -> i32 {
+    for bug in scenarios::PlantedBug::ALL {
+        let catch = bug.caught_by();
+        println!("{} {} {}", bug.name(), catch.check, catch.kind);
     }
     EXIT_PASS
 }
