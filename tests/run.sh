@@ -8,7 +8,8 @@
 # 1. the workspace's tests (unit, scenario, CLI end-to-end, 20-seed determinism, Vault
 #    conformance of kms-sim against that OpenBao, the connector against OpenBao in a
 #    container, docker-compose.yml up and down);
-# 2. the same seed gives the same trace hash in a debug and a release build;
+# 2. the same seed gives the same trace hash in a debug and a release build, and the
+#    hashes committed in tests/golden/hashes.txt (tests/golden.sh);
 # 3. the scenario suite over the default seeds, from the release build;
 # 4. the swarm sweep over 500 seeds, which the clean build must pass;
 # 5. the proof that the harness catches bugs: a build with known bugs planted, a sweep
@@ -44,16 +45,20 @@ echo "== cargo test --workspace"
 cargo test --workspace
 
 echo "== same seed, same hash: debug and release builds"
+# Every library scenario over 2 seeds and 24 sweep seeds (a debug build is slow), as
+# `scenario seed hash` maps; tests/hashes.sh fails on a run without a hash.
+cargo build --quiet
 cargo build --release --quiet
-debug=$(target/debug/wekasim run startup-unwrap --seed 42)
-release=$(target/release/wekasim run startup-unwrap --seed 42)
-echo "debug:   $debug"
-echo "release: $release"
-hash_of() { grep -o 'hash=[0-9a-f]*' <<<"$1"; }
-if [ "$(hash_of "$debug")" != "$(hash_of "$release")" ]; then
-  echo "FAIL: debug and release builds disagree on seed 42" >&2
+bash tests/hashes.sh target/debug/wekasim 0..2 0..24 >target/hashes-debug.txt
+bash tests/hashes.sh target/release/wekasim 0..2 0..24 >target/hashes-release.txt
+if ! diff -u --label debug --label release target/hashes-debug.txt target/hashes-release.txt; then
+  echo "FAIL: debug and release builds disagree on the runs above (- debug, + release)" >&2
   exit 1
 fi
+echo "debug and release agree on $(wc -l <target/hashes-release.txt) runs"
+
+echo "== golden hashes: this machine and toolchain replay the committed runs (tests/golden.sh)"
+bash tests/golden.sh
 
 echo "== wekasim suite"
 target/release/wekasim suite
