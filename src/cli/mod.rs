@@ -77,6 +77,17 @@ pub fn main() -> i32 {
             };
         }
     };
+    // A seeded run needs a build whose seed fixes it; a live run does not.
+    let seeded = match &cli.command {
+        Command::Run(args) => !args.is_live(),
+        Command::Suite(_) | Command::Sweep(_) | Command::Shrink(_) | Command::Bench(_) => true,
+        Command::BenchVault(_) | Command::List { .. } => false,
+    };
+    if seeded {
+        if let Err(refusal) = scenarios::sim::seeded_build() {
+            return usage_error(refusal);
+        }
+    }
     match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Suite(args) => suite::run(args),

@@ -96,6 +96,13 @@ pub struct LiveArgs {
     pub secret_id: Option<String>,
 }
 
+impl RunArgs {
+    /// Whether the flags ask for a live run against a real Vault.
+    pub fn is_live(&self) -> bool {
+        self.live.options(self.seed).is_some()
+    }
+}
+
 impl LiveArgs {
     /// The live run these flags ask for, if any.
     fn options(&self, seed: u64) -> Option<LiveOptions> {

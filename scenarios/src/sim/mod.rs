@@ -54,6 +54,29 @@ impl SimOptions {
     }
 }
 
+/// Whether this build can play a seeded run: `Err` with what to do when tokio was built
+/// without `--cfg tokio_unstable` (`.cargo/config.toml`). Without it `select!` draws from
+/// an unseeded RNG and a panic in a simulated host is swallowed, so the same seed could
+/// play two different runs; a `RUSTFLAGS` in the environment replaces the config file's
+/// flags and drops it silently. Cargo gives every crate of a build the same flags, so this
+/// crate's cfg is tokio's.
+pub fn seeded_build() -> Result<(), String> {
+    seeded_build_given(cfg!(tokio_unstable))
+}
+
+fn seeded_build_given(tokio_unstable: bool) -> Result<(), String> {
+    if tokio_unstable {
+        return Ok(());
+    }
+    Err(
+        "this build cannot play seeded runs: it was compiled without `--cfg tokio_unstable`, \
+         so tokio's `select!` would not draw from the seed and a seed would not replay its run. \
+         A RUSTFLAGS in the environment replaces .cargo/config.toml's flags: unset it (or add \
+         `--cfg tokio_unstable` to it) and rebuild"
+            .into(),
+    )
+}
+
 /// turmoil's wall clock starts here in every run, whatever the real date.
 pub fn pinned_epoch() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_767_225_600) // 2026-01-01T00:00:00Z
@@ -257,6 +280,17 @@ fn crashed(panic: Box<dyn std::any::Any + Send>) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::FailureKind;
+
+    #[test]
+    fn a_build_without_tokio_unstable_refuses_seeded_runs() {
+        let refusal = super::seeded_build_given(false).unwrap_err();
+        assert!(refusal.contains("--cfg tokio_unstable"), "{refusal}");
+        assert!(refusal.contains("RUSTFLAGS"), "{refusal}");
+        assert_eq!(super::seeded_build_given(true), Ok(()));
+        // This test build itself has the flag (from .cargo/config.toml): a RUSTFLAGS that
+        // drops it fails here.
+        assert_eq!(super::seeded_build(), Ok(()));
+    }
 
     #[test]
     fn failure_kind_names_match_the_json_report() {

@@ -43,6 +43,11 @@ impl<'a> SimFabric<'a> {
     /// turmoil seeded from `opts`, with the Vault and the object store (shared with the
     /// runner's checks) as hosts.
     pub fn new(opts: &SimOptions, objects: &ObjectStore) -> SimFabric<'a> {
+        // A caller that forgot to ask `seeded_build` first gets a crash, never a run its
+        // seed does not replay.
+        if let Err(refusal) = super::seeded_build() {
+            panic!("{refusal}");
+        }
         let seed = opts.seed;
         seed_raft_rng(derive_seed(seed, "raft"));
         let mut sim = turmoil::Builder::new()
