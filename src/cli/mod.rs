@@ -134,6 +134,24 @@ pub fn planted(names: &[String]) -> Result<BTreeSet<scenarios::PlantedBug>, Stri
         .collect()
 }
 
+/// The hidden `WEKASIM_TEST_HOOK` (see `TestHook`): `panic-in-host` makes a simulated
+/// host panic, `perturb-second-run` makes `--check-determinism`'s replay draw latency from
+/// another seed. It exists only so tests/failure_paths.rs can show the crash and the
+/// nondeterminism reports, which a correct build never produces (`sweep` takes
+/// `panic-in-host`, so a normal build has failing seeds to stop at and write out).
+pub fn test_hook() -> Result<Option<scenarios::sim::TestHook>, String> {
+    let Ok(name) = std::env::var("WEKASIM_TEST_HOOK") else {
+        return Ok(None);
+    };
+    match name.as_str() {
+        "perturb-second-run" => Ok(Some(scenarios::sim::TestHook::PerturbLatency)),
+        "panic-in-host" => Ok(Some(scenarios::sim::TestHook::PanicInHost)),
+        _ => Err(format!(
+            "WEKASIM_TEST_HOOK={name:?} is not a test hook (panic-in-host, perturb-second-run)"
+        )),
+    }
+}
+
 pub fn usage_error(message: impl std::fmt::Display) -> i32 {
     eprintln!("error: {message}");
     EXIT_USAGE

@@ -8,9 +8,9 @@ use clap::Args;
 use cluster::secret::Secret;
 use scenarios::live::{LiveOptions, Target};
 use scenarios::scenario::Scenario;
-use scenarios::sim::{self, RunReport, SimOptions};
+use scenarios::sim::{self, RunReport, SimOptions, TestHook};
 
-use super::{exit_code, planted, usage_error, EXIT_CORRECTNESS, EXIT_USAGE};
+use super::{exit_code, planted, test_hook, usage_error, EXIT_CORRECTNESS, EXIT_USAGE};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -194,6 +194,12 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
+    let hook = match test_hook() {
+        Ok(h) => h,
+        Err(e) => return usage_error(e),
+    };
+    // `perturb-second-run` leaves the first run alone: only the replay differs.
+    opts.test_hook = hook.filter(|h| *h != TestHook::PerturbLatency);
     let (scenario, report) = match play(&args.scenario, args.scenarios.clone(), &opts) {
         Ok(r) => r,
         Err(e) => return usage_error(e),
@@ -204,6 +210,7 @@ pub fn run(args: RunArgs) -> i32 {
     }
 
     if args.check_determinism {
+        opts.test_hook = hook;
         let again = match play(&args.scenario, args.scenarios, &opts) {
             Ok((_, r)) => r,
             Err(e) => return usage_error(e),

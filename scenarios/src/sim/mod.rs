@@ -41,6 +41,22 @@ pub struct SimOptions {
     pub liveness_bound: Duration,
     /// Known bugs to plant in the cluster (only a `planted-bugs` build plants them).
     pub planted: BTreeSet<PlantedBug>,
+    /// A fault in the harness itself, for the tests of the failure paths a correct build
+    /// never reaches (see `TestHook`). `None` in every real run.
+    pub test_hook: Option<TestHook>,
+}
+
+/// Faults of the harness itself, so end-to-end tests can drive the paths a correct build
+/// never takes: a crash (exit 4) and a seed that does not replay (`--check-determinism`
+/// failing). The command line takes them only from the hidden `WEKASIM_TEST_HOOK`
+/// variable; they are no part of the user's surface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestHook {
+    /// A simulated host that panics at the first tick of the run.
+    PanicInHost,
+    /// turmoil draws message latency from another seed: the run differs from the one
+    /// its seed fixes, as a run that reads the real clock or OS randomness would.
+    PerturbLatency,
 }
 
 impl SimOptions {
@@ -50,6 +66,7 @@ impl SimOptions {
             tick: Duration::from_millis(10),
             liveness_bound: Duration::from_secs(60),
             planted: BTreeSet::new(),
+            test_hook: None,
         }
     }
 }

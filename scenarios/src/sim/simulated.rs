@@ -15,7 +15,7 @@ use kms_sim::VaultSim;
 use super::driver::Driver;
 use super::fabric::{Clock, Fabric, Job, KmsAction, Stuck};
 use super::world::{lock, Backend};
-use super::{derive_seed, pinned_epoch, SimOptions};
+use super::{derive_seed, pinned_epoch, SimOptions, TestHook};
 use crate::net::TurmoilDialer;
 use crate::scenario::Step;
 
@@ -50,8 +50,12 @@ impl<'a> SimFabric<'a> {
         }
         let seed = opts.seed;
         seed_raft_rng(derive_seed(seed, "raft"));
+        let turmoil_seed = match opts.test_hook {
+            Some(TestHook::PerturbLatency) => derive_seed(seed, "turmoil, perturbed"),
+            _ => derive_seed(seed, "turmoil"),
+        };
         let mut sim = turmoil::Builder::new()
-            .rng_seed(derive_seed(seed, "turmoil"))
+            .rng_seed(turmoil_seed)
             .epoch(pinned_epoch())
             .tick_duration(opts.tick)
             .simulation_duration(Duration::from_secs(365 * 24 * 3600))
@@ -79,6 +83,13 @@ impl<'a> SimFabric<'a> {
                 }
             }
         });
+
+        if opts.test_hook == Some(TestHook::PanicInHost) {
+            sim.host("doomed", || async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                panic!("a simulated host panicked (test hook panic-in-host)");
+            });
+        }
 
         let store = objects.router();
         sim.host(OBJECT_STORE_HOST, move || {
