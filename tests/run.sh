@@ -14,7 +14,8 @@
 # 4. the swarm sweep over 500 seeds, which the clean build must pass;
 # 5. the proof that the harness catches bugs: a build with known bugs planted, a sweep
 #    per bug that must catch it within 500 seeds by the check meant for it (`wekasim list
-#    --bugs`), and every regression file failing its check with its bug planted.
+#    --bugs`), every regression file failing its check with its bug planted, and a
+#    failing seed shrunk to a file that still fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,6 +76,7 @@ if [ -z "$bugs" ]; then
   echo "FAIL: wekasim list --bugs printed no bugs" >&2
   exit 1
 fi
+declare -A caught_at
 while read -r bug check kind; do
   # The exit code a run caught by a failure of this kind ends with.
   case "$kind" in
@@ -97,34 +99,60 @@ while read -r bug check kind; do
     echo "FAIL: planted bug $bug: expected $check ($kind, exit $want_rc), but swarm seed $seed failed $actual_check ($actual_kind, exit $rc): $(jq -r '.failure.detail' <<<"$failure")" >&2
     exit 1
   fi
+  # --until-fail with one job stops right there: seeds 0..seed, no more.
+  if [ "$(jq -s length <<<"$out")" != "$((seed + 1))" ]; then
+    echo "FAIL: planted bug $bug: --until-fail ran $(jq -s length <<<"$out") seeds, but the first failure was seed $seed" >&2
+    exit 1
+  fi
+  caught_at[$bug]=$seed
   echo "caught $bug at swarm seed $seed by $actual_check ($actual_kind)"
 done <<<"$bugs"
 
 echo "== regressions: each still fails with its bug planted (and passes clean, in the suite)"
-# Each file's header, as `wekasim shrink` writes it, names the bug (`--plant BUG`) and the
-# check it fails (`fails the `CHECK` check`); its `seeds` are the seeds it runs with.
+# A file's header, as `wekasim shrink` writes it, names the bug (`--plant BUG`) and the check
+# it fails (`fails the `CHECK` check`); its `seeds` are the seeds it runs with. Each seed,
+# with that bug planted, must fail that check.
+still_fails() {
+  local file=$1 bug check seeds seed report actual
+  bug=$(grep -m1 -o -- '--plant [a-z-]*' "$file" | cut -d' ' -f2 || true)
+  check=$(grep -m1 -o 'fails the `[a-z-]*` check' "$file" | cut -d'`' -f2 || true)
+  seeds=$(grep -m1 '^seeds = \[' "$file" | tr -cd '0-9,' | tr ',' ' ' || true)
+  if [ -z "$bug" ] || [ -z "$check" ] || [ -z "$seeds" ]; then
+    echo "FAIL: $file: its header must name the bug (--plant BUG), the check (fails the \`CHECK\` check) and seeds = [...]" >&2
+    return 1
+  fi
+  for seed in $seeds; do
+    report=$(target/release/wekasim run "$file" --seed "$seed" --plant "$bug" --json 2>/dev/null || true)
+    actual=$(jq -r '.failure.check // "nothing (it passed)"' <<<"$report" 2>/dev/null || echo "no report")
+    if [ "$actual" != "$check" ]; then
+      echo "FAIL: $file seed $seed with $bug planted: expected $check to fail, got $actual" >&2
+      return 1
+    fi
+    echo "$file seed $seed with $bug planted: fails $actual"
+  done
+}
 regressions=(scenarios/regressions/*.toml)
 if [ ! -e "${regressions[0]}" ]; then
   echo "FAIL: no regression file under scenarios/regressions/" >&2
   exit 1
 fi
 for file in "${regressions[@]}"; do
-  bug=$(grep -m1 -o -- '--plant [a-z-]*' "$file" | cut -d' ' -f2 || true)
-  check=$(grep -m1 -o 'fails the `[a-z-]*` check' "$file" | cut -d'`' -f2 || true)
-  seeds=$(grep -m1 '^seeds = \[' "$file" | tr -cd '0-9,' | tr ',' ' ' || true)
-  if [ -z "$bug" ] || [ -z "$check" ] || [ -z "$seeds" ]; then
-    echo "FAIL: $file: its header must name the bug (--plant BUG), the check (fails the \`CHECK\` check) and seeds = [...]" >&2
-    exit 1
-  fi
-  for seed in $seeds; do
-    report=$(target/release/wekasim run "$file" --seed "$seed" --plant "$bug" --json 2>/dev/null || true)
-    actual=$(jq -r '.failure.check // "nothing (it passed)"' <<<"$report" 2>/dev/null || echo "no report")
-    if [ "$actual" != "$check" ]; then
-      echo "FAIL: regression $file seed $seed with $bug planted: expected $check to fail, got $actual" >&2
-      exit 1
-    fi
-    echo "regression $file seed $seed with $bug planted: fails $actual"
-  done
+  still_fails "$file"
 done
+
+echo "== shrink: a planted bug's failing seed shrinks to a scenario file that still fails"
+# skip-one-rewrap's first failing seed from the sweep above: the shrunk file, which
+# names its bug, check and seed in its header, must fail that check (a regression in the making).
+shrunk=target/shrink-smoke.toml
+rm -f "$shrunk"
+rc=0
+target/release/wekasim shrink --seed "${caught_at[skip-one-rewrap]}" --plant skip-one-rewrap \
+  --max-runs 100 --out "$shrunk" >target/shrink-smoke.out 2>&1 || rc=$?
+cat target/shrink-smoke.out
+if [ "$rc" != 1 ] || ! grep -q '^shrunk to [0-9]* steps in [0-9]* runs: ' target/shrink-smoke.out; then
+  echo "FAIL: wekasim shrink exited $rc (expected 1: the shrunk run still fails) or printed no summary" >&2
+  exit 1
+fi
+still_fails "$shrunk"
 # Leave the normal build in place: it refuses --plant.
 cargo build --release --quiet
