@@ -73,10 +73,13 @@ fn fresh_hash(target: &str, seed: u64) -> String {
     let r = run(&["run", target, "--seed", &seed_arg, "--json"]);
     let report: Value = serde_json::from_str(r.stdout.trim())
         .unwrap_or_else(|e| panic!("{target} seed {seed}: not JSON ({e})\n{}", r.describe()));
-    report["trace_hash"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    let hash = report["trace_hash"].as_str().unwrap_or_default();
+    assert!(
+        !hash.is_empty(),
+        "{target} seed {seed}: no hash\n{}",
+        r.describe()
+    );
+    hash.to_string()
 }
 
 /// A sweep runs many seeds in one process, on several threads; what it reports for a
@@ -110,6 +113,15 @@ fn a_parallel_sweep_reports_the_hashes_fresh_runs_replay() {
 fn a_parallel_suite_reports_the_hashes_fresh_runs_replay() {
     let r = run(&["suite", "--seeds", "0..3", "--jobs", "2", "--json"]);
     assert_eq!(r.code, Some(EXIT_PASS), "{}", r.describe());
+    // Every scenario of the library reported, and the two compared below on every seed.
+    let listed = run(&["list"]);
+    let mut unreported: BTreeSet<&str> = listed
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(unreported.len() >= 5, "{}", listed.describe());
+    let mut compared = BTreeSet::new();
     for line in r.stdout.lines() {
         let report: Value = serde_json::from_str(line).expect("one JSON report per line");
         let (scenario, seed) = (
@@ -122,6 +134,19 @@ fn a_parallel_suite_reports_the_hashes_fresh_runs_replay() {
                 fresh_hash(scenario, seed),
                 "suite and a fresh run disagree on {scenario} seed {seed}"
             );
+            compared.insert((scenario.to_string(), seed));
         }
+        unreported.remove(scenario);
     }
+    assert!(
+        unreported.is_empty(),
+        "the suite reported nothing for {unreported:?}\n{}",
+        r.describe()
+    );
+    assert_eq!(
+        compared.len(),
+        6,
+        "compared: {compared:?}\n{}",
+        r.describe()
+    );
 }

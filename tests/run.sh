@@ -8,11 +8,14 @@
 # 1. the workspace's tests (unit, scenario, CLI end-to-end, 20-seed determinism, Vault
 #    conformance of kms-sim against that OpenBao, the connector against OpenBao in a
 #    container, docker-compose.yml up and down);
-# 2. the same seed gives the same trace hash in a debug and a release build;
+# 2. the same seed gives the same trace hash in a debug and a release build, and the
+#    hashes committed in tests/golden/hashes.txt (tests/golden.sh);
 # 3. the scenario suite over the default seeds, from the release build;
 # 4. the swarm sweep over 500 seeds, which the clean build must pass;
-# 5. the proof that the harness catches bugs: a build with known bugs planted, and a
-#    sweep per bug that must catch it within 500 seeds.
+# 5. the proof that the harness catches bugs: a build with known bugs planted, a sweep
+#    per bug that must catch it within 500 seeds by the check meant for it (`wekasim list
+#    --bugs`), every regression file failing its check with its bug planted, and a
+#    failing seed shrunk to a file that still fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,16 +46,20 @@ echo "== cargo test --workspace"
 cargo test --workspace
 
 echo "== same seed, same hash: debug and release builds"
+# Every library scenario over 2 seeds and 24 sweep seeds (a debug build is slow), as
+# `scenario seed hash` maps; tests/hashes.sh fails on a run without a hash.
+cargo build --quiet
 cargo build --release --quiet
-debug=$(target/debug/wekasim run startup-unwrap --seed 42)
-release=$(target/release/wekasim run startup-unwrap --seed 42)
-echo "debug:   $debug"
-echo "release: $release"
-hash_of() { grep -o 'hash=[0-9a-f]*' <<<"$1"; }
-if [ "$(hash_of "$debug")" != "$(hash_of "$release")" ]; then
-  echo "FAIL: debug and release builds disagree on seed 42" >&2
+bash tests/hashes.sh target/debug/wekasim 0..2 0..24 >target/hashes-debug.txt
+bash tests/hashes.sh target/release/wekasim 0..2 0..24 >target/hashes-release.txt
+if ! diff -u --label debug --label release target/hashes-debug.txt target/hashes-release.txt; then
+  echo "FAIL: debug and release builds disagree on the runs above (- debug, + release)" >&2
   exit 1
 fi
+echo "debug and release agree on $(wc -l <target/hashes-release.txt) runs"
+
+echo "== golden hashes: this machine and toolchain replay the committed runs (tests/golden.sh)"
+bash tests/golden.sh
 
 echo "== wekasim suite"
 target/release/wekasim suite
@@ -60,15 +67,92 @@ target/release/wekasim suite
 echo "== wekasim sweep: the swarm over seeds 0..500 (clean build)"
 target/release/wekasim sweep --seeds 0..500
 
-echo "== planted bugs: each must be caught within 500 seeds"
+echo "== planted bugs: each must be caught within 500 seeds, by the check meant for it"
 cargo build --release --quiet --features planted-bugs
-for bug in commit-before-kms skip-one-rewrap give-up-unwrap plaintext-dek-rare-path trim-under-snapshot stale-dek-after-move nonce-counter-restarts dek-drawn-twice aad-ignores-block backoff-without-ceiling name-reserved-after-failed-create; do
-  if out=$(target/release/wekasim sweep --seeds 0..500 --plant "$bug" --until-fail --jobs 1 2>/dev/null); then
-    echo "FAIL: planted bug $bug was not caught in 500 seeds" >&2
+# `wekasim list --bugs` prints `BUG CHECK KIND` per bug: the table lives beside the
+# PlantedBug enum (cluster/src/hooks.rs), so a new bug cannot be left out of the proof.
+bugs=$(target/release/wekasim list --bugs)
+if [ -z "$bugs" ]; then
+  echo "FAIL: wekasim list --bugs printed no bugs" >&2
+  exit 1
+fi
+declare -A caught_at
+while read -r bug check kind; do
+  # The exit code a run caught by a failure of this kind ends with.
+  case "$kind" in
+    correctness) want_rc=1 ;;
+    liveness) want_rc=3 ;;
+    *) echo "FAIL: planted bug $bug: unknown failure kind $kind in wekasim list --bugs" >&2; exit 1 ;;
+  esac
+  rc=0
+  out=$(target/release/wekasim sweep --seeds 0..500 --plant "$bug" --until-fail --jobs 1 --json 2>/dev/null) || rc=$?
+  # The first failing seed's report (one JSON report per seed; --until-fail stops there).
+  failure=$(jq -c 'select(.failure != null)' <<<"$out" | head -n 1)
+  if [ -z "$failure" ]; then
+    echo "FAIL: planted bug $bug was not caught in 500 seeds (exit $rc); expected $check ($kind)" >&2
     exit 1
   fi
-  caught=$(grep -o 'swarm seed=[0-9]* .* FAIL [a-z]* \[[^]]*\]' <<<"$out" | head -n 1)
-  echo "caught $bug: $caught"
+  seed=$(jq -r '.seed' <<<"$failure")
+  actual_check=$(jq -r '.failure.check' <<<"$failure")
+  actual_kind=$(jq -r '.failure.kind' <<<"$failure")
+  if [ "$actual_check $actual_kind" != "$check $kind" ] || [ "$rc" != "$want_rc" ]; then
+    echo "FAIL: planted bug $bug: expected $check ($kind, exit $want_rc), but swarm seed $seed failed $actual_check ($actual_kind, exit $rc): $(jq -r '.failure.detail' <<<"$failure")" >&2
+    exit 1
+  fi
+  # --until-fail with one job stops right there: seeds 0..seed, no more.
+  if [ "$(jq -s length <<<"$out")" != "$((seed + 1))" ]; then
+    echo "FAIL: planted bug $bug: --until-fail ran $(jq -s length <<<"$out") seeds, but the first failure was seed $seed" >&2
+    exit 1
+  fi
+  caught_at[$bug]=$seed
+  echo "caught $bug at swarm seed $seed by $actual_check ($actual_kind)"
+done <<<"$bugs"
+
+echo "== regressions: each still fails with its bug planted (and passes clean, in the suite)"
+# A file's header, as `wekasim shrink` writes it, names the bug (`--plant BUG`) and the check
+# it fails (`fails the `CHECK` check`); its `seeds` are the seeds it runs with. Each seed,
+# with that bug planted, must fail that check.
+still_fails() {
+  local file=$1 bug check seeds seed report actual
+  bug=$(grep -m1 -o -- '--plant [a-z-]*' "$file" | cut -d' ' -f2 || true)
+  check=$(grep -m1 -o 'fails the `[a-z-]*` check' "$file" | cut -d'`' -f2 || true)
+  seeds=$(grep -m1 '^seeds = \[' "$file" | tr -cd '0-9,' | tr ',' ' ' || true)
+  if [ -z "$bug" ] || [ -z "$check" ] || [ -z "$seeds" ]; then
+    echo "FAIL: $file: its header must name the bug (--plant BUG), the check (fails the \`CHECK\` check) and seeds = [...]" >&2
+    return 1
+  fi
+  for seed in $seeds; do
+    report=$(target/release/wekasim run "$file" --seed "$seed" --plant "$bug" --json 2>/dev/null || true)
+    actual=$(jq -r '.failure.check // "nothing (it passed)"' <<<"$report" 2>/dev/null || echo "no report")
+    if [ "$actual" != "$check" ]; then
+      echo "FAIL: $file seed $seed with $bug planted: expected $check to fail, got $actual" >&2
+      return 1
+    fi
+    echo "$file seed $seed with $bug planted: fails $actual"
+  done
+}
+regressions=(scenarios/regressions/*.toml)
+if [ ! -e "${regressions[0]}" ]; then
+  echo "FAIL: no regression file under scenarios/regressions/" >&2
+  exit 1
+fi
+for file in "${regressions[@]}"; do
+  still_fails "$file"
 done
+
+echo "== shrink: a planted bug's failing seed shrinks to a scenario file that still fails"
+# skip-one-rewrap's first failing seed from the sweep above: the shrunk file, which
+# names its bug, check and seed in its header, must fail that check (a regression in the making).
+shrunk=target/shrink-smoke.toml
+rm -f "$shrunk"
+rc=0
+target/release/wekasim shrink --seed "${caught_at[skip-one-rewrap]}" --plant skip-one-rewrap \
+  --max-runs 100 --out "$shrunk" >target/shrink-smoke.out 2>&1 || rc=$?
+cat target/shrink-smoke.out
+if [ "$rc" != 1 ] || ! grep -q '^shrunk to [0-9]* steps in [0-9]* runs: ' target/shrink-smoke.out; then
+  echo "FAIL: wekasim shrink exited $rc (expected 1: the shrunk run still fails) or printed no summary" >&2
+  exit 1
+fi
+still_fails "$shrunk"
 # Leave the normal build in place: it refuses --plant.
 cargo build --release --quiet

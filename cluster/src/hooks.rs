@@ -85,9 +85,48 @@ impl PlantedBug {
         }
     }
 
+    /// The check meant to catch this bug and the failure kind it reports: what the
+    /// planted-bug proof in `tests/run.sh` requires of a sweep with the bug planted
+    /// (`wekasim list --bugs` prints it). A bug caught by some other check, or not at
+    /// all, fails the proof.
+    pub fn caught_by(self) -> Catch {
+        let (check, kind) = match self {
+            // The KMS refused the wrap, yet the filesystem is in the config table.
+            PlantedBug::CommitBeforeKms => ("nothing-half-created", "correctness"),
+            // The skipped filesystem stays wrapped by a version the trim retires.
+            PlantedBug::SkipOneRewrap => ("wrapped-deks-unwrappable", "correctness"),
+            // The filesystems after the first failure stay locked for good.
+            PlantedBug::GiveUpUnwrap => ("filesystems-ready", "liveness"),
+            PlantedBug::PlaintextDekRarePath => ("no-plaintext-dek-at-rest", "correctness"),
+            PlantedBug::TrimUnderSnapshot => ("snapshots-downloadable", "correctness"),
+            // Blocks written under the old DEK do not decrypt under the new one (or the
+            // other way round): the read-back of acknowledged writes fails.
+            PlantedBug::StaleDekAfterMove => ("read", "correctness"),
+            // A restarted backend seals a new block under a nonce it used before.
+            PlantedBug::NonceCounterRestarts => ("nonce-never-reused", "correctness"),
+            // The second filesystem created on a backend gets the first one's DEK.
+            PlantedBug::DekDrawnTwice => ("one-dek-per-filesystem", "correctness"),
+            // Every block is sealed as block 0, so it does not open as itself.
+            PlantedBug::AadIgnoresBlock => ("block-bound-to-its-place", "correctness"),
+            // After a long outage the backends sleep past the liveness bound.
+            PlantedBug::BackoffWithoutCeiling => ("filesystems-ready", "liveness"),
+            // A retry on the backend that failed is refused as if the name existed.
+            PlantedBug::NameReservedAfterFailedCreate => ("errors-tell-the-truth", "correctness"),
+        };
+        Catch { check, kind }
+    }
+
     pub fn parse(name: &str) -> Option<PlantedBug> {
         PlantedBug::ALL.into_iter().find(|b| b.name() == name)
     }
+}
+
+/// How a planted bug must be caught: the failing check's name (an oracle's, or a step's
+/// action) and the failure kind (`correctness`, `liveness`), as a run's report names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Catch {
+    pub check: &'static str,
+    pub kind: &'static str,
 }
 
 /// Whether this build can plant bugs (the `planted-bugs` cargo feature).

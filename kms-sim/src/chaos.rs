@@ -153,24 +153,86 @@ mod tests {
         crate::testing::call(app, Request::get("/v1/x").body(Body::empty()).unwrap()).await
     }
 
-    #[tokio::test]
+    const ANSWER: &[u8] = b"{\"data\":{\"a\":1}}";
+
+    /// What each mode makes of a request that the service would answer with 200 ANSWER.
+    #[tokio::test(start_paused = true)]
     async fn modes_change_the_answer() {
         let chaos = Chaos::default();
-        assert_eq!(call(app(&chaos)).await.0, 200);
-        chaos.set(Fault::Error503);
-        assert_eq!(call(app(&chaos)).await.0, 503);
-        chaos.set(Fault::RateLimit);
-        assert_eq!(call(app(&chaos)).await.0, 429);
+        assert_eq!(call(app(&chaos)).await, (200, ANSWER.to_vec()));
+        assert_eq!(chaos.hits(), 0, "no fault, no hit");
+
+        for (fault, status, message) in [
+            (Fault::Error500, 500, "internal error"),
+            (Fault::Error503, 503, "Vault is temporarily unavailable"),
+            (Fault::RateLimit, 429, "request rate limit quota exceeded"),
+        ] {
+            chaos.set(fault);
+            let (got, body) = call(app(&chaos)).await;
+            assert_eq!(got, status, "{fault:?}");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("a Vault error");
+            assert_eq!(body["errors"][0], message, "{fault:?}: {body}");
+        }
+
         chaos.set(Fault::Malformed);
         let (status, body) = call(app(&chaos)).await;
         assert_eq!(status, 200);
         assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
+
         chaos.set(Fault::Truncated);
-        let (_, body) = call(app(&chaos)).await;
-        assert_eq!(body, b"{\"data\":");
-        assert_eq!(chaos.hits(), 4);
+        let (status, body) = call(app(&chaos)).await;
+        assert_eq!(
+            (status, body.as_slice()),
+            (200, &ANSWER[..ANSWER.len() / 2])
+        );
+
+        // The real answer, once the delay has passed (in paused time: no real wait).
+        chaos.set(Fault::Slow);
+        chaos.set_delay(Duration::from_secs(7));
+        let start = tokio::time::Instant::now();
+        assert_eq!(call(app(&chaos)).await, (200, ANSWER.to_vec()));
+        assert!(
+            start.elapsed() >= Duration::from_secs(7),
+            "{:?}",
+            start.elapsed()
+        );
+
+        chaos.set(Fault::None);
+        assert_eq!(call(app(&chaos)).await, (200, ANSWER.to_vec()));
+        assert_eq!(chaos.hits(), 6, "one hit per faulty answer");
+    }
+
+    /// `Refuse` acts on the connection, where the serving loop asks [`Chaos::refuses`]: a
+    /// client gets no answer at all, and an answer again once it is off.
+    #[tokio::test]
+    async fn refuse_closes_the_connection_unanswered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let chaos = Chaos::default();
+        let server = tokio::spawn(crate::proxy::serve_tcp(
+            listener,
+            app(&chaos),
+            chaos.clone(),
+        ));
+        let answer = || async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // A peer that closes first may reset the connection: no answer either way.
+            let _ = stream
+                .write_all(b"GET /v1/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await;
+            let mut got = Vec::new();
+            let _ = stream.read_to_end(&mut got).await;
+            String::from_utf8_lossy(&got).into_owned()
+        };
         chaos.set(Fault::Refuse);
-        assert!(chaos.refuses());
+        assert_eq!(answer().await, "", "refused: not a byte back");
+        assert_eq!(chaos.hits(), 1);
+        chaos.set(Fault::None);
+        let got = answer().await;
+        assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+        assert!(got.ends_with("{\"data\":{\"a\":1}}"), "{got:?}");
+        server.abort();
     }
 
     #[tokio::test(start_paused = true)]

@@ -72,3 +72,79 @@ pub fn find(name_or_path: &str, dir: &Path) -> Result<PathBuf, String> {
         }
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::scenario::{Scenario, Step};
+
+    /// The actions the README's "Scenario files" section lists: the backticked names in
+    /// its bullets from "Actions:" to the next paragraph, outside parentheses (which hold
+    /// an action's fields and values).
+    fn readme_actions(readme: &str) -> BTreeSet<String> {
+        let list = readme
+            .split_once("\nActions:\n")
+            .expect("README has an Actions: list")
+            .1
+            .split("\n\n")
+            .next()
+            .unwrap_or_default();
+        let mut depth = 0u32;
+        let mut outside = String::new();
+        for c in list.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ if depth == 0 => outside.push(c),
+                _ => {}
+            }
+        }
+        outside
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The README cannot claim an action no library scenario plays: each listed action,
+    /// and `partition` with `oneway`, is a step of some scenario file.
+    #[test]
+    fn every_action_the_readme_lists_is_played_by_a_library_scenario() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+        let listed = readme_actions(&readme);
+        assert!(listed.len() >= 20, "too few actions parsed: {listed:?}");
+
+        let mut played = BTreeSet::new();
+        for path in all(&default_dir()).expect("the library") {
+            let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            for step in &scenario.steps {
+                let value = serde_json::to_value(step).expect("a step serializes");
+                played.insert(value["action"].as_str().expect("tagged").to_string());
+                if matches!(step, Step::Partition { oneway: true, .. }) {
+                    played.insert("partition oneway".to_string());
+                }
+            }
+        }
+        let mut missing: Vec<&String> = listed.iter().filter(|a| !played.contains(*a)).collect();
+        let oneway = "partition oneway".to_string();
+        if !played.contains(&oneway) {
+            missing.push(&oneway);
+        }
+        assert!(
+            missing.is_empty(),
+            "README lists actions no scenario plays: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn readme_actions_are_the_names_outside_parentheses() {
+        let readme = "x\nActions:\n\n- a: `weka` (`command`, e.g. `weka fs`), `kms-set`;\n  each takes `expect = \"ok\"`\n- b: `hold`, `latency` (`max`)\n\nAfter";
+        let actions: Vec<String> = readme_actions(readme).into_iter().collect();
+        assert_eq!(actions, ["hold", "kms-set", "latency", "weka"]);
+    }
+}

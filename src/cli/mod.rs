@@ -57,6 +57,10 @@ enum Command {
         /// Scenario directory (default: ./scenarios, else the project's own).
         #[arg(long)]
         scenarios: Option<PathBuf>,
+        /// List the plantable bugs instead, each with the check that must catch it and
+        /// the failure kind: `BUG CHECK KIND` per line.
+        #[arg(long, conflicts_with = "scenarios")]
+        bugs: bool,
     },
 }
 
@@ -73,6 +77,17 @@ pub fn main() -> i32 {
             };
         }
     };
+    // A seeded run needs a build whose seed fixes it; a live run does not.
+    let seeded = match &cli.command {
+        Command::Run(args) => !args.is_live(),
+        Command::Suite(_) | Command::Sweep(_) | Command::Shrink(_) | Command::Bench(_) => true,
+        Command::BenchVault(_) | Command::List { .. } => false,
+    };
+    if seeded {
+        if let Err(refusal) = scenarios::runner::seeded_build() {
+            return usage_error(refusal);
+        }
+    }
     match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Suite(args) => suite::run(args),
@@ -80,7 +95,8 @@ pub fn main() -> i32 {
         Command::BenchVault(args) => bench_vault::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Shrink(args) => shrink::run(args),
-        Command::List { scenarios } => list(scenarios),
+        Command::List { bugs: true, .. } => list_bugs(),
+        Command::List { scenarios, .. } => list(scenarios),
     }
 }
 
@@ -118,6 +134,24 @@ pub fn planted(names: &[String]) -> Result<BTreeSet<scenarios::PlantedBug>, Stri
         .collect()
 }
 
+/// The hidden `WEKASIM_TEST_HOOK` (see `TestHook`): `panic-in-host` makes a simulated
+/// host panic, `perturb-second-run` makes `--check-determinism`'s replay draw latency from
+/// another seed. It exists only so tests/failure_paths.rs can show the crash and the
+/// nondeterminism reports, which a correct build never produces (`sweep` takes
+/// `panic-in-host`, so a normal build has failing seeds to stop at and write out).
+pub fn test_hook() -> Result<Option<scenarios::runner::TestHook>, String> {
+    let Ok(name) = std::env::var("WEKASIM_TEST_HOOK") else {
+        return Ok(None);
+    };
+    match name.as_str() {
+        "perturb-second-run" => Ok(Some(scenarios::runner::TestHook::PerturbLatency)),
+        "panic-in-host" => Ok(Some(scenarios::runner::TestHook::PanicInHost)),
+        _ => Err(format!(
+            "WEKASIM_TEST_HOOK={name:?} is not a test hook (panic-in-host, perturb-second-run)"
+        )),
+    }
+}
+
 pub fn usage_error(message: impl std::fmt::Display) -> i32 {
     eprintln!("error: {message}");
     EXIT_USAGE
@@ -134,6 +168,15 @@ fn list(dir: Option<PathBuf>) -> i32 {
             Ok(s) => println!("{:<24} {}", s.scenario.name, s.scenario.description),
             Err(e) => return usage_error(e),
         }
+    }
+    EXIT_PASS
+}
+
+/// Every plantable bug with the check meant to catch it, for the planted-bug proof.
+fn list_bugs() -> i32 {
+    for bug in scenarios::PlantedBug::ALL {
+        let catch = bug.caught_by();
+        println!("{} {} {}", bug.name(), catch.check, catch.kind);
     }
     EXIT_PASS
 }

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use clap::Args;
 use cluster::secret::Secret;
 use scenarios::live::{LiveOptions, Target};
-use scenarios::runner::{RunReport, SimOptions};
+use scenarios::runner::{RunReport, SimOptions, TestHook};
 use scenarios::scenario::Scenario;
 use scenarios::simulated;
 
-use super::{exit_code, planted, usage_error, EXIT_CORRECTNESS, EXIT_USAGE};
+use super::{exit_code, planted, test_hook, usage_error, EXIT_CORRECTNESS, EXIT_USAGE};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -95,6 +95,13 @@ pub struct LiveArgs {
         requires = "role_id"
     )]
     pub secret_id: Option<String>,
+}
+
+impl RunArgs {
+    /// Whether the flags ask for a live run against a real Vault.
+    pub fn is_live(&self) -> bool {
+        self.live.options(self.seed).is_some()
+    }
 }
 
 impl LiveArgs {
@@ -191,6 +198,12 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
+    let hook = match test_hook() {
+        Ok(h) => h,
+        Err(e) => return usage_error(e),
+    };
+    // `perturb-second-run` leaves the first run alone: only the replay differs.
+    opts.test_hook = hook.filter(|h| *h != TestHook::PerturbLatency);
     let (scenario, report) = match play(&args.scenario, args.scenarios.clone(), &opts) {
         Ok(r) => r,
         Err(e) => return usage_error(e),
@@ -201,6 +214,7 @@ pub fn run(args: RunArgs) -> i32 {
     }
 
     if args.check_determinism {
+        opts.test_hook = hook;
         let again = match play(&args.scenario, args.scenarios, &opts) {
             Ok((_, r)) => r,
             Err(e) => return usage_error(e),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Args;
-use scenarios::runner::{FailureKind, RunReport, SimOptions};
+use scenarios::runner::{FailureKind, RunReport, SimOptions, TestHook};
 use scenarios::wall::Stopwatch;
 
 use super::suite::parse_seeds;
@@ -39,6 +39,10 @@ pub fn run(args: SweepArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
+    let hook = match super::test_hook() {
+        Ok(h) => h.filter(|h| *h == TestHook::PanicInHost),
+        Err(e) => return usage_error(e),
+    };
     let seeds: Vec<u64> = args.seeds.clone().collect();
     let clock = Stopwatch::start();
     let failed = AtomicUsize::new(0);
@@ -50,6 +54,7 @@ pub fn run(args: SweepArgs) -> i32 {
         |&seed| {
             let mut opts = SimOptions::new(seed);
             opts.planted = planted.clone();
+            opts.test_hook = hook;
             scenarios::swarm::run(seed, &opts).1
         },
         |n, report: &RunReport| {

@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 pub const EXIT_PASS: i32 = 0;
 pub const EXIT_CORRECTNESS: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_LIVENESS: i32 = 3;
+pub const EXIT_CRASH: i32 = 4;
 
 /// A command for the built binary, with logging left at its default.
 pub fn wekasim(args: &[&str]) -> Command {

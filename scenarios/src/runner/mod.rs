@@ -38,6 +38,22 @@ pub struct SimOptions {
     pub liveness_bound: Duration,
     /// Known bugs to plant in the cluster (only a `planted-bugs` build plants them).
     pub planted: BTreeSet<PlantedBug>,
+    /// A fault in the harness itself, for the tests of the failure paths a correct build
+    /// never reaches (see `TestHook`). `None` in every real run.
+    pub test_hook: Option<TestHook>,
+}
+
+/// Faults of the harness itself, so end-to-end tests can drive the paths a correct build
+/// never takes: a crash (exit 4) and a seed that does not replay (`--check-determinism`
+/// failing). The command line takes them only from the hidden `WEKASIM_TEST_HOOK`
+/// variable; they are no part of the user's surface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestHook {
+    /// A simulated host that panics at the first tick of the run.
+    PanicInHost,
+    /// turmoil draws message latency from another seed: the run differs from the one
+    /// its seed fixes, as a run that reads the real clock or OS randomness would.
+    PerturbLatency,
 }
 
 impl SimOptions {
@@ -47,8 +63,32 @@ impl SimOptions {
             tick: Duration::from_millis(10),
             liveness_bound: Duration::from_secs(60),
             planted: BTreeSet::new(),
+            test_hook: None,
         }
     }
+}
+
+/// Whether this build can play a seeded run: `Err` with what to do when tokio was built
+/// without `--cfg tokio_unstable` (`.cargo/config.toml`). Without it `select!` draws from
+/// an unseeded RNG and a panic in a simulated host is swallowed, so the same seed could
+/// play two different runs; a `RUSTFLAGS` in the environment replaces the config file's
+/// flags and drops it silently. Cargo gives every crate of a build the same flags, so this
+/// crate's cfg is tokio's.
+pub fn seeded_build() -> Result<(), String> {
+    seeded_build_given(cfg!(tokio_unstable))
+}
+
+fn seeded_build_given(tokio_unstable: bool) -> Result<(), String> {
+    if tokio_unstable {
+        return Ok(());
+    }
+    Err(
+        "this build cannot play seeded runs: it was compiled without `--cfg tokio_unstable`, \
+         so tokio's `select!` would not draw from the seed and a seed would not replay its run. \
+         A RUSTFLAGS in the environment replaces .cargo/config.toml's flags: unset it (or add \
+         `--cfg tokio_unstable` to it) and rebuild"
+            .into(),
+    )
 }
 
 /// turmoil's wall clock starts here in every run, whatever the real date.
@@ -243,6 +283,17 @@ fn crashed(panic: Box<dyn std::any::Any + Send>) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::FailureKind;
+
+    #[test]
+    fn a_build_without_tokio_unstable_refuses_seeded_runs() {
+        let refusal = super::seeded_build_given(false).unwrap_err();
+        assert!(refusal.contains("--cfg tokio_unstable"), "{refusal}");
+        assert!(refusal.contains("RUSTFLAGS"), "{refusal}");
+        assert_eq!(super::seeded_build_given(true), Ok(()));
+        // This test build itself has the flag (from .cargo/config.toml): a RUSTFLAGS that
+        // drops it fails here.
+        assert_eq!(super::seeded_build(), Ok(()));
+    }
 
     #[test]
     fn failure_kind_names_match_the_json_report() {

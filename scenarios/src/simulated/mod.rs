@@ -20,7 +20,7 @@ mod vault;
 use crate::kms::vault::{SetupPlan, VaultUnderTest};
 use crate::runner::fabric::{Clock, Fabric, Job, Stuck};
 use crate::runner::{
-    derive_seed, lock, pinned_epoch, play_on, Backend, RunReport, SimOptions, World,
+    derive_seed, lock, pinned_epoch, play_on, Backend, RunReport, SimOptions, TestHook, World,
 };
 use crate::scenario::{Scenario, Step};
 use driver::Driver;
@@ -68,10 +68,19 @@ impl<'a> SimFabric<'a> {
     /// turmoil seeded from `opts`, with the KMS (`kms`, served behind the fault switch)
     /// and the object store (shared with the runner's checks) as hosts.
     pub fn new(opts: &SimOptions, kms: Router, objects: &ObjectStore) -> SimFabric<'a> {
+        // A caller that forgot to ask `seeded_build` first gets a crash, never a run its
+        // seed does not replay.
+        if let Err(refusal) = crate::runner::seeded_build() {
+            panic!("{refusal}");
+        }
         let seed = opts.seed;
         seed_raft_rng(derive_seed(seed, "raft"));
+        let turmoil_seed = match opts.test_hook {
+            Some(TestHook::PerturbLatency) => derive_seed(seed, "turmoil, perturbed"),
+            _ => derive_seed(seed, "turmoil"),
+        };
         let mut sim = turmoil::Builder::new()
-            .rng_seed(derive_seed(seed, "turmoil"))
+            .rng_seed(turmoil_seed)
             .epoch(pinned_epoch())
             .tick_duration(opts.tick)
             .simulation_duration(Duration::from_secs(365 * 24 * 3600))
@@ -98,6 +107,13 @@ impl<'a> SimFabric<'a> {
                 }
             }
         });
+
+        if opts.test_hook == Some(TestHook::PanicInHost) {
+            sim.host("doomed", || async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                panic!("a simulated host panicked (test hook panic-in-host)");
+            });
+        }
 
         let store = objects.router();
         sim.host(OBJECT_STORE_HOST, move || {
