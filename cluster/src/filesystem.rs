@@ -42,8 +42,12 @@ pub struct SnapshotRecord {
     pub snapshot: String,
     pub bucket: String,
     pub locator: String,
-    /// The key version its DEK is wrapped by: `security kms rewrap` never re-wraps an
-    /// uploaded snapshot, so this version must stay decryptable while it is kept.
+    /// The KMS key its DEK is wrapped by: a version means nothing without its key.
+    #[serde(default)]
+    pub kms_key: Option<String>,
+    /// The version of `kms_key` its DEK is wrapped by: `security kms rewrap` never
+    /// re-wraps an uploaded snapshot, so this version must stay decryptable while it is
+    /// kept.
     pub key_version: Option<u64>,
 }
 

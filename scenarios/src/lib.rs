@@ -1,6 +1,7 @@
 //! The harness: scenarios, the deterministic runner, traces and oracles.
 
 pub mod bench;
+pub mod key_versions;
 pub mod library;
 pub mod live;
 pub mod net;

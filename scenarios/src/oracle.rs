@@ -11,6 +11,11 @@ use cluster::disk::Disk;
 use cluster::filesystem::Manifest;
 use kms_sim::object_store::ObjectStore;
 
+use crate::key_versions::KeyVersions;
+
+/// How the name of every snapshot's manifest ends in the object store.
+const MANIFEST_SUFFIX: &str = "/manifest.json";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     pub oracle: &'static str,
@@ -146,26 +151,36 @@ pub fn deks_agree(
     Ok(())
 }
 
-/// Every wrapped DEK in any backend's config table is wrapped by a key version the KMS
-/// still decrypts: no version was trimmed under a live DEK.
+/// Every wrapped DEK in any backend's config table is wrapped by a version the KMS still
+/// decrypts of the key it is bound to: no version was trimmed under a live DEK.
 pub fn wrapped_deks_unwrappable(
     tables: &[(u64, ConfigState)],
-    min_decryption_version: u64,
+    keys: &KeyVersions,
 ) -> Result<(), Violation> {
     for (node, table) in tables {
-        // The runner rotates and trims the cluster key only.
-        let on_cluster_key = table
-            .members_encrypted()
-            .filter(|f| f.binding == cluster::filesystem::KmsBinding::ClusterKey);
-        for fs in on_cluster_key {
-            let version = fs.wrapped_dek.as_ref().map_or(0, |w| w.key_version);
-            if version < min_decryption_version {
+        for fs in table.members_encrypted() {
+            let Some(wrapped) = &fs.wrapped_dek else {
+                continue;
+            };
+            let version = wrapped.key_version;
+            let Some(key) = table.kms_key_for(fs) else {
                 return Err(Violation {
                     oracle: "wrapped-deks-unwrappable",
                     detail: format!(
-                        "backend{node}'s config table has {} wrapped by key version {version}, \
-                         but the KMS no longer decrypts below version {min_decryption_version}",
+                        "backend{node}'s config table has {} encrypted with no KMS key to \
+                         unwrap its DEK",
                         fs.name
+                    ),
+                });
+            };
+            if !keys.decrypts(key, version) {
+                return Err(Violation {
+                    oracle: "wrapped-deks-unwrappable",
+                    detail: format!(
+                        "backend{node}'s config table has {} wrapped by {key} version \
+                         {version}, but the KMS no longer decrypts {key} below version {}",
+                        fs.name,
+                        keys.min_decryption(key)
                     ),
                 });
             }
@@ -174,28 +189,35 @@ pub fn wrapped_deks_unwrappable(
     Ok(())
 }
 
-/// Every snapshot kept in the object store is wrapped by a key version no "safe" trim
-/// retired (a trim the cluster's own snapshot list said no snapshot needed).
-pub fn snapshots_downloadable(objects: &ObjectStore, safe_trim_min: u64) -> Result<(), Violation> {
+/// Every snapshot kept in the object store is wrapped by a version of its own key (the
+/// one its manifest names) that no "safe" trim of that key retired: a trim the cluster's
+/// own snapshot list said no snapshot needed.
+pub fn snapshots_downloadable(objects: &ObjectStore, keys: &KeyVersions) -> Result<(), Violation> {
     let mut stranded = None;
-    objects.for_each_object(|bucket, key, bytes| {
-        if stranded.is_some() || !key.ends_with("/manifest.json") {
+    objects.for_each_object(|bucket, object, bytes| {
+        if stranded.is_some() || !object.ends_with(MANIFEST_SUFFIX) {
             return;
         }
         let Ok(manifest) = serde_json::from_slice::<Manifest>(bytes) else {
-            stranded = Some(format!("{bucket}/{key} is not a readable manifest"));
+            stranded = Some(format!("{bucket}/{object} is not a readable manifest"));
             return;
         };
-        if let Some(w) = manifest
-            .wrapped_dek
-            .filter(|w| w.key_version < safe_trim_min)
-        {
-            stranded = Some(format!(
-                "snapshot {bucket}/{key} is wrapped by key version {}, which a trim the \
-                 cluster's snapshot list called safe retired (versions below {safe_trim_min})",
-                w.key_version
-            ));
-        }
+        let Some(wrapped) = manifest.wrapped_dek else {
+            return;
+        };
+        let version = wrapped.key_version;
+        stranded = match manifest.kms_key {
+            None => Some(format!(
+                "snapshot {bucket}/{object} is wrapped by version {version} of a key it does \
+                 not name"
+            )),
+            Some(key) if keys.safely_retired(&key, version) => Some(format!(
+                "snapshot {bucket}/{object} is wrapped by {key} version {version}, which a \
+                 trim the cluster's snapshot list called safe retired ({key} versions below {})",
+                keys.safe_trim_min(&key)
+            )),
+            Some(_) => None,
+        };
     });
     match stranded {
         Some(detail) => Err(Violation {
@@ -232,6 +254,7 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use cluster::disk::StoredBlock;
+    use cluster::filesystem::{FsRecord, KmsBinding};
 
     fn key(b: u8) -> Key {
         let mut k = [b; 32];
@@ -281,6 +304,108 @@ mod tests {
             ("b".to_string(), key(9)),
         ]));
         assert!(late.no_dek_in_trace(&[line]).is_err());
+    }
+
+    fn wrapped(version: u64) -> cluster::kms::WrappedDek {
+        cluster::kms::WrappedDek {
+            ciphertext: format!("vault:v{version}:AAAA"),
+            key_version: version,
+        }
+    }
+
+    fn manifest(fs: &str, kms_key: &str, version: u64, blocks: Vec<u64>) -> Vec<u8> {
+        let binding = if kms_key == "weka-key" {
+            KmsBinding::ClusterKey
+        } else {
+            KmsBinding::OwnKey {
+                key: kms_key.to_string(),
+            }
+        };
+        serde_json::to_vec(&Manifest {
+            fs: fs.to_string(),
+            snapshot: "s1".into(),
+            data_id: 1,
+            capacity_gib: 10,
+            wrapped_dek: Some(wrapped(version)),
+            binding,
+            kms_key: Some(kms_key.to_string()),
+            blocks,
+        })
+        .unwrap()
+    }
+
+    /// The cluster key rotated to v3 and trimmed below v2 by a trim called safe.
+    fn cluster_key_trimmed() -> KeyVersions {
+        let mut keys = KeyVersions::default();
+        keys.rotate("weka-key");
+        keys.rotate("weka-key");
+        keys.trim("weka-key", 2, true);
+        keys
+    }
+
+    #[test]
+    fn a_snapshot_is_judged_by_the_trims_of_its_own_key() {
+        let keys = cluster_key_trimmed();
+        let objects = ObjectStore::default();
+        // Version 1 of a filesystem's own key: the cluster key's trim says nothing of it.
+        objects.put(
+            "b",
+            "fs1/s1/manifest.json",
+            manifest("fs1", "fs-key", 1, vec![]),
+        );
+        snapshots_downloadable(&objects, &keys).unwrap();
+        // Version 1 of the cluster key itself was retired under it.
+        objects.put(
+            "b",
+            "fs2/s1/manifest.json",
+            manifest("fs2", "weka-key", 1, vec![]),
+        );
+        let v = snapshots_downloadable(&objects, &keys).unwrap_err();
+        assert_eq!(v.oracle, "snapshots-downloadable");
+        assert!(v.detail.contains("fs2/s1") && v.detail.contains("weka-key version 1"));
+    }
+
+    #[test]
+    fn a_wrapped_dek_is_judged_by_the_trims_of_its_own_key() {
+        let keys = cluster_key_trimmed();
+        let vault = cluster::kms::VaultConfig {
+            url: "http://vault:8200".into(),
+            key_name: "weka-key".into(),
+            transit_path: "transit".into(),
+            auth_path: "approle".into(),
+            namespace: None,
+            auth: cluster::kms::VaultAuth::Token {
+                token: cluster::secret::Secret::new("t"),
+            },
+        };
+        let mut table = ConfigState {
+            kms: Some(cluster::kms::KmsConfig::Vault(vault)),
+            ..ConfigState::default()
+        };
+        let fs = |name: &str, version: u64, binding: KmsBinding| FsRecord {
+            name: name.into(),
+            id: 1,
+            data_id: 1,
+            capacity_gib: 10,
+            wrapped_dek: Some(wrapped(version)),
+            binding,
+        };
+        let own = KmsBinding::OwnKey {
+            key: "fs-key".into(),
+        };
+        table
+            .filesystems
+            .insert("own".into(), fs("own", 1, own.clone()));
+        table
+            .filesystems
+            .insert("main".into(), fs("main", 2, KmsBinding::ClusterKey));
+        wrapped_deks_unwrappable(&[(1, table.clone())], &keys).unwrap();
+        table
+            .filesystems
+            .insert("old".into(), fs("old", 1, KmsBinding::ClusterKey));
+        let v = wrapped_deks_unwrappable(&[(1, table)], &keys).unwrap_err();
+        assert_eq!(v.oracle, "wrapped-deks-unwrappable");
+        assert!(v.detail.contains("old wrapped by weka-key version 1"));
     }
 
     #[test]

@@ -125,6 +125,11 @@ impl Node {
             self.object("PUT", &bucket, &format!("{locator}/blocks/{block}"), body)
                 .await?;
         }
+        // Only an encrypted filesystem's DEK is wrapped by a key.
+        let kms_key = record
+            .encrypted()
+            .then(|| state.kms_key_for(&record).map(str::to_string))
+            .flatten();
         let manifest = Manifest {
             fs: fs.to_string(),
             snapshot: snapshot.to_string(),
@@ -132,7 +137,7 @@ impl Node {
             capacity_gib: record.capacity_gib,
             wrapped_dek: record.wrapped_dek.clone(),
             binding: record.binding.clone(),
-            kms_key: state.kms_key_for(&record).map(str::to_string),
+            kms_key: kms_key.clone(),
             blocks: blocks.iter().map(|(b, _)| *b).collect(),
         };
         let body = serde_json::to_vec_pretty(&manifest)
@@ -145,6 +150,7 @@ impl Node {
                 snapshot: snapshot.to_string(),
                 bucket: bucket.clone(),
                 locator: locator.clone(),
+                kms_key,
                 key_version: record.key_version(),
             },
         })

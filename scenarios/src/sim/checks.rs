@@ -199,22 +199,20 @@ impl World<'_> {
                 let tables: Vec<_> = mine.iter().map(|b| (b.id, b.disk.config_state())).collect();
                 oracle::nothing_half_created(&tables, &books.failed_creates)?;
                 // A lagging or crashed backend's table may trail its cluster's; what the
-                // KMS must still decrypt is what the most advanced one holds, and the
-                // runner's rotations and trims are of the main KMS key.
+                // KMS must still decrypt is what the most advanced one holds.
                 let newest: Vec<_> = mine
                     .iter()
                     .zip(tables)
                     .max_by_key(|(b, _)| b.disk.last_applied())
                     .map(|(_, table)| table)
                     .into_iter()
-                    .filter(|(_, t)| t.kms_key() == Some(self.scenario.kms.key.as_str()))
                     .collect();
-                oracle::wrapped_deks_unwrappable(&newest, self.key_min_decryption)?;
+                oracle::wrapped_deks_unwrappable(&newest, &self.keys)?;
             }
             self.leaks.update(&self.known_deks);
             self.leaks.no_plaintext_dek_at_rest(&disks)?;
             self.leaks.no_dek_in_objects(&self.objects)?;
-            oracle::snapshots_downloadable(&self.objects, self.safe_trim_min)?;
+            oracle::snapshots_downloadable(&self.objects, &self.keys)?;
             let trace = trace::lock(&self.trace);
             self.leaks.no_dek_in_trace(trace.lines())
         });

@@ -76,20 +76,20 @@ impl World<'_> {
         result
     }
 
-    /// What a careful admin checks before retiring key versions below `version`: the
-    /// cluster's list of uploaded snapshots and the key version of each.
-    fn snapshot_needs(&mut self, version: u64) -> Option<String> {
+    /// What a careful admin checks before retiring versions of `key` below `version`:
+    /// the cluster's list of uploaded snapshots, and the key and key version of each (a
+    /// snapshot on another key does not need this one; one that names no key might).
+    fn snapshot_needs(&mut self, key: &str, version: u64) -> Option<String> {
         let backend = self.pick_backend();
         match self.admin(backend, AdminCommand::SnapshotList) {
-            Answer::Done(AdminOutput::Snapshots { snapshots }) => snapshots
-                .iter()
-                .find(|s| s.key_version.is_some_and(|v| v < version))
-                .map(|s| {
-                    format!(
-                        "snapshot {} is on key version {:?}",
-                        s.locator, s.key_version
-                    )
-                }),
+            Answer::Done(AdminOutput::Snapshots { snapshots }) => snapshots.iter().find_map(|s| {
+                let on = s.key_version.filter(|v| *v < version)?;
+                let named = s.kms_key.as_deref();
+                named.is_none_or(|k| k == key).then(|| {
+                    let key = named.unwrap_or("an unnamed key");
+                    format!("snapshot {} is on {key} version {on}", s.locator)
+                })
+            }),
             _ => Some("the snapshot list could not be read".into()),
         }
     }
@@ -105,12 +105,11 @@ impl World<'_> {
             Step::KmsStop => self.kms(at, KmsAction::Stop)?,
             Step::KmsStart => self.kms(at, KmsAction::Start)?,
             Step::KmsRotate => {
-                let (mount, key) = (&self.setup.mount, &self.scenario.kms.key);
-                let path = format!("{mount}/keys/{key}/rotate");
+                let key = self.scenario.kms.key.clone();
+                let path = format!("{}/keys/{key}/rotate", self.setup.mount);
                 self.vault_admin("POST", path, json!({}))
                     .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-rotate", e))?;
-                self.key_latest += 1;
-                format!("key rotated to v{}", self.key_latest)
+                format!("key rotated to v{}", self.keys.rotate(&key))
             }
             Step::KmsTrim {
                 only_after_rewrap: true,
@@ -122,22 +121,22 @@ impl World<'_> {
                 min_decryption_version,
                 only_after_rewrap,
             } => {
-                let version = min_decryption_version.unwrap_or(self.key_latest);
+                let key = self.scenario.kms.key.clone();
+                let version = min_decryption_version.unwrap_or(self.keys.latest(&key));
                 if *only_after_rewrap {
-                    if let Some(why) = self.snapshot_needs(version) {
+                    if let Some(why) = self.snapshot_needs(&key, version) {
                         self.record(&RunnerEvent::Fault {
                             what: format!("trim skipped: {why}"),
                         });
                         return Ok(());
                     }
-                    // The cluster's own records said no snapshot needs the versions below.
-                    self.safe_trim_min = self.safe_trim_min.max(version);
                 }
-                let (mount, key) = (&self.setup.mount, &self.scenario.kms.key);
-                let path = format!("{mount}/keys/{key}/config");
+                let path = format!("{}/keys/{key}/config", self.setup.mount);
                 self.vault_admin("POST", path, json!({ "min_decryption_version": version }))
                     .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-trim", e))?;
-                self.key_min_decryption = version;
+                // Safe when the cluster's own records said no snapshot needs the versions
+                // below.
+                self.keys.trim(&key, version, *only_after_rewrap);
                 format!("key trimmed below v{version}")
             }
             Step::Partition { .. }

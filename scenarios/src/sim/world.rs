@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::fabric::{Fabric, Stuck};
 use super::{derive_seed, SimOptions};
+use crate::key_versions::KeyVersions;
 use crate::oracle::{Key, LeakScanner};
 use crate::scenario::Scenario;
 use crate::trace::{self, SharedTrace};
@@ -104,13 +105,10 @@ pub struct World<'a> {
     /// Every DEK seen in any backend's memory during the run, by `cluster/fs`.
     pub(super) known_deks: BTreeMap<String, Key>,
     pub(super) leaks: LeakScanner,
-    /// The transit key's newest version and its `min_decryption_version`, as the
-    /// runner's own rotate and trim steps left them.
-    pub(super) key_latest: u64,
-    pub(super) key_min_decryption: u64,
-    /// The highest `min_decryption_version` set by a trim the cluster's snapshot list
-    /// said was safe: no kept snapshot may be wrapped below it.
-    pub(super) safe_trim_min: u64,
+    /// Each transit key's newest version, its `min_decryption_version` and the trims
+    /// the cluster's snapshot list called safe, as the runner's own rotate and trim
+    /// steps left them.
+    pub(super) keys: KeyVersions,
     /// Whether the last `security kms rewrap` was acknowledged.
     pub(super) last_rewrap_ok: bool,
     /// The backends the current step may send commands to (`None`: any).
@@ -291,11 +289,9 @@ impl<'a> World<'a> {
             objects,
             known_deks: BTreeMap::new(),
             leaks: LeakScanner::default(),
-            key_latest: 1,
-            key_min_decryption: 1,
+            keys: KeyVersions::default(),
             via: None,
             last_rewrap_ok: false,
-            safe_trim_min: 0,
             setup: SetupPlan::fresh(),
             given_approle: None,
             progress: None,
