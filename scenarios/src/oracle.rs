@@ -228,6 +228,44 @@ pub fn snapshots_downloadable(objects: &ObjectStore, keys: &KeyVersions) -> Resu
     }
 }
 
+/// An acknowledged `fs snapshot upload` wrote a manifest that lists, and an object for,
+/// every block acknowledged for the filesystem before it: a snapshot that claims to be
+/// complete holds every acknowledged write.
+pub fn snapshot_holds_acknowledged_writes(
+    objects: &ObjectStore,
+    bucket: &str,
+    locator: &str,
+    acked: impl IntoIterator<Item = u64>,
+) -> Result<(), Violation> {
+    let violation = |detail: String| Violation {
+        oracle: "snapshot-holds-acknowledged-writes",
+        detail,
+    };
+    let manifest = objects
+        .get(bucket, &format!("{locator}{MANIFEST_SUFFIX}"))
+        .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
+        .ok_or_else(|| {
+            violation(format!(
+                "the upload of snapshot {bucket}/{locator} was acknowledged, but it has no \
+                 readable manifest"
+            ))
+        })?;
+    let listed: BTreeSet<u64> = manifest.blocks.iter().copied().collect();
+    for block in acked {
+        let stored = objects
+            .get(bucket, &format!("{locator}/blocks/{block}"))
+            .is_some();
+        if !listed.contains(&block) || !stored {
+            return Err(violation(format!(
+                "the upload of snapshot {bucket}/{locator} was acknowledged without block \
+                 {block} of {}, whose write was acknowledged before it",
+                manifest.fs
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A filesystem whose creation failed because of the KMS left nothing behind.
 pub fn nothing_half_created(
     tables: &[(u64, ConfigState)],
@@ -406,6 +444,29 @@ mod tests {
         let v = wrapped_deks_unwrappable(&[(1, table)], &keys).unwrap_err();
         assert_eq!(v.oracle, "wrapped-deks-unwrappable");
         assert!(v.detail.contains("old wrapped by weka-key version 1"));
+    }
+
+    #[test]
+    fn a_snapshot_without_an_acknowledged_block_is_caught() {
+        let objects = ObjectStore::default();
+        objects.put(
+            "b",
+            "fs1/s1/manifest.json",
+            manifest("fs1", "k", 1, vec![1]),
+        );
+        objects.put("b", "fs1/s1/blocks/1", vec![0; 20]);
+        snapshot_holds_acknowledged_writes(&objects, "b", "fs1/s1", [1]).unwrap();
+        let v = snapshot_holds_acknowledged_writes(&objects, "b", "fs1/s1", [0, 1]).unwrap_err();
+        assert_eq!(v.oracle, "snapshot-holds-acknowledged-writes");
+        assert!(v.detail.contains("block 0 of fs1"));
+        // Listed in the manifest but never stored is as incomplete.
+        objects.put(
+            "b",
+            "fs1/s2/manifest.json",
+            manifest("fs1", "k", 1, vec![0]),
+        );
+        assert!(snapshot_holds_acknowledged_writes(&objects, "b", "fs1/s2", [0]).is_err());
+        assert!(snapshot_holds_acknowledged_writes(&objects, "b", "fs1/s3", []).is_err());
     }
 
     #[test]
