@@ -1,5 +1,7 @@
 //! A filesystem as the config table records it.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::kms::WrappedDek;
@@ -42,8 +44,12 @@ pub struct SnapshotRecord {
     pub snapshot: String,
     pub bucket: String,
     pub locator: String,
-    /// The key version its DEK is wrapped by: `security kms rewrap` never re-wraps an
-    /// uploaded snapshot, so this version must stay decryptable while it is kept.
+    /// The KMS key its DEK is wrapped by: a version means nothing without its key.
+    #[serde(default)]
+    pub kms_key: Option<String>,
+    /// The version of `kms_key` its DEK is wrapped by: `security kms rewrap` never
+    /// re-wraps an uploaded snapshot, so this version must stay decryptable while it is
+    /// kept.
     pub key_version: Option<u64>,
 }
 
@@ -86,6 +92,21 @@ pub fn placement(members: &[u64], fs_id: u32, block: u64, replicas: usize) -> Ve
         .collect()
 }
 
+/// A placement of filesystem `fs_id` that lies wholly on `silent` backends, if there is
+/// one: a block placed there has no copy anywhere else, so a listing of the blocks that
+/// every other backend holds may miss it.
+pub fn placement_within(
+    members: &[u64],
+    fs_id: u32,
+    replicas: usize,
+    silent: &BTreeSet<u64>,
+) -> Option<Vec<u64>> {
+    // Consecutive blocks start their placements at every position once.
+    (0..members.len() as u64)
+        .map(|block| placement(members, fs_id, block, replicas))
+        .find(|p| !p.is_empty() && p.iter().all(|m| silent.contains(m)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +121,19 @@ mod tests {
         }
         assert_eq!(placement(&members, 1, 0, 9).len(), 5);
         assert!(placement(&[], 1, 0, 2).is_empty());
+    }
+
+    #[test]
+    fn a_placement_within_silent_backends_is_found() {
+        let members = [1, 2, 3, 4, 5];
+        let silent = |s: &[u64]| s.iter().copied().collect::<BTreeSet<u64>>();
+        // Two replicas: two silent neighbours hide some block, two apart do not.
+        let hidden = placement_within(&members, 1, 2, &silent(&[2, 3])).unwrap();
+        assert_eq!(silent(&hidden), silent(&[2, 3]));
+        assert!(placement_within(&members, 1, 2, &silent(&[2, 4])).is_none());
+        assert!(placement_within(&members, 1, 2, &silent(&[5, 1])).is_some());
+        // Whatever is silent, three replicas of five survive any two.
+        assert!(placement_within(&members, 1, 3, &silent(&[1, 2])).is_none());
+        assert!(placement_within(&members, 1, 2, &silent(&[])).is_none());
     }
 }

@@ -38,6 +38,19 @@ impl ObjectStore {
         }
     }
 
+    /// The object `key` of `bucket`, if the store holds it.
+    pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        self.lock()
+            .get(&(bucket.to_string(), key.to_string()))
+            .cloned()
+    }
+
+    /// Stores `bytes` as the object `key` of `bucket`, replacing any object there.
+    pub fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>) {
+        self.lock()
+            .insert((bucket.to_string(), key.to_string()), bytes);
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -68,11 +81,11 @@ async fn handle(State(store): State<ObjectStore>, req: Request) -> Response {
             let Ok(body) = to_bytes(req.into_body(), MAX_OBJECT).await else {
                 return answer(StatusCode::PAYLOAD_TOO_LARGE, "object too large");
             };
-            store.lock().insert((bucket, key), body.to_vec());
+            store.put(&bucket, &key, body.to_vec());
             answer(StatusCode::OK, "")
         }
-        (Method::GET, false) => match store.lock().get(&(bucket, key)) {
-            Some(bytes) => answer(StatusCode::OK, bytes.clone()),
+        (Method::GET, false) => match store.get(&bucket, &key) {
+            Some(bytes) => answer(StatusCode::OK, bytes),
             None => answer(StatusCode::NOT_FOUND, "NoSuchKey"),
         },
         (Method::HEAD, false) => match store.lock().get(&(bucket, key)) {

@@ -8,6 +8,7 @@ pub mod live;
 pub mod oracle;
 pub mod report;
 pub mod runner;
+pub mod safe_trims;
 pub mod scenario;
 pub mod simulated;
 pub mod swarm;

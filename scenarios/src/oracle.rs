@@ -12,6 +12,11 @@ use cluster::filesystem::Manifest;
 use cluster::kms::WrappedDek;
 use kms_sim::object_store::ObjectStore;
 
+use crate::safe_trims::SafeTrims;
+
+/// How the name of every snapshot's manifest ends in the object store.
+const MANIFEST_SUFFIX: &str = "/manifest.json";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     pub oracle: &'static str,
@@ -156,45 +161,60 @@ pub fn wrapped_deks_unwrappable(
     unwraps: impl Fn(&str, &WrappedDek) -> Result<(), String>,
 ) -> Result<(), Violation> {
     for fs in table.members_encrypted() {
-        let (Some(key), Some(wrapped)) = (table.kms_key_for(fs), fs.wrapped_dek.as_ref()) else {
+        let Some(wrapped) = &fs.wrapped_dek else {
             continue;
         };
+        let violation = |detail: String| Violation {
+            oracle: "wrapped-deks-unwrappable",
+            detail,
+        };
+        let Some(key) = table.kms_key_for(fs) else {
+            return Err(violation(format!(
+                "backend{node}'s config table has {} encrypted with no KMS key to unwrap \
+                 its DEK",
+                fs.name
+            )));
+        };
         if let Err(why) = unwraps(key, wrapped) {
-            return Err(Violation {
-                oracle: "wrapped-deks-unwrappable",
-                detail: format!(
-                    "backend{node}'s config table has {} wrapped by {key} version {}, which \
-                     the KMS no longer unwraps: {why}",
-                    fs.name, wrapped.key_version
-                ),
-            });
+            return Err(violation(format!(
+                "backend{node}'s config table has {} wrapped by {key} version {}, which the \
+                 KMS no longer unwraps: {why}",
+                fs.name, wrapped.key_version
+            )));
         }
     }
     Ok(())
 }
 
-/// Every snapshot kept in the object store is wrapped by a key version no "safe" trim
-/// retired (a trim the cluster's own snapshot list said no snapshot needed).
-pub fn snapshots_downloadable(objects: &ObjectStore, safe_trim_min: u64) -> Result<(), Violation> {
+/// Every snapshot kept in the object store is wrapped by a version of its own key (the
+/// one its manifest names) that no "safe" trim of that key retired: a trim the cluster's
+/// own snapshot list said no snapshot needed.
+pub fn snapshots_downloadable(objects: &ObjectStore, trims: &SafeTrims) -> Result<(), Violation> {
     let mut stranded = None;
-    objects.for_each_object(|bucket, key, bytes| {
-        if stranded.is_some() || !key.ends_with("/manifest.json") {
+    objects.for_each_object(|bucket, object, bytes| {
+        if stranded.is_some() || !object.ends_with(MANIFEST_SUFFIX) {
             return;
         }
         let Ok(manifest) = serde_json::from_slice::<Manifest>(bytes) else {
-            stranded = Some(format!("{bucket}/{key} is not a readable manifest"));
+            stranded = Some(format!("{bucket}/{object} is not a readable manifest"));
             return;
         };
-        if let Some(w) = manifest
-            .wrapped_dek
-            .filter(|w| w.key_version < safe_trim_min)
-        {
-            stranded = Some(format!(
-                "snapshot {bucket}/{key} is wrapped by key version {}, which a trim the \
-                 cluster's snapshot list called safe retired (versions below {safe_trim_min})",
-                w.key_version
-            ));
-        }
+        let Some(wrapped) = manifest.wrapped_dek else {
+            return;
+        };
+        let version = wrapped.key_version;
+        stranded = match manifest.kms_key {
+            None => Some(format!(
+                "snapshot {bucket}/{object} is wrapped by version {version} of a key it does \
+                 not name"
+            )),
+            Some(key) if trims.retired(&key, version) => Some(format!(
+                "snapshot {bucket}/{object} is wrapped by {key} version {version}, which a \
+                 trim the cluster's snapshot list called safe retired ({key} versions below {})",
+                trims.below(&key)
+            )),
+            Some(_) => None,
+        };
     });
     match stranded {
         Some(detail) => Err(Violation {
@@ -203,6 +223,44 @@ pub fn snapshots_downloadable(objects: &ObjectStore, safe_trim_min: u64) -> Resu
         }),
         None => Ok(()),
     }
+}
+
+/// An acknowledged `fs snapshot upload` wrote a manifest that lists, and an object for,
+/// every block acknowledged for the filesystem before it: a snapshot that claims to be
+/// complete holds every acknowledged write.
+pub fn snapshot_holds_acknowledged_writes(
+    objects: &ObjectStore,
+    bucket: &str,
+    locator: &str,
+    acked: impl IntoIterator<Item = u64>,
+) -> Result<(), Violation> {
+    let violation = |detail: String| Violation {
+        oracle: "snapshot-holds-acknowledged-writes",
+        detail,
+    };
+    let manifest = objects
+        .get(bucket, &format!("{locator}{MANIFEST_SUFFIX}"))
+        .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
+        .ok_or_else(|| {
+            violation(format!(
+                "the upload of snapshot {bucket}/{locator} was acknowledged, but it has no \
+                 readable manifest"
+            ))
+        })?;
+    let listed: BTreeSet<u64> = manifest.blocks.iter().copied().collect();
+    for block in acked {
+        let stored = objects
+            .get(bucket, &format!("{locator}/blocks/{block}"))
+            .is_some();
+        if !listed.contains(&block) || !stored {
+            return Err(violation(format!(
+                "the upload of snapshot {bucket}/{locator} was acknowledged without block \
+                 {block} of {}, whose write was acknowledged before it",
+                manifest.fs
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A filesystem whose creation failed because of the KMS left nothing behind.
@@ -231,6 +289,7 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use cluster::disk::StoredBlock;
+    use cluster::filesystem::{FsRecord, KmsBinding};
 
     fn key(b: u8) -> Key {
         let mut k = [b; 32];
@@ -280,6 +339,138 @@ mod tests {
             ("b".to_string(), key(9)),
         ]));
         assert!(late.no_dek_in_trace(&[line]).is_err());
+    }
+
+    fn wrapped(version: u64) -> cluster::kms::WrappedDek {
+        cluster::kms::WrappedDek {
+            ciphertext: format!("vault:v{version}:AAAA"),
+            key_version: version,
+        }
+    }
+
+    fn manifest(fs: &str, kms_key: &str, version: u64, blocks: Vec<u64>) -> Vec<u8> {
+        let binding = if kms_key == "weka-key" {
+            KmsBinding::ClusterKey
+        } else {
+            KmsBinding::OwnKey {
+                key: kms_key.to_string(),
+            }
+        };
+        serde_json::to_vec(&Manifest {
+            fs: fs.to_string(),
+            snapshot: "s1".into(),
+            data_id: 1,
+            capacity_gib: 10,
+            wrapped_dek: Some(wrapped(version)),
+            binding,
+            kms_key: Some(kms_key.to_string()),
+            blocks,
+        })
+        .unwrap()
+    }
+
+    /// The cluster key rotated to v3 and trimmed below v2 by a trim called safe.
+    fn cluster_key_trimmed() -> SafeTrims {
+        let mut trims = SafeTrims::default();
+        trims.record("weka-key", 2);
+        trims
+    }
+
+    #[test]
+    fn a_snapshot_is_judged_by_the_trims_of_its_own_key() {
+        let trims = cluster_key_trimmed();
+        let objects = ObjectStore::default();
+        // Version 1 of a filesystem's own key: the cluster key's trim says nothing of it.
+        objects.put(
+            "b",
+            "fs1/s1/manifest.json",
+            manifest("fs1", "fs-key", 1, vec![]),
+        );
+        snapshots_downloadable(&objects, &trims).unwrap();
+        // Version 1 of the cluster key itself was retired under it.
+        objects.put(
+            "b",
+            "fs2/s1/manifest.json",
+            manifest("fs2", "weka-key", 1, vec![]),
+        );
+        let v = snapshots_downloadable(&objects, &trims).unwrap_err();
+        assert_eq!(v.oracle, "snapshots-downloadable");
+        assert!(v.detail.contains("fs2/s1") && v.detail.contains("weka-key version 1"));
+    }
+
+    #[test]
+    fn a_wrapped_dek_is_judged_by_the_trims_of_its_own_key() {
+        // The KMS retired versions of weka-key below 2, and nothing of fs-key.
+        let unwraps = |key: &str, wrapped: &WrappedDek| match key {
+            "weka-key" if wrapped.key_version < 2 => Err("too old".to_string()),
+            _ => Ok(()),
+        };
+        let vault = cluster::kms::VaultConfig {
+            url: "http://vault:8200".into(),
+            key_name: "weka-key".into(),
+            transit_path: "transit".into(),
+            auth_path: "approle".into(),
+            namespace: None,
+            auth: cluster::kms::VaultAuth::Token {
+                token: cluster::secret::Secret::new("t"),
+            },
+        };
+        let mut table = ConfigState {
+            kms: Some(cluster::kms::KmsConfig::Vault(vault)),
+            ..ConfigState::default()
+        };
+        let fs = |name: &str, version: u64, binding: KmsBinding| FsRecord {
+            name: name.into(),
+            id: 1,
+            data_id: 1,
+            capacity_gib: 10,
+            wrapped_dek: Some(wrapped(version)),
+            binding,
+        };
+        let own = KmsBinding::OwnKey {
+            key: "fs-key".into(),
+        };
+        table
+            .filesystems
+            .insert("own".into(), fs("own", 1, own.clone()));
+        table
+            .filesystems
+            .insert("main".into(), fs("main", 2, KmsBinding::ClusterKey));
+        wrapped_deks_unwrappable(1, &table, unwraps).unwrap();
+        table
+            .filesystems
+            .insert("old".into(), fs("old", 1, KmsBinding::ClusterKey));
+        let v = wrapped_deks_unwrappable(1, &table, unwraps).unwrap_err();
+        assert_eq!(v.oracle, "wrapped-deks-unwrappable");
+        assert!(
+            v.detail.contains("old wrapped by weka-key version 1"),
+            "{}",
+            v.detail
+        );
+        assert!(v.detail.ends_with("too old"), "{}", v.detail);
+    }
+
+    #[test]
+    fn a_snapshot_without_an_acknowledged_block_is_caught() {
+        let objects = ObjectStore::default();
+        objects.put(
+            "b",
+            "fs1/s1/manifest.json",
+            manifest("fs1", "k", 1, vec![1]),
+        );
+        objects.put("b", "fs1/s1/blocks/1", vec![0; 20]);
+        snapshot_holds_acknowledged_writes(&objects, "b", "fs1/s1", [1]).unwrap();
+        let v = snapshot_holds_acknowledged_writes(&objects, "b", "fs1/s1", [0, 1]).unwrap_err();
+        assert_eq!(v.oracle, "snapshot-holds-acknowledged-writes");
+        assert!(v.detail.contains("block 0 of fs1"));
+        // Listed in the manifest but never stored is as incomplete.
+        objects.put(
+            "b",
+            "fs1/s2/manifest.json",
+            manifest("fs1", "k", 1, vec![0]),
+        );
+        assert!(snapshot_holds_acknowledged_writes(&objects, "b", "fs1/s2", [0]).is_err());
+        assert!(snapshot_holds_acknowledged_writes(&objects, "b", "fs1/s3", []).is_err());
     }
 
     #[test]

@@ -128,7 +128,7 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
     if knobs.long_outages {
         // Log-uniform from 10 s to 10 min: most outages short, some long enough for an
         // unbounded backoff to show.
-        let secs = (1.0f64..2.78).prop_map(|e| 10f64.powf(e) as u64);
+        let secs = (1.0f64..2.778).prop_map(|e| 10f64.powf(e) as u64);
         ops.push((
             2,
             (secs, prop::bool::weighted(0.75))
@@ -519,6 +519,10 @@ mod tests {
                     }
                     Op::Download => ("download", k.snapshots),
                     Op::MoveKey { fs, .. } => ("move-key", k.key_moves && (1..4).contains(&fs)),
+                    Op::RetryCreate => ("retry-create", true),
+                    Op::Outage { secs, .. } => {
+                        ("outage", k.long_outages && (10..=600).contains(&secs))
+                    }
                 };
                 assert!(allowed, "seed {seed}: {op:?} with knobs {k:?}");
                 drawn.insert(name);
@@ -526,7 +530,7 @@ mod tests {
         }
         assert_eq!(
             drawn.len(),
-            20,
+            22,
             "operations never drawn in 300 seeds: {drawn:?}"
         );
     }

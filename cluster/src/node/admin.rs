@@ -288,7 +288,11 @@ impl Node {
             }
         }
         if self.planted(PlantedBug::TrimUnderSnapshot) {
-            for mut record in state.snapshots.values().cloned() {
+            let on_cluster_key = state
+                .snapshots
+                .values()
+                .filter(|r| r.kms_key.as_deref() == Some(config.key_name()));
+            for mut record in on_cluster_key.cloned() {
                 record.key_version = newest;
                 self.propose(ConfigCommand::AddSnapshot { record }).await?;
             }

@@ -10,7 +10,7 @@ use crate::admin::{AdminError, AdminOutput};
 use crate::config_table::ConfigCommand;
 use crate::disk::StoredBlock;
 use crate::events::Event;
-use crate::filesystem::{FsRecord, Manifest, SnapshotRecord};
+use crate::filesystem::{placement_within, FsRecord, Manifest, SnapshotRecord};
 use crate::http::HttpClient;
 use crate::kms::KMS_REQUEST_TIMEOUT;
 use crate::net::Dialer;
@@ -73,23 +73,44 @@ impl Node {
         }
     }
 
-    /// Every block of a filesystem, from whichever backend stores it.
-    async fn all_blocks(&self, record: &FsRecord) -> Result<Vec<(u64, StoredBlock)>, AdminError> {
+    /// Every block of a filesystem, from whichever backend stores it. A backend that
+    /// does not answer is tolerated while every block still has a replica that does;
+    /// when some block's replicas may all be silent, the list could miss an acknowledged
+    /// block, so this fails rather than let a snapshot claim to be complete.
+    async fn all_blocks(
+        &self,
+        record: &FsRecord,
+        locator: &str,
+    ) -> Result<Vec<(u64, StoredBlock)>, AdminError> {
         let mut ids = BTreeSet::new();
+        let mut silent = BTreeSet::new();
         for &member in self.0.opts.members.keys() {
-            let listed = if member == self.id() {
-                self.0.disk.block_ids(record.id)
-            } else {
-                match self
-                    .call(member, &Request::ListBlocks { fs_id: record.id })
-                    .await
-                {
-                    Ok(Response::Blocks(b)) => b,
-                    // A backend that is down holds replicas others have too.
-                    _ => Vec::new(),
+            if member == self.id() {
+                ids.extend(self.0.disk.block_ids(record.id));
+                continue;
+            }
+            match self
+                .call(member, &Request::ListBlocks { fs_id: record.id })
+                .await
+            {
+                Ok(Response::Blocks(listed)) => ids.extend(listed),
+                _ => {
+                    silent.insert(member);
                 }
-            };
-            ids.extend(listed);
+            }
+        }
+        let members: Vec<u64> = self.0.opts.members.keys().copied().collect();
+        if let Some(hidden) = placement_within(&members, record.id, self.0.opts.replicas, &silent) {
+            let names: Vec<String> = hidden.iter().map(|m| format!("backend{m}")).collect();
+            return Err(AdminError::Snapshot {
+                locator: locator.to_string(),
+                reason: format!(
+                    "cannot list every block of {}: {} did not answer, and a block placed \
+                     on them would have no other replica to list it; nothing was uploaded",
+                    record.name,
+                    names.join(" and ")
+                ),
+            });
         }
         let mut blocks = Vec::new();
         for block in ids {
@@ -118,13 +139,18 @@ impl Node {
         let record = find_fs(&state, fs)?;
         let bucket = self.store()?.bucket.clone();
         let locator = format!("{fs}/{snapshot}");
-        let blocks = self.all_blocks(&record).await?;
+        let blocks = self.all_blocks(&record, &locator).await?;
         for (block, stored) in &blocks {
             let mut body = stored.nonce.to_vec();
             body.extend_from_slice(&stored.ciphertext);
             self.object("PUT", &bucket, &format!("{locator}/blocks/{block}"), body)
                 .await?;
         }
+        // Only an encrypted filesystem's DEK is wrapped by a key.
+        let kms_key = record
+            .encrypted()
+            .then(|| state.kms_key_for(&record).map(str::to_string))
+            .flatten();
         let manifest = Manifest {
             fs: fs.to_string(),
             snapshot: snapshot.to_string(),
@@ -132,7 +158,7 @@ impl Node {
             capacity_gib: record.capacity_gib,
             wrapped_dek: record.wrapped_dek.clone(),
             binding: record.binding.clone(),
-            kms_key: state.kms_key_for(&record).map(str::to_string),
+            kms_key: kms_key.clone(),
             blocks: blocks.iter().map(|(b, _)| *b).collect(),
         };
         let body = serde_json::to_vec_pretty(&manifest)
@@ -145,6 +171,7 @@ impl Node {
                 snapshot: snapshot.to_string(),
                 bucket: bucket.clone(),
                 locator: locator.clone(),
+                kms_key,
                 key_version: record.key_version(),
             },
         })

@@ -227,7 +227,7 @@ impl World<'_> {
             self.leaks.update(&self.known_deks);
             self.leaks.no_plaintext_dek_at_rest(&disks)?;
             self.leaks.no_dek_in_objects(&self.objects)?;
-            oracle::snapshots_downloadable(&self.objects, self.safe_trim_min)?;
+            oracle::snapshots_downloadable(&self.objects, &self.safe_trims)?;
             let trace = trace::lock(&self.trace);
             self.leaks.no_dek_in_trace(trace.lines())
         });

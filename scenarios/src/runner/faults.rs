@@ -42,20 +42,20 @@ impl World<'_> {
         result
     }
 
-    /// What a careful admin checks before retiring key versions below `version`: the
-    /// cluster's list of uploaded snapshots and the key version of each.
-    fn snapshot_needs(&mut self, version: u64) -> Option<String> {
+    /// What a careful admin checks before retiring versions of `key` below `version`:
+    /// the cluster's list of uploaded snapshots, and the key and key version of each (a
+    /// snapshot on another key does not need this one; one that names no key might).
+    fn snapshot_needs(&mut self, key: &str, version: u64) -> Option<String> {
         let backend = self.pick_backend();
         match self.admin(backend, AdminCommand::SnapshotList) {
-            Answer::Done(AdminOutput::Snapshots { snapshots }) => snapshots
-                .iter()
-                .find(|s| s.key_version.is_some_and(|v| v < version))
-                .map(|s| {
-                    format!(
-                        "snapshot {} is on key version {:?}",
-                        s.locator, s.key_version
-                    )
-                }),
+            Answer::Done(AdminOutput::Snapshots { snapshots }) => snapshots.iter().find_map(|s| {
+                let on = s.key_version.filter(|v| *v < version)?;
+                let named = s.kms_key.as_deref();
+                named.is_none_or(|k| k == key).then(|| {
+                    let key = named.unwrap_or("an unnamed key");
+                    format!("snapshot {} is on {key} version {on}", s.locator)
+                })
+            }),
             _ => Some("the snapshot list could not be read".into()),
         }
     }
@@ -93,18 +93,20 @@ impl World<'_> {
                 let key = self.scenario.kms.key.clone();
                 let version = min_decryption_version.unwrap_or(self.kms.versions(&key).latest);
                 if *only_after_rewrap {
-                    if let Some(why) = self.snapshot_needs(version) {
+                    if let Some(why) = self.snapshot_needs(&key, version) {
                         self.record(&RunnerEvent::Fault {
                             what: format!("trim skipped: {why}"),
                         });
                         return Ok(());
                     }
-                    // The cluster's own records said no snapshot needs the versions below.
-                    self.safe_trim_min = self.safe_trim_min.max(version);
                 }
                 let job = self.kms.retire_below(self.fabric.dialer(), &key, version);
                 self.key_admin(job)
                     .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-trim", e))?;
+                if *only_after_rewrap {
+                    // The cluster's own records said no snapshot needs the versions below.
+                    self.safe_trims.record(&key, version);
+                }
                 format!("key trimmed below v{version}")
             }
             Step::Partition { .. }

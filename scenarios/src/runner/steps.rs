@@ -7,8 +7,9 @@ use cluster::admin::{AdminCommand, AdminError, AdminOutput};
 use cluster::rpc::{self, Request, Response};
 use rand::{Rng, RngCore};
 
-use super::world::{lock, RunnerEvent, World};
+use super::world::{lock, RunnerEvent, SnapshotContent, World};
 use super::{Failure, FailureKind};
+use crate::oracle::{self, Violation};
 use crate::scenario::{Expect, Scenario, Step};
 
 /// Bound on one admin command as the runner waits for it. Every wait inside the cluster
@@ -435,8 +436,14 @@ impl World<'_> {
             if rewrap {
                 self.last_rewrap_ok = out.is_some();
             }
-            if let (Some(fs), Some(AdminOutput::SnapshotUploaded { locator, .. })) = (upload, out) {
-                self.remember_snapshot(&fs, locator);
+            if let (
+                Some(fs),
+                Some(AdminOutput::SnapshotUploaded {
+                    bucket, locator, ..
+                }),
+            ) = (upload, out)
+            {
+                self.remember_snapshot(at, &fs, &bucket, locator)?;
             }
             return Ok(());
         };
@@ -449,10 +456,17 @@ impl World<'_> {
         }
     }
 
-    /// What a snapshot of `fs` must read back as: the blocks as they stand now.
-    fn remember_snapshot(&mut self, fs: &str, locator: String) {
+    /// What a snapshot of `fs` must read back as: the blocks as they stand now. The
+    /// upload was acknowledged, so it must hold every one of them already.
+    fn remember_snapshot(
+        &mut self,
+        at: Option<usize>,
+        fs: &str,
+        bucket: &str,
+        locator: String,
+    ) -> Result<(), Failure> {
         let books = &self.books[self.current];
-        let blocks = books
+        let blocks: SnapshotContent = books
             .acked
             .iter()
             .filter(|((f, _), _)| f == fs)
@@ -465,7 +479,16 @@ impl World<'_> {
                 (*block, (data.clone(), maybe))
             })
             .collect();
+        let complete = oracle::snapshot_holds_acknowledged_writes(
+            &self.objects,
+            bucket,
+            &locator,
+            blocks.keys().copied(),
+        );
         self.snapshots.insert(locator, blocks);
+        complete.map_err(|Violation { oracle, detail }| {
+            self.fail(FailureKind::Correctness, at, oracle, detail)
+        })
     }
 
     /// `all`, or one filesystem the scenario created on the current cluster.

@@ -21,6 +21,7 @@ use super::{derive_seed, SimOptions};
 use crate::crypto_history::CryptoHistory;
 use crate::kms::KmsUnderTest;
 use crate::oracle::{Key, LeakScanner};
+use crate::safe_trims::SafeTrims;
 use crate::scenario::Scenario;
 use crate::trace::{self, SharedTrace};
 
@@ -107,9 +108,9 @@ pub struct World<'a> {
     pub(super) leaks: LeakScanner,
     /// What the cluster did with its keys over the whole run (see `crypto_history`).
     pub(super) crypto: CryptoHistory,
-    /// The highest `min_decryption_version` set by a trim the cluster's snapshot list
-    /// said was safe: no kept snapshot may be wrapped below it.
-    pub(super) safe_trim_min: u64,
+    /// The trims the cluster's snapshot list called safe, by key: no kept snapshot may be
+    /// wrapped by a version one retired.
+    pub(super) safe_trims: SafeTrims,
     /// Whether the last `security kms rewrap` was acknowledged.
     pub(super) last_rewrap_ok: bool,
     /// The backends the current step may send commands to (`None`: any).
@@ -288,7 +289,7 @@ impl<'a> World<'a> {
             crypto: CryptoHistory::default(),
             via: None,
             last_rewrap_ok: false,
-            safe_trim_min: 0,
+            safe_trims: SafeTrims::default(),
             progress: None,
         }
     }
