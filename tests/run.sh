@@ -11,13 +11,17 @@
 # 2. the same seed gives the same trace hash in a debug and a release build, and the
 #    hashes committed in tests/golden/hashes.txt (tests/golden.sh);
 # 3. the scenario suite over the default seeds, from the release build;
-# 4. the swarm sweep over 500 seeds, which the clean build must pass;
+# 4. the swarm sweep over 6,000 seeds, which the clean build must pass (a failure one seed
+#    in 2,000 meets is found with 95% probability);
 # 5. the proof that the harness catches bugs: a build with known bugs planted, a sweep
 #    per bug that must catch it within 500 seeds by the check meant for it (`wekasim list
 #    --bugs`), every regression file failing its check with its bug planted, and a
 #    failing seed shrunk to a file that still fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The toolchain rust-toolchain.toml pins, and jq (the proof below reads JSON reports).
+bash tests/prerequisites.sh
 
 # The real OpenBao the Vault conformance test (tests/vault_conformance.rs) runs against,
 # in a project-local venv; installed once, reinstalled only if the version is not 2.7.2.
@@ -64,8 +68,8 @@ bash tests/golden.sh
 echo "== wekasim suite"
 target/release/wekasim suite
 
-echo "== wekasim sweep: the swarm over seeds 0..500 (clean build)"
-target/release/wekasim sweep --seeds 0..500
+echo "== wekasim sweep: the swarm over seeds 0..6000 (clean build)"
+target/release/wekasim sweep --seeds 0..6000
 
 echo "== planted bugs: each must be caught within 500 seeds, by the check meant for it"
 cargo build --release --quiet --features planted-bugs
@@ -137,8 +141,18 @@ if [ ! -e "${regressions[0]}" ]; then
   exit 1
 fi
 for file in "${regressions[@]}"; do
-  still_fails "$file"
+  if grep -q -- '--plant [a-z]' "$file"; then
+    still_fails "$file"
+  else
+    # A failure of the clean build, fixed in the cluster or the harness: there is no bug
+    # to plant again, and the suite above played it and required it to pass.
+    echo "$file: guards a fix (no planted bug); passed in the suite"
+  fi
 done
+
+echo "== live runs against OpenBao catch planted bugs (the CI gate's teeth)"
+cargo test --release --features planted-bugs --test live_planted
+cargo test --release --features planted-bugs --test container_gate planted_bug
 
 echo "== shrink: a planted bug's failing seed shrinks to a scenario file that still fails"
 # skip-one-rewrap's first failing seed from the sweep above: the shrunk file, which
