@@ -1,8 +1,9 @@
 //! `fs snapshot upload` with backends down: it copies every acknowledged block, or fails
 //! with a clear error and leaves no manifest behind.
 
+use scenarios::runner::SimOptions;
 use scenarios::scenario::Scenario;
-use scenarios::sim::{self, SimOptions};
+use scenarios::simulated;
 
 /// Five backends, two replicas: fs1 (the first filesystem, id 1) places its blocks 0..5
 /// on backends 3-4, 4-5, 5-1, 1-2 and 2-3. Five blocks are written, `crashed` go down,
@@ -51,7 +52,7 @@ command = "weka fs snapshot upload fs1 s1"
 
 fn assert_passes(scenario: &Scenario) {
     for seed in 0..3 {
-        let report = sim::run(scenario, &SimOptions::new(seed));
+        let report = simulated::run(scenario, &SimOptions::new(seed));
         assert!(report.passed(), "{}", report.verdict_line());
     }
 }
