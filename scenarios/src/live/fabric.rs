@@ -43,6 +43,10 @@ struct LiveNode {
     /// What it boots with, once [`Fabric::boot`] registered it.
     boot: Option<(NodeOptions, EventSink)>,
     port: u16,
+    /// The socket that holds `port` from the moment the address is handed out until the
+    /// first boot listens on it: a port closed and bound again later may meanwhile go to
+    /// another process (a container's published port, a parallel test's server).
+    reserved: Option<StdListener>,
     /// Its runtime while it is up.
     runtime: Option<Runtime>,
 }
@@ -161,14 +165,20 @@ impl LiveFabric {
             }
         };
         let port = node.port;
+        let reserved = node.reserved.take();
         let (disk, slot, host) = (
             backend.disk.clone(),
             backend.slot.clone(),
             backend.host.clone(),
         );
         runtime.spawn(async move {
-            // Listen first, so peers that dial meanwhile wait in the backlog.
-            let listener = match bind(port).await {
+            // Listen first, so peers that dial meanwhile wait in the backlog: on the first
+            // boot with the socket reserved for it, after a crash on the same port again.
+            let listener = match reserved {
+                Some(socket) => tokio::net::TcpListener::from_std(socket),
+                None => bind(port).await,
+            };
+            let listener = match listener {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!("{host} cannot listen on 127.0.0.1:{port}: {e}");
@@ -228,16 +238,22 @@ impl Fabric for LiveFabric {
     }
 
     fn backend_addr(&mut self, host: &str) -> String {
-        // A port the system hands out now; the node binds it when it boots.
-        let port = StdListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(0);
+        // A port the system hands out now, held until the node's first boot listens on it.
+        let reserved = StdListener::bind("127.0.0.1:0").and_then(|l| {
+            l.set_nonblocking(true)?;
+            Ok(l)
+        });
+        let port = reserved
+            .as_ref()
+            .ok()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(0, |a| a.port());
         self.nodes.insert(
             host.to_string(),
             LiveNode {
                 boot: None,
                 port,
+                reserved: reserved.ok(),
                 runtime: None,
             },
         );
