@@ -105,7 +105,7 @@ impl Node {
             self.commit_fs(record).await.map(|id| (id, None))
         };
         if result.is_ok() || !self.planted(PlantedBug::NameReservedAfterFailedCreate) {
-            lock(&self.0.creating).remove(&name);
+            self.release_parked(&name);
         }
         match result {
             Ok((id, key_version)) => {

@@ -101,8 +101,12 @@ struct Inner {
     keys: Mutex<BTreeMap<String, Dek>>,
     /// Woken whenever a key is added to `keys`.
     keys_changed: tokio::sync::Notify,
-    /// DEKs of filesystems this node is creating and has not committed yet.
+    /// DEKs of filesystems this node is creating and has not committed yet. The unwrap
+    /// loop leaves these filesystems alone; see [`Node::release_parked`].
     creating: Mutex<BTreeMap<String, Dek>>,
+    /// Woken whenever a DEK leaves `creating`, so the unwrap loop looks again at a
+    /// filesystem it left alone while it was being created.
+    parked_released: tokio::sync::Notify,
     rng: Mutex<ChaCha20Rng>,
     /// Connectors for the KMS configurations in use (the cluster key, and filesystems'
     /// own keys), kept because each holds its AppRole login.
@@ -191,6 +195,7 @@ impl Node {
             keys: Mutex::new(BTreeMap::new()),
             keys_changed: tokio::sync::Notify::new(),
             creating: Mutex::new(BTreeMap::new()),
+            parked_released: tokio::sync::Notify::new(),
             kms: Mutex::new(Vec::new()),
             alerts: Mutex::new(BTreeSet::new()),
             objects,
@@ -230,6 +235,17 @@ impl Node {
                 self.emit(Event::CrashPoint { point });
                 std::future::pending::<()>().await;
             }
+        }
+    }
+
+    /// Takes a filesystem's DEK out of `creating`. A create or download that failed after
+    /// its commit (an answer lost, a block that could not be copied) drops the DEK: the
+    /// unwrap loop, which skipped the filesystem while it was parked, must look again, or
+    /// the committed filesystem stays locked on this node with no alert.
+    fn release_parked(&self, name: &str) {
+        lock(&self.0.creating).remove(name);
+        if !lock(&self.0.keys).contains_key(name) {
+            self.0.parked_released.notify_one();
         }
     }
 

@@ -244,7 +244,12 @@ impl Node {
             lock(&self.0.creating).insert(name.clone(), dek.clone());
         }
         let committed = self.commit_fs(record.clone()).await;
-        let dek = lock(&self.0.creating).remove(&name).or(dek);
+        if let (Ok(_), Some(dek)) = (&committed, &dek) {
+            // Held from the commit on: a block that cannot be copied fails the download,
+            // but leaves the committed filesystem with its key, not locked.
+            self.add_keys([(name.clone(), dek.clone())]);
+        }
+        self.release_parked(&name);
         let id = committed?;
         let record = FsRecord { id, ..record };
         for &block in &manifest.blocks {
@@ -265,9 +270,6 @@ impl Node {
                 ciphertext: bytes[12..].to_vec(),
             };
             self.put_replicas(&record, block, &stored).await?;
-        }
-        if let Some(dek) = dek {
-            self.add_keys([(name.clone(), dek)]);
         }
         let key_version = record.key_version();
         self.emit(Event::FsDownloaded {

@@ -45,8 +45,12 @@ impl Node {
             if waiting == 0 {
                 failures = 0;
                 self.set_alert(KMS_ERROR_ALERT, false);
-                if state_rx.changed().await.is_err() {
-                    return;
+                // Biased: no draw from the runtime's RNG, so runs where neither fires
+                // early replay as before.
+                tokio::select! {
+                    biased;
+                    changed = state_rx.changed() => if changed.is_err() { return },
+                    () = self.0.parked_released.notified() => {}
                 }
                 continue;
             }
