@@ -99,9 +99,10 @@ impl PlantedBug {
             PlantedBug::GiveUpUnwrap => ("filesystems-ready", "liveness"),
             PlantedBug::PlaintextDekRarePath => ("no-plaintext-dek-at-rest", "correctness"),
             PlantedBug::TrimUnderSnapshot => ("snapshots-downloadable", "correctness"),
-            // Blocks written under the old DEK do not decrypt under the new one (or the
-            // other way round): the read-back of acknowledged writes fails.
-            PlantedBug::StaleDekAfterMove => ("read", "correctness"),
+            // After a restart, the backends that unwrapped the fresh DEK disagree with those
+            // still holding the old one (before that, reads of blocks written under the
+            // other DEK fail).
+            PlantedBug::StaleDekAfterMove => ("same-dek-on-every-node", "correctness"),
             // A restarted backend seals a new block under a nonce it used before.
             PlantedBug::NonceCounterRestarts => ("nonce-never-reused", "correctness"),
             // The second filesystem created on a backend gets the first one's DEK.
