@@ -16,13 +16,13 @@
 //! A block written and overwritten within one step is not seen; every block version that
 //! survives a step is. Violations name the places involved, never a key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cluster::dek::{self, Dek, NONCE_LEN};
-use cluster::disk::{Disk, StoredBlock};
+use cluster::disk::StoredBlock;
 use sha2::{Digest, Sha256};
 
-use crate::oracle::{Key, Violation};
+use crate::oracle::{DiskView, Key, Violation};
 
 /// A DEK's name in the history: a hash of it, never the key itself.
 type Fingerprint = [u8; 8];
@@ -41,14 +41,6 @@ struct Owner {
     fs: String,
 }
 
-/// A backend's disk as the checker reads it.
-pub struct DiskView<'a> {
-    pub node: u64,
-    /// Its cluster's name: DEKs are known by `cluster/fs`.
-    pub cluster: &'a str,
-    pub disk: &'a Disk,
-}
-
 #[derive(Default)]
 pub struct CryptoHistory {
     /// Each block version already judged, by (backend, fs id, block): skipped until the
@@ -56,6 +48,9 @@ pub struct CryptoHistory {
     judged: BTreeMap<(u64, u32, u64), StoredBlock>,
     sealed: BTreeMap<(Fingerprint, [u8; NONCE_LEN]), Sealing>,
     deks: BTreeMap<Fingerprint, Owner>,
+    /// Filesystems (`cluster/fs`) whose DEK was judged by [`CryptoHistory::owner`]: a
+    /// filesystem's DEK and data never change once known, so once is enough.
+    owners_judged: BTreeSet<String>,
 }
 
 /// The filesystem a disk's config table names for a block's fs id.
@@ -92,8 +87,12 @@ impl CryptoHistory {
                 .collect();
             for fs in filesystems.values().filter(|f| f.encrypted) {
                 let name = format!("{}/{}", view.cluster, fs.name);
+                if self.owners_judged.contains(&name) {
+                    continue;
+                }
                 if let Some(key) = keys.get(&name) {
                     self.owner(key, fs.data_id, &name)?;
+                    self.owners_judged.insert(name);
                 }
             }
             for (&(fs_id, block), stored) in &disk.blocks {

@@ -25,6 +25,14 @@ pub struct Violation {
 
 pub type Key = [u8; DEK_LEN];
 
+/// A backend's disk as the checks read it.
+pub struct DiskView<'a> {
+    pub node: u64,
+    /// Its cluster's name: DEKs are known by `cluster/fs`.
+    pub cluster: &'a str,
+    pub disk: &'a Disk,
+}
+
 /// Finds DEKs where they must never be: in every form one could leak in (its raw bytes,
 /// and base64 or hex text, since the config table and the trace are JSON), with one
 /// automaton for all keys. It is rebuilt only when a new key becomes known, and it
@@ -65,11 +73,11 @@ impl LeakScanner {
 
     /// No plaintext DEK anywhere at rest: not in the config table (Raft log, state
     /// machine, snapshots) nor in any data block, on any backend's disk.
-    pub fn no_plaintext_dek_at_rest(&self, disks: &[(u64, Disk)]) -> Result<(), Violation> {
+    pub fn no_plaintext_dek_at_rest(&self, disks: &[DiskView<'_>]) -> Result<(), Violation> {
         if self.automaton.is_none() {
             return Ok(());
         }
-        for (node, disk) in disks {
+        for DiskView { node, disk, .. } in disks {
             let mut found = None;
             disk.for_each_stored(|bytes| {
                 if found.is_none() {
@@ -289,6 +297,14 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use cluster::disk::StoredBlock;
+
+    fn view(disk: &Disk) -> DiskView<'_> {
+        DiskView {
+            node: 1,
+            cluster: "main",
+            disk,
+        }
+    }
     use cluster::filesystem::{FsRecord, KmsBinding};
 
     fn key(b: u8) -> Key {
@@ -312,12 +328,12 @@ mod tests {
         let mut scanner = LeakScanner::default();
         scanner.update(&BTreeMap::from([("fs".to_string(), key(7))]));
         let v = scanner
-            .no_plaintext_dek_at_rest(&[(1, disk.clone())])
+            .no_plaintext_dek_at_rest(&[view(&disk)])
             .unwrap_err();
         assert_eq!(v.oracle, "no-plaintext-dek-at-rest");
         let mut other = LeakScanner::default();
         other.update(&BTreeMap::from([("fs".to_string(), key(8))]));
-        assert!(other.no_plaintext_dek_at_rest(&[(1, disk)]).is_ok());
+        assert!(other.no_plaintext_dek_at_rest(&[view(&disk)]).is_ok());
     }
 
     #[test]

@@ -10,9 +10,8 @@ use cluster::kms::WrappedDek;
 
 use super::world::World;
 use super::{Failure, FailureKind};
-use crate::crypto_history::DiskView;
 use crate::kms::KmsUnderTest;
-use crate::oracle::{self, Key, Violation};
+use crate::oracle::{self, DiskView, Key, Violation};
 use crate::scenario::Expect;
 use crate::trace;
 
@@ -191,11 +190,6 @@ impl World<'_> {
                 Some((b.id, keys))
             })
             .collect();
-        let disks: Vec<_> = self
-            .backends
-            .iter()
-            .map(|b| (b.id, b.disk.clone()))
-            .collect();
         let views: Vec<DiskView<'_>> = self
             .backends
             .iter()
@@ -205,27 +199,25 @@ impl World<'_> {
                 disk: &b.disk,
             })
             .collect();
+        // Per cluster, the backend with the most advanced config table: what the KMS must
+        // still decrypt is what that one holds.
+        let newest: Vec<Option<u64>> = (0..self.clusters.len())
+            .map(|c| self.most_advanced(c).map(|b| b.id))
+            .collect();
         let result = oracle::deks_agree(&held, &mut self.known_deks).and_then(|()| {
             self.crypto.check(&views, &self.known_deks)?;
             for (c, books) in self.books.iter().enumerate() {
                 let mine: Vec<_> = self.backends.iter().filter(|b| b.cluster == c).collect();
                 let tables: Vec<_> = mine.iter().map(|b| (b.id, b.disk.config_state())).collect();
                 oracle::nothing_half_created(&tables, &books.failed_creates)?;
-                // A lagging or crashed backend's table may trail its cluster's; what the
-                // KMS must still decrypt is what the most advanced one holds.
-                let newest = mine
-                    .iter()
-                    .zip(tables)
-                    .max_by_key(|(b, _)| b.disk.last_applied())
-                    .map(|(_, table)| table);
-                if let Some((node, table)) = newest {
-                    oracle::wrapped_deks_unwrappable(node, &table, |key, wrapped| {
+                if let Some((node, table)) = tables.iter().find(|(id, _)| Some(*id) == newest[c]) {
+                    oracle::wrapped_deks_unwrappable(*node, table, |key, wrapped| {
                         kms_unwraps(self.kms.as_ref(), key, wrapped)
                     })?;
                 }
             }
             self.leaks.update(&self.known_deks);
-            self.leaks.no_plaintext_dek_at_rest(&disks)?;
+            self.leaks.no_plaintext_dek_at_rest(&views)?;
             self.leaks.no_dek_in_objects(&self.objects)?;
             oracle::snapshots_downloadable(&self.objects, &self.safe_trims)?;
             let trace = trace::lock(&self.trace);

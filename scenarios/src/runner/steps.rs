@@ -388,10 +388,7 @@ impl World<'_> {
 
     /// Whether the most advanced config table of cluster `cluster` has filesystem `fs`.
     fn exists(&self, cluster: usize, fs: &str) -> bool {
-        self.backends
-            .iter()
-            .filter(|b| b.cluster == cluster)
-            .max_by_key(|b| b.disk.last_applied())
+        self.most_advanced(cluster)
             .is_some_and(|b| b.disk.config_state().filesystems.contains_key(fs))
     }
 

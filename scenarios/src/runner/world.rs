@@ -356,6 +356,15 @@ impl<'a> World<'a> {
             .collect()
     }
 
+    /// The backend of `cluster` whose disk has applied the most of the config table: a
+    /// lagging or crashed backend's table may trail its cluster's.
+    pub(super) fn most_advanced(&self, cluster: usize) -> Option<&Backend> {
+        self.backends
+            .iter()
+            .filter(|b| b.cluster == cluster)
+            .max_by_key(|b| b.disk.last_applied())
+    }
+
     pub(super) fn is_up(&self, index: usize) -> bool {
         lock(&self.backends[index].slot).is_some()
     }
