@@ -197,7 +197,14 @@ pub fn wrapped_deks_unwrappable(
 /// Every snapshot kept in the object store is wrapped by a version of its own key (the
 /// one its manifest names) that no "safe" trim of that key retired: a trim the cluster's
 /// own snapshot list said no snapshot needed.
-pub fn snapshots_downloadable(objects: &ObjectStore, trims: &SafeTrims) -> Result<(), Violation> {
+///
+/// `identify` names the key and version that wrapped a DEK as the run's trims name them
+/// (see [`crate::kms::KmsUnderTest::identify_wrapped`]).
+pub fn snapshots_downloadable(
+    objects: &ObjectStore,
+    trims: &SafeTrims,
+    identify: impl Fn(&str, &WrappedDek) -> (String, u64),
+) -> Result<(), Violation> {
     let mut stranded = None;
     objects.for_each_object(|bucket, object, bytes| {
         if stranded.is_some() || !object.ends_with(MANIFEST_SUFFIX) {
@@ -210,18 +217,19 @@ pub fn snapshots_downloadable(objects: &ObjectStore, trims: &SafeTrims) -> Resul
         let Some(wrapped) = manifest.wrapped_dek else {
             return;
         };
-        let version = wrapped.key_version;
         stranded = match manifest.kms_key {
             None => Some(format!(
-                "snapshot {bucket}/{object} is wrapped by version {version} of a key it does \
-                 not name"
+                "snapshot {bucket}/{object} is wrapped by version {} of a key it does not name",
+                wrapped.key_version
             )),
-            Some(key) if trims.retired(&key, version) => Some(format!(
-                "snapshot {bucket}/{object} is wrapped by {key} version {version}, which a \
+            Some(key) => match identify(&key, &wrapped) {
+                (key, version) if trims.retired(&key, version) => Some(format!(
+                    "snapshot {bucket}/{object} is wrapped by {key} version {version}, which a \
                  trim the cluster's snapshot list called safe retired ({key} versions below {})",
-                trims.below(&key)
-            )),
-            Some(_) => None,
+                    trims.below(&key)
+                )),
+                _ => None,
+            },
         };
     });
     match stranded {
@@ -306,6 +314,11 @@ mod tests {
         }
     }
     use cluster::filesystem::{FsRecord, KmsBinding};
+
+    /// Vault's naming: the cluster's key name and version are the run's.
+    fn same_names(key: &str, wrapped: &WrappedDek) -> (String, u64) {
+        (key.to_string(), wrapped.key_version)
+    }
 
     fn key(b: u8) -> Key {
         let mut k = [b; 32];
@@ -402,14 +415,14 @@ mod tests {
             "fs1/s1/manifest.json",
             manifest("fs1", "fs-key", 1, vec![]),
         );
-        snapshots_downloadable(&objects, &trims).unwrap();
+        snapshots_downloadable(&objects, &trims, same_names).unwrap();
         // Version 1 of the cluster key itself was retired under it.
         objects.put(
             "b",
             "fs2/s1/manifest.json",
             manifest("fs2", "weka-key", 1, vec![]),
         );
-        let v = snapshots_downloadable(&objects, &trims).unwrap_err();
+        let v = snapshots_downloadable(&objects, &trims, same_names).unwrap_err();
         assert_eq!(v.oracle, "snapshots-downloadable");
         assert!(v.detail.contains("fs2/s1") && v.detail.contains("weka-key version 1"));
     }

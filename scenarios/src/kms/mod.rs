@@ -65,6 +65,12 @@ pub trait KmsUnderTest {
     /// `$TOKEN`, `$ROLE_ID`, `$SECRET_ID`).
     fn substitute(&self, line: &str) -> String;
 
+    /// The contents of a file a `weka` command line names (`--client-cert F`), where the
+    /// KMS under test keeps them rather than the disk.
+    fn read_file(&self, _path: &str) -> Option<String> {
+        None
+    }
+
     /// Completes a parsed admin command with what the scenario cannot know (where a live
     /// run keeps its keys).
     fn complete(&self, cmd: &mut AdminCommand);
@@ -77,6 +83,19 @@ pub trait KmsUnderTest {
 
     /// `key`'s versions as the run's rotations and retirements left them.
     fn versions(&self, key: &str) -> KeyVersions;
+
+    /// The scenario's name and the run's version number of the key the cluster calls
+    /// `cluster_key` at `version`. Vault names both the same way; a KMIP key is a UID,
+    /// which this maps back to the name it was created under and its place among them.
+    fn identify(&self, cluster_key: &str, version: u64) -> (String, u64) {
+        (cluster_key.to_string(), version)
+    }
+
+    /// [`KmsUnderTest::identify`] for the key that wrapped `wrapped` (a KMIP-wrapped DEK
+    /// names its key's UID; the cluster may still call the key something else mid-rewrap).
+    fn identify_wrapped(&self, cluster_key: &str, wrapped: &WrappedDek) -> (String, u64) {
+        self.identify(cluster_key, wrapped.key_version)
+    }
 
     /// Whether the KMS as it stands now would unwrap `wrapped` with `key` (`Err` says
     /// why not); `None` where the harness cannot ask without disturbing the run (a live

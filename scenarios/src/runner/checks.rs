@@ -219,7 +219,9 @@ impl World<'_> {
             self.leaks.update(&self.known_deks);
             self.leaks.no_plaintext_dek_at_rest(&views)?;
             self.leaks.no_dek_in_objects(&self.objects)?;
-            oracle::snapshots_downloadable(&self.objects, &self.safe_trims)?;
+            oracle::snapshots_downloadable(&self.objects, &self.safe_trims, |key, wrapped| {
+                self.kms.identify_wrapped(key, wrapped)
+            })?;
             let trace = trace::lock(&self.trace);
             self.leaks.no_dek_in_trace(trace.lines())
         });
@@ -235,8 +237,9 @@ fn kms_unwraps(kms: &dyn KmsUnderTest, key: &str, wrapped: &WrappedDek) -> Resul
     if let Some(answer) = kms.unwraps(key, wrapped) {
         return answer;
     }
-    let versions = kms.versions(key);
-    if wrapped.key_version < versions.min_decryption {
+    let (key, version) = kms.identify_wrapped(key, wrapped);
+    let versions = kms.versions(&key);
+    if version < versions.min_decryption {
         return Err(format!(
             "versions below {} were retired by this run",
             versions.min_decryption

@@ -49,10 +49,16 @@ impl World<'_> {
         let backend = self.pick_backend();
         match self.admin(backend, AdminCommand::SnapshotList) {
             Answer::Done(AdminOutput::Snapshots { snapshots }) => snapshots.iter().find_map(|s| {
-                let on = s.key_version.filter(|v| *v < version)?;
-                let named = s.kms_key.as_deref();
-                named.is_none_or(|k| k == key).then(|| {
-                    let key = named.unwrap_or("an unnamed key");
+                let (named, on) = match (s.kms_key.as_deref(), s.key_version) {
+                    (Some(k), Some(v)) => {
+                        let (k, v) = self.kms.identify(k, v);
+                        (Some(k), v)
+                    }
+                    (None, Some(v)) => (None, v),
+                    (_, None) => return None,
+                };
+                (on < version && named.as_deref().is_none_or(|k| k == key)).then(|| {
+                    let key = named.as_deref().unwrap_or("an unnamed key");
                     format!("snapshot {} is on {key} version {on}", s.locator)
                 })
             }),
@@ -116,7 +122,9 @@ impl World<'_> {
             | Step::Latency { .. } => {
                 // Checked when the scenario was loaded.
                 let backends = self.scenario.cluster.backends;
-                let lookup = move |group: &str| host_group(group, backends).unwrap_or_default();
+                let kms_host = self.scenario.kms.kind.host();
+                let lookup =
+                    move |group: &str| host_group(group, backends, kms_host).unwrap_or_default();
                 self.fabric.network(step, &lookup)
             }
             _ => unreachable!("fault() is only called with fault steps"),

@@ -184,7 +184,12 @@ impl World<'_> {
 
     /// The backend ids a group names (`None` for all).
     fn backend_ids(&self, group: Option<&str>) -> Option<Vec<u64>> {
-        let hosts = crate::scenario::host_group(group?, self.scenario.cluster.backends).ok()?;
+        let hosts = crate::scenario::host_group(
+            group?,
+            self.scenario.cluster.backends,
+            self.scenario.kms.kind.host(),
+        )
+        .ok()?;
         Some(
             self.backends
                 .iter()

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use cluster::admin::AdminCommand;
 use kms_sim::chaos::Fault;
 
-use super::{host_group, substitute, Expect, Scenario, Step};
+use super::{host_group, substitute, Expect, KmsKind, Scenario, Step};
 
 /// The filesystems a step creates (`true`: it may create them) or needs to exist
 /// (`false`: it must succeed on them).
@@ -176,6 +176,7 @@ impl Scenario {
 
     fn check_step(&self, step: &Step) -> Result<(), String> {
         let n = self.cluster.backends;
+        let kms_host = self.kms.kind.host();
         let backend_ok = |b: u32| {
             if b == 0 || b > n {
                 Err(format!(
@@ -192,6 +193,9 @@ impl Scenario {
             }
             | Step::Start { backend: Some(b) } => backend_ok(*b),
             Step::FsCreate { count: 0, .. } => Err("count must be at least 1".into()),
+            Step::KmsSeal | Step::KmsUnseal if self.kms.kind == KmsKind::Kmip => {
+                Err("a KMIP server has no seal: use kms-stop and kms-start, or kms-fault".into())
+            }
             Step::Weka {
                 command,
                 expect_error,
@@ -220,14 +224,14 @@ impl Scenario {
             | Step::ExpectLocked {
                 backends: Some(g), ..
             } => {
-                let hosts = host_group(g, n)?;
-                if hosts.iter().any(|h| h == "vault") {
+                let hosts = host_group(g, n, kms_host)?;
+                if hosts.iter().any(|h| h == kms_host) {
                     return Err(format!("{g:?} must name backends only"));
                 }
                 Ok(())
             }
             Step::Partition { a, b, .. } | Step::Hold { a, b } | Step::Release { a, b } => {
-                let (a, b) = (host_group(a, n)?, host_group(b, n)?);
+                let (a, b) = (host_group(a, n, kms_host)?, host_group(b, n, kms_host)?);
                 if a.iter().any(|h| b.contains(h)) {
                     return Err("a host cannot be on both sides".into());
                 }

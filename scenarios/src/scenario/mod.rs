@@ -87,7 +87,7 @@ impl Default for ClusterSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KmsSpec {
-    /// Only `vault` so far.
+    /// `vault` or `kmip`.
     #[serde(rename = "type", default = "default_kms_type")]
     pub kind: KmsKind,
     /// The transit key that wraps the cluster's DEKs.
@@ -139,7 +139,20 @@ pub struct ExtraCluster {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KmsKind {
+    /// Vault's transit engine, over HTTP.
     Vault,
+    /// A KMIP server: TTLV over mutual TLS, keys named by UID.
+    Kmip,
+}
+
+impl KmsKind {
+    /// The KMS's host on the simulated network, which the host group `kms` names.
+    pub fn host(self) -> &'static str {
+        match self {
+            KmsKind::Vault => "vault",
+            KmsKind::Kmip => "kmip",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -436,11 +449,12 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// The hosts a group names: `kms`, `backends`, `backendN`, or a comma list of those.
-pub fn host_group(text: &str, backends: u32) -> Result<Vec<String>, String> {
+/// `kms` (or its old name `vault`) is `kms_host`.
+pub fn host_group(text: &str, backends: u32, kms_host: &str) -> Result<Vec<String>, String> {
     let mut hosts = Vec::new();
     for word in text.split(',').map(str::trim) {
         match word {
-            "kms" | "vault" => hosts.push("vault".to_string()),
+            "kms" | "vault" => hosts.push(kms_host.to_string()),
             "backends" => hosts.extend((1..=backends).map(|i| format!("backend{i}"))),
             _ => {
                 let n: u32 = word
