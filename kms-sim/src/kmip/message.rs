@@ -222,3 +222,49 @@ pub fn frame_error(st: &mut State, why: &str) -> Vec<u8> {
     );
     message_error(st, FALLBACK_VERSION, failure)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ttlv::BatchItem;
+
+    fn query(version: ProtocolVersion) -> Vec<u8> {
+        RequestMessage {
+            version,
+            batch: vec![BatchItem::new(operation::QUERY, vec![])],
+        }
+        .encode()
+    }
+
+    #[test]
+    fn the_version_of_a_broken_request_is_read_from_its_header() {
+        let mut bytes = query(ProtocolVersion::V1_3);
+        assert_eq!(salvage_version(&bytes), Some(ProtocolVersion::V1_3));
+        // Break the batch item, past the header: still readable.
+        let last = bytes.len() - 1;
+        bytes[last] = 0xFF;
+        assert!(ttlv::decode(&bytes, Limits::default()).is_err());
+        assert_eq!(salvage_version(&bytes), Some(ProtocolVersion::V1_3));
+        // Cut inside the header: not.
+        assert_eq!(salvage_version(&bytes[..20]), None);
+        assert_eq!(salvage_version(b"garbage"), None);
+    }
+
+    #[test]
+    fn an_undecodable_request_closes_the_connection_after_its_answer() {
+        let mut st = State::new(1, super::super::fixed_clock(5));
+        let good = answer(&mut st, &query(ProtocolVersion::V2_0), "a");
+        assert!(!good.close);
+        let whole = query(ProtocolVersion::V2_0);
+        // Cut in the batch item, past the header.
+        let bad = answer(&mut st, &whole[..whole.len() - 8], "a");
+        assert!(bad.close);
+        let resp =
+            ResponseMessage::from_item(&ttlv::decode(&bad.bytes, Limits::default()).unwrap())
+                .unwrap();
+        assert_eq!(resp.version, ProtocolVersion::V2_0);
+        let failure = resp.batch[0].result.clone().unwrap_err();
+        assert_eq!(failure.reason, Some(result_reason::INVALID_MESSAGE));
+        assert_eq!(st.messages, 2);
+    }
+}

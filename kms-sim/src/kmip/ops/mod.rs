@@ -130,7 +130,7 @@ pub(crate) fn owned_live<'c>(
         return Err(ResultFailure::new(
             result_reason::ITEM_NOT_FOUND,
             format!(
-                "Could not locate object: {uid} (it was destroyed; it is {})",
+                "Could not locate object: {uid}: it was destroyed (state {})",
                 o.state.name()
             ),
         ));
