@@ -1,12 +1,14 @@
-//! Simulated external services for wekasim: a Vault (HTTP API v1 subset) that runs inside a
-//! turmoil simulation or on a real port.
+//! Simulated external services for wekasim: a Vault (HTTP API v1 subset) and a KMIP server
+//! (TTLV over any byte stream) that run inside a turmoil simulation or on a real port.
 
 pub mod chaos;
+pub mod kmip;
 pub mod object_store;
 pub mod proxy;
 pub mod serve;
 pub mod vault;
 
+pub use kmip::KmipSim;
 pub use vault::VaultSim;
 
 /// In-process requests for the services' unit tests.

@@ -19,6 +19,8 @@ macro_rules! enumeration {
 
 enumeration!(operation {
     CREATE = 0x01, "Create";
+    CREATE_KEY_PAIR = 0x02, "Create Key Pair";
+    REGISTER = 0x03, "Register";
     LOCATE = 0x08, "Locate";
     GET = 0x0A, "Get";
     GET_ATTRIBUTES = 0x0B, "Get Attributes";
@@ -50,6 +52,9 @@ enumeration!(result_reason {
     CRYPTOGRAPHIC_FAILURE = 0x0A, "Cryptographic Failure";
     ILLEGAL_OPERATION = 0x0B, "Illegal Operation";
     PERMISSION_DENIED = 0x0C, "Permission Denied";
+    INDEX_OUT_OF_BOUNDS = 0x0E, "Index Out of Bounds";
+    KEY_FORMAT_TYPE_NOT_SUPPORTED = 0x10, "Key Format Type Not Supported";
+    KEY_COMPRESSION_TYPE_NOT_SUPPORTED = 0x11, "Key Compression Type Not Supported";
     GENERAL_FAILURE = 0x100, "General Failure";
     WRONG_KEY_LIFECYCLE_STATE = 0x43, "Wrong Key Lifecycle State";
 });
@@ -81,6 +86,17 @@ enumeration!(block_cipher_mode {
     ECB = 0x2, "ECB";
     CTR = 0x6, "CTR";
     GCM = 0x9, "GCM";
+});
+
+enumeration!(padding_method {
+    NONE = 0x1, "None";
+    PKCS5 = 0x3, "PKCS5";
+});
+
+enumeration!(batch_error_continuation_option {
+    CONTINUE = 0x1, "Continue";
+    STOP = 0x2, "Stop";
+    UNDO = 0x3, "Undo";
 });
 
 enumeration!(query_function {

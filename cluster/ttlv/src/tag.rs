@@ -19,12 +19,14 @@ macro_rules! tags {
 
 tags! {
     ACTIVATION_DATE = 0x42_0001, "Activation Date";
+    ASYNCHRONOUS_INDICATOR = 0x42_0007, "Asynchronous Indicator";
     ATTRIBUTE = 0x42_0008, "Attribute";
     ATTRIBUTE_INDEX = 0x42_0009, "Attribute Index";
     ATTRIBUTE_NAME = 0x42_000A, "Attribute Name";
     ATTRIBUTE_VALUE = 0x42_000B, "Attribute Value";
     AUTHENTICATION = 0x42_000C, "Authentication";
     BATCH_COUNT = 0x42_000D, "Batch Count";
+    BATCH_ERROR_CONTINUATION_OPTION = 0x42_000E, "Batch Error Continuation Option";
     BATCH_ITEM = 0x42_000F, "Batch Item";
     BLOCK_CIPHER_MODE = 0x42_0011, "Block Cipher Mode";
     COMPROMISE_DATE = 0x42_0020, "Compromise Date";
@@ -37,7 +39,9 @@ tags! {
     DESTROY_DATE = 0x42_0033, "Destroy Date";
     INITIAL_DATE = 0x42_0039, "Initial Date";
     IV_COUNTER_NONCE = 0x42_003D, "IV/Counter/Nonce";
+    KEY = 0x42_003F, "Key";
     KEY_BLOCK = 0x42_0040, "Key Block";
+    KEY_COMPRESSION_TYPE = 0x42_0041, "Key Compression Type";
     KEY_FORMAT_TYPE = 0x42_0042, "Key Format Type";
     KEY_MATERIAL = 0x42_0043, "Key Material";
     KEY_VALUE = 0x42_0045, "Key Value";
@@ -76,7 +80,9 @@ tags! {
     DATA = 0x42_00C2, "Data";
     RANDOM_IV = 0x42_00C5, "Random IV";
     TAG_LENGTH = 0x42_00CE, "Tag Length";
+    OFFSET_ITEMS = 0x42_00D4, "Offset Items";
     AUTHENTICATED_ENCRYPTION_ADDITIONAL_DATA = 0x42_00FE, "Authenticated Encryption Additional Data";
     AUTHENTICATED_ENCRYPTION_TAG = 0x42_00FF, "Authenticated Encryption Tag";
     ATTRIBUTES = 0x42_0125, "Attributes";
+    ATTRIBUTE_REFERENCE = 0x42_013B, "Attribute Reference";
 }
