@@ -79,6 +79,17 @@ impl Chaos {
         self.lock().hits
     }
 
+    /// The fault an answer meets now and the delay of [`Fault::Slow`], counting a hit if
+    /// there is a fault (for services that apply the faults themselves, below their
+    /// protocol: see [`crate::wire`]).
+    pub fn meet(&self) -> (Fault, Duration) {
+        let mut inner = self.lock();
+        if inner.fault != Fault::None {
+            inner.hits += 1;
+        }
+        (inner.fault, inner.delay)
+    }
+
     /// Whether a new connection should be dropped unanswered.
     pub fn refuses(&self) -> bool {
         let mut inner = self.lock();

@@ -7,6 +7,7 @@ pub mod object_store;
 pub mod proxy;
 pub mod serve;
 pub mod vault;
+pub mod wire;
 
 pub use kmip::KmipSim;
 pub use vault::VaultSim;
