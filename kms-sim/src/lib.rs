@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod object_store;
 pub mod proxy;
 pub mod serve;
+pub mod tls;
 pub mod vault;
 
 pub use vault::VaultSim;
