@@ -21,4 +21,5 @@ pub mod net;
 pub mod node;
 pub mod rpc;
 pub mod secret;
+pub mod tls;
 pub mod weka_cli;

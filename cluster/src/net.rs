@@ -3,8 +3,11 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::OnceLock;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::tls::TlsEnv;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -25,6 +28,13 @@ pub trait Dialer: Send + Sync + 'static {
     /// they were; [`TcpDialer`] turns it on.
     fn reuse_connections(&self) -> bool {
         false
+    }
+
+    /// The crypto and clock for TLS over this dialer's connections. Real ones by default;
+    /// the simulation's dialer overrides it with a seeded provider and simulated time.
+    fn tls(&self) -> TlsEnv {
+        static REAL: OnceLock<TlsEnv> = OnceLock::new();
+        REAL.get_or_init(TlsEnv::real).clone()
     }
 }
 

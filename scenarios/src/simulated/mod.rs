@@ -15,6 +15,7 @@ use kms_sim::VaultSim;
 
 mod driver;
 pub mod net;
+pub mod tls;
 mod vault;
 
 use crate::kms::vault::{SetupPlan, VaultUnderTest};
@@ -62,6 +63,8 @@ pub struct SimFabric<'a> {
     /// The fault switch in front of the KMS host.
     chaos: Chaos,
     net: Net,
+    /// Every host's dialer: one seeded TLS environment for the run.
+    dialer: TurmoilDialer,
 }
 
 impl<'a> SimFabric<'a> {
@@ -139,6 +142,7 @@ impl<'a> SimFabric<'a> {
             driver: None,
             chaos,
             net,
+            dialer: TurmoilDialer::new(seed),
         }
     }
 
@@ -205,7 +209,7 @@ impl Fabric for SimFabric<'_> {
     }
 
     fn dialer(&self) -> Arc<dyn Dialer> {
-        Arc::new(TurmoilDialer)
+        Arc::new(self.dialer.clone())
     }
 
     fn backend_addr(&mut self, host: &str) -> String {
@@ -219,11 +223,17 @@ impl Fabric for SimFabric<'_> {
     fn boot(&mut self, backend: &Backend, options: NodeOptions, sink: EventSink) {
         self.net.hosts.push(backend.host.clone());
         let (disk, slot) = (backend.disk.clone(), backend.slot.clone());
+        let dialer = self.dialer.clone();
         self.sim.host(backend.host.as_str(), move || {
-            let (options, disk, slot, sink) =
-                (options.clone(), disk.clone(), slot.clone(), sink.clone());
+            let (options, disk, slot, sink, dialer) = (
+                options.clone(),
+                disk.clone(),
+                slot.clone(),
+                sink.clone(),
+                dialer.clone(),
+            );
             async move {
-                let node = Node::start(options, disk, Arc::new(TurmoilDialer), sink).await?;
+                let node = Node::start(options, disk, Arc::new(dialer), sink).await?;
                 *lock(&slot) = Some(node.clone());
                 let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
                 loop {
