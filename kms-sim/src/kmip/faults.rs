@@ -49,6 +49,13 @@ impl KmipSim {
         self.lock().fault = fault;
     }
 
+    /// Follows a service-wide fault switch too: its HTTP status faults (500, 503, 429)
+    /// answer General Failure, KMIP's nearest kin. Its byte-level faults are
+    /// [`crate::wire::Faulty`]'s.
+    pub fn follow(&self, chaos: crate::chaos::Chaos) {
+        self.lock().chaos = Some(chaos);
+    }
+
     pub fn fault(&self) -> Fault {
         self.lock().fault
     }

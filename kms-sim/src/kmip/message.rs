@@ -163,7 +163,7 @@ fn request(st: &mut State, item: &Item, owner: &str) -> Result<ResponseMessage, 
             .requests
             .entry(operation::name(b.operation))
             .or_default() += 1;
-        let result = match ctx.st.fault.failure(b.operation) {
+        let result = match ctx.st.effective_fault().failure(b.operation) {
             Some(failure) => {
                 ctx.st.fault_hits += 1;
                 Err(failure)

@@ -21,6 +21,9 @@ pub struct State {
     pub requests: BTreeMap<String, u64>,
     pub messages: u64,
     pub fault: Fault,
+    /// A service-wide fault switch whose protocol-level modes (the HTTP status faults)
+    /// become KMIP's General Failure here, so one `kms-fault` step serves every KMS kind.
+    pub chaos: Option<crate::chaos::Chaos>,
     /// Batch items that met a fault.
     pub fault_hits: u64,
 }
@@ -35,7 +38,19 @@ impl State {
             requests: BTreeMap::new(),
             messages: 0,
             fault: Fault::None,
+            chaos: None,
             fault_hits: 0,
+        }
+    }
+
+    /// The fault a batch item meets: this server's own, else the service switch's.
+    pub fn effective_fault(&self) -> Fault {
+        use crate::chaos::Fault as Wire;
+        match (self.fault, self.chaos.as_ref().map(|c| c.fault())) {
+            (Fault::None, Some(Wire::Error500 | Wire::Error503 | Wire::RateLimit)) => {
+                Fault::GeneralFailure
+            }
+            (own, _) => own,
         }
     }
 
