@@ -34,8 +34,8 @@ const LOG_TAIL: usize = 25;
 /// Attempts at a fresh port when a new server finds its port taken.
 const PORT_ATTEMPTS: usize = 4;
 
-/// A PyKMIP server this process spawned. Dropping it kills the process and removes its
-/// temp dir (certificates, config, database, logs): on success, on error and on panic
+/// A PyKMIP server this process spawned, in a process group of its own with the helper
+/// processes it forks. Dropping it kills the group and removes its temp dir (certificates, config, database, logs): on success, on error and on panic
 /// unwinding alike. [`PyKmip::stop`] stops it gently first.
 pub struct PyKmip {
     bin: PathBuf,
@@ -61,7 +61,7 @@ impl Drop for PyKmip {
     fn drop(&mut self) {
         // No gentle stop here: a drop cannot wait 10 s, and nothing of the server is kept.
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            signal_group(&child, libc::SIGKILL);
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -138,7 +138,12 @@ impl PyKmip {
         &self.pki
     }
 
-    /// The server's pid while it runs.
+    /// Its temp dir (certificates, config, database, logs), removed by a stop or drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The server's pid while it runs; also the id of its process group.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -149,20 +154,17 @@ impl PyKmip {
         let addr = self.addr();
         // The child stays in `self` until it is reaped: if this is cancelled, Drop kills it.
         if let Some(child) = self.child.as_mut() {
-            if matches!(child.try_wait(), Ok(None)) {
-                terminate(child);
-                let mut exited = false;
-                for _ in 0..EXIT_POLLS {
-                    if !matches!(child.try_wait(), Ok(None)) {
-                        exited = true;
-                        break;
-                    }
-                    tokio::time::sleep(POLL).await;
+            signal_group(child, libc::SIGTERM);
+            for _ in 0..EXIT_POLLS {
+                if has_exited(child) {
+                    break;
                 }
-                if !exited {
-                    let _ = child.kill();
-                }
+                tokio::time::sleep(POLL).await;
             }
+            // Whatever of the group is left (all of it after 12 s; a helper process that
+            // outlived the server otherwise). The server is not reaped yet, so the group's
+            // id is still ours.
+            signal_group(child, libc::SIGKILL);
             child
                 .wait()
                 .map_err(|e| format!("PyKMIP at {addr}: waiting for it to exit: {e}"))?;
@@ -249,7 +251,8 @@ impl PyKmip {
             .arg("-l")
             .arg(self.log_path());
         // If this process dies without dropping the server (killed, Ctrl-C), the kernel
-        // kills the server too, so no PyKMIP outlives the run that started it.
+        // kills the server too. Its helper processes do not inherit this and outlive it
+        // (they are left in its process group, `wekasim-pykmip-*` in their command line).
         // SAFETY: the closure runs in the forked child before exec and only calls prctl,
         // which is async-signal-safe.
         unsafe {
@@ -261,6 +264,8 @@ impl PyKmip {
             });
         }
         let child = cmd
+            // Its own process group, so a stop reaches the processes it forks as well.
+            .process_group(0)
             .current_dir(&self.dir)
             .env("HOME", &self.dir)
             .stdin(Stdio::null())
@@ -277,13 +282,18 @@ impl PyKmip {
     async fn wait_accepting(&mut self) -> Result<(), String> {
         let addr = self.addr();
         for _ in 0..START_POLLS {
-            match self.child.as_mut().map(Child::try_wait) {
-                None => return Err(self.with_log(format!("PyKMIP at {addr} is not running"))),
-                Some(Ok(None)) => {}
-                Some(Ok(Some(status))) => {
-                    return Err(self.with_log(format!("PyKMIP for {addr} exited ({status})")))
-                }
-                Some(Err(e)) => return Err(self.with_log(format!("PyKMIP for {addr}: {e}"))),
+            let Some(child) = self.child.as_mut() else {
+                return Err(self.with_log(format!("PyKMIP at {addr} is not running")));
+            };
+            if has_exited(child) {
+                // Reaped only after its group is gone (see `has_exited`).
+                signal_group(child, libc::SIGKILL);
+                let status = match child.wait() {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                self.child = None;
+                return Err(self.with_log(format!("PyKMIP for {addr} exited ({status})")));
             }
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return Ok(());
@@ -324,14 +334,36 @@ impl PyKmip {
     }
 }
 
-/// SIGTERM to a child this process spawned and has not reaped (so the pid is still its).
-fn terminate(child: &Child) {
+/// `signal` to the server's process group: the server and the helper processes it forks
+/// (PyKMIP's policy monitor and multiprocessing manager), which a signal to the server alone
+/// would leave behind.
+fn signal_group(child: &Child, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is our
-        // own unreaped child, so it cannot have been reused by another process.
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours. The group's id
+        // is the pid of our own child, which is not reaped before its group is killed, so
+        // the id cannot have been reused by another process's group.
         unsafe {
-            libc::kill(pid, libc::SIGTERM);
+            libc::kill(-pid, signal);
         }
+    }
+}
+
+/// Whether the server has exited, without reaping it: while it is a zombie its pid, the id
+/// of its process group, cannot be reused, so the group can still be signalled safely.
+fn has_exited(child: &Child) -> bool {
+    let pid: libc::id_t = child.id();
+    // SAFETY: siginfo_t is plain data, for which all zero bytes is a valid value; waitid
+    // writes only into it, and WNOWAIT leaves the child unreaped.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::waitid(
+            libc::P_PID,
+            pid,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        // -1: not our child any more (already reaped), which counts as exited.
+        r == -1 || info.si_pid() != 0
     }
 }
 
