@@ -13,7 +13,10 @@ use scenarios::kms::kmip::{connect_tls, KmipAdmin, KmipError};
 use scenarios::live::pykmip::PyKmip;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use ttlv::enums::{operation, result_reason, revocation_reason_code, state};
+use ttlv::enums::{
+    block_cipher_mode, cryptographic_algorithm, operation, result_reason, revocation_reason_code,
+    state,
+};
 use ttlv::{tag, BatchItem, Item, ProtocolVersion, RequestMessage};
 
 const CLUSTER: &str = "wekasim-cluster";
@@ -125,6 +128,11 @@ async fn pykmip_keys_gcm_tenants_and_refusals() {
     );
     ok(admin.activate(&uid).await);
     assert_eq!(ok(admin.state(&uid).await), state::ACTIVE);
+    refused(
+        admin.activate(&uid).await,
+        result_reason::PERMISSION_DENIED,
+        "The object state is not pre-active and cannot be activated.",
+    );
     assert_eq!(ok(admin.locate_by_name(&name).await), [uid.as_str()]);
 
     // GCM at the TTLV level: the client's 12-byte IV is used as is (and not sent back), the
@@ -142,8 +150,11 @@ async fn pykmip_keys_gcm_tenants_and_refusals() {
                 Item::structure(
                     tag::CRYPTOGRAPHIC_PARAMETERS,
                     vec![
-                        Item::enumeration(tag::BLOCK_CIPHER_MODE, 0x9),
-                        Item::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, 0x3),
+                        Item::enumeration(tag::BLOCK_CIPHER_MODE, block_cipher_mode::GCM),
+                        Item::enumeration(
+                            tag::CRYPTOGRAPHIC_ALGORITHM,
+                            cryptographic_algorithm::AES,
+                        ),
                         Item::integer(tag::TAG_LENGTH, 16),
                     ],
                 ),
@@ -177,6 +188,47 @@ async fn pykmip_keys_gcm_tenants_and_refusals() {
     let mut short = sealed.clone();
     short.tag.truncate(12);
     assert_eq!(ok(admin.decrypt_gcm(&uid, &short).await), plaintext);
+
+    // GCM needs the Tag Length on Encrypt and the tag back on Decrypt.
+    let aes_gcm = |tag_length: Option<i32>| {
+        let mut params = vec![
+            Item::enumeration(tag::BLOCK_CIPHER_MODE, block_cipher_mode::GCM),
+            Item::enumeration(tag::CRYPTOGRAPHIC_ALGORITHM, cryptographic_algorithm::AES),
+        ];
+        params.extend(tag_length.map(|n| Item::integer(tag::TAG_LENGTH, n)));
+        Item::structure(tag::CRYPTOGRAPHIC_PARAMETERS, params)
+    };
+    let uid_item = Item::text(tag::UNIQUE_IDENTIFIER, uid.clone());
+    refused(
+        admin
+            .call(
+                operation::ENCRYPT,
+                vec![
+                    uid_item.clone(),
+                    aes_gcm(None),
+                    Item::bytes(tag::DATA, plaintext.to_vec()),
+                    Item::bytes(tag::IV_COUNTER_NONCE, iv.to_vec()),
+                ],
+            )
+            .await,
+        result_reason::INVALID_FIELD,
+        "Authenticated encryption tag length must be provided in GCM mode only.",
+    );
+    refused(
+        admin
+            .call(
+                operation::DECRYPT,
+                vec![
+                    uid_item.clone(),
+                    aes_gcm(Some(16)),
+                    Item::bytes(tag::DATA, sealed.ciphertext.clone()),
+                    Item::bytes(tag::IV_COUNTER_NONCE, iv.to_vec()),
+                ],
+            )
+            .await,
+        result_reason::INVALID_FIELD,
+        "Authenticated tag must be provided in GCM mode.",
+    );
 
     // Without an IV, PyKMIP makes a 16-byte one (AES's block size) and returns it.
     let made = ok(admin.encrypt_gcm(&uid, None, plaintext).await);
@@ -251,6 +303,16 @@ async fn pykmip_keys_gcm_tenants_and_refusals() {
         )
     );
     assert_eq!(ok(admin.discover_versions().await), all);
+    // A version it does not know fails to parse the same way.
+    let future = ok(admin
+        .exchange(&RequestMessage {
+            version: ProtocolVersion::new(3, 0),
+            batch: vec![BatchItem::new(operation::DISCOVER_VERSIONS, Vec::new())],
+        })
+        .await);
+    assert_eq!(future.version, ProtocolVersion::V1_0);
+    let failure = future.batch[0].result.clone().unwrap_err();
+    assert_eq!(failure.reason, Some(result_reason::INVALID_MESSAGE));
 
     // A client certificate of a CA PyKMIP does not trust fails the handshake (TLS 1.2: the
     // server's alert arrives before the client's handshake completes).
