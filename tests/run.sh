@@ -3,8 +3,9 @@
 #
 #   bash tests/run.sh
 #
-# 0. a real OpenBao (2.7.2, into .venv) for the Vault conformance test, and the container
-#    images built from it and from kms-sim (tests/images.sh) for the Docker tests;
+# 0. a real OpenBao (2.7.2, into .venv) for the Vault conformance test, a real PyKMIP (0.11.0,
+#    into the same .venv) for the KMIP live test, and the container images built from
+#    that OpenBao and from kms-sim (tests/images.sh) for the Docker tests;
 # 1. the workspace's tests (unit, scenario, CLI end-to-end, 20-seed determinism, Vault
 #    conformance of kms-sim against that OpenBao, the connector against OpenBao in a
 #    container, docker-compose.yml up and down);
@@ -40,6 +41,28 @@ if ! .venv/bin/bao version 2>/dev/null | grep -q '^OpenBao v2\.7\.2 '; then
   fi
 fi
 .venv/bin/bao version
+
+# The real KMIP server the KMIP live test (scenarios/tests/pykmip_live.rs) runs against, in the
+# same venv: PyKMIP 0.11 with the cryptography and SQLAlchemy it was checked with (a later
+# cryptography may drop ciphers its server imports). Installed once, reinstalled only if a
+# version differs.
+echo "== PyKMIP 0.11.0 in .venv"
+pykmip_versions() {
+  .venv/bin/python3 -c 'from importlib.metadata import version as v; print("pykmip", v("pykmip"), "cryptography", v("cryptography"), "sqlalchemy", v("sqlalchemy"))' 2>/dev/null
+}
+pykmip_want="pykmip 0.11.0 cryptography 50.0.2 sqlalchemy 2.1.9"
+if [ "$(pykmip_versions)" != "$pykmip_want" ] || [ ! -x .venv/bin/pykmip-server ]; then
+  if ! .venv/bin/pip install --quiet --disable-pip-version-check \
+    pykmip==0.11.0 cryptography==50.0.2 sqlalchemy==2.1.9; then
+    echo "FAIL: could not install pykmip==0.11.0 cryptography==50.0.2 sqlalchemy==2.1.9 into .venv (see pip's error above)" >&2
+    exit 1
+  fi
+  if [ "$(pykmip_versions)" != "$pykmip_want" ] || [ ! -x .venv/bin/pykmip-server ]; then
+    echo "FAIL: .venv has '$(pykmip_versions)' after install, expected '$pykmip_want' and .venv/bin/pykmip-server" >&2
+    exit 1
+  fi
+fi
+pykmip_versions
 
 # The container images the Docker tests run (tests/container_gate.rs, tests/compose.rs), built
 # locally from that OpenBao and the release kms-sim; rebuilt only when their inputs changed.

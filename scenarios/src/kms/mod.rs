@@ -7,6 +7,7 @@
 //! still unwrap, and removes what the run created. Vault is the first kind
 //! ([`vault::VaultUnderTest`]), simulated or live.
 
+pub mod kmip;
 pub mod vault;
 
 use std::future::Future;

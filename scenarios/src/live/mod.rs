@@ -5,6 +5,7 @@ pub mod fabric;
 pub mod kms;
 pub mod openbao;
 pub mod preflight;
+pub mod pykmip;
 pub mod runner;
 pub mod vault;
 
