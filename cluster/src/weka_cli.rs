@@ -4,23 +4,45 @@
 //! Both spellings are accepted where WEKA has two: `security kms set` and the older
 //! `kms set`; `fs create <name> <group> <capacity>` and the newer `fs add <name> <capacity>`.
 //! A leading `weka` is optional. Values hold no spaces (no shell quoting).
+//!
+//! `security kms set kmip` names certificate and key files, but a backend wants their
+//! contents, so its caller passes a file reader to [`parse_with_files`]. [`parse`] has no
+//! file access (a seeded run must not read the host's disk) and refuses that one command.
 
-use crate::admin::{AdminCommand, KmsSetVault};
+use crate::admin::{AdminCommand, KmsSetKmip, KmsSetVault, PemKind};
 use crate::secret::Secret;
+
+/// Reads the file a flag names. Its error says why it could not (never what the file holds).
+pub type ReadFile<'a> = &'a dyn Fn(&str) -> Result<String, String>;
 
 /// Parses one command line; the error says which word is wrong and why.
 pub fn parse(line: &str) -> Result<AdminCommand, String> {
+    parse_with_files(line, &|_: &str| {
+        Err("this parser has no file access; `security kms set kmip` needs one that reads the files it names".into())
+    })
+}
+
+/// [`parse`], with `read` to fetch the files `security kms set kmip` names.
+pub fn parse_with_files(line: &str, read: ReadFile<'_>) -> Result<AdminCommand, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let words = match words.first() {
         Some(&"weka") => &words[1..],
         _ => &words[..],
     };
     match words {
-        ["security", "kms", "set", rest @ ..] | ["kms", "set", rest @ ..] => kms_set(rest),
+        ["security", "kms", "set", rest @ ..] | ["kms", "set", rest @ ..] => kms_set(rest, read),
         ["security", "kms"] | ["security", "kms", "--json"] => Ok(AdminCommand::KmsShow),
         ["security", "kms", "rewrap"] => Ok(AdminCommand::KmsRewrap),
-        ["security", "kms", "rewrap", "--new-key-uid", ..] => {
-            Err("--new-key-uid is for a KMIP KMS; a Vault key rotates in place".into())
+        // Whether the KMS is KMIP (which needs it) or Vault (which refuses it) only the
+        // backend knows; it checks.
+        ["security", "kms", "rewrap", "--new-key-uid", uid] if !uid.starts_with("--") => {
+            Ok(AdminCommand::KmsRewrapTo {
+                new_key_uid: uid.to_string(),
+            })
+        }
+        ["security", "kms", "rewrap", "--new-key-uid"] => Err("--new-key-uid needs a value".into()),
+        ["security", "kms", "rewrap", ..] => {
+            Err("usage: security kms rewrap [--new-key-uid <uid>] (the new key UID for a KMIP KMS)".into())
         }
         ["fs", "snapshot", "upload", fs, snapshot] => Ok(AdminCommand::SnapshotUpload {
             fs: fs.to_string(),
@@ -89,11 +111,17 @@ fn split<'a>(
     Ok((positional, flags))
 }
 
-fn kms_set(words: &[&str]) -> Result<AdminCommand, String> {
+fn kms_set(words: &[&str], read: ReadFile<'_>) -> Result<AdminCommand, String> {
     let (pos, flags) = split(words, &[])?;
     let (url, key) = match pos.as_slice() {
         ["vault", url, key] => (url.to_string(), key.to_string()),
-        ["kmip", ..] => return Err("the KMIP KMS is not modelled yet; use `vault`".into()),
+        ["kmip", address, key_uid] => return kmip_set(address, key_uid, &flags, read),
+        ["kmip", ..] => {
+            return Err(
+                "usage: security kms set kmip <host:port> <key-uid> --client-cert F --client-key F [--ca-cert F]"
+                    .into(),
+            )
+        }
         _ => {
             return Err(
                 "usage: security kms set vault <url> <key-name> (--token T | --role-id R --secret-id S)"
@@ -126,6 +154,55 @@ fn kms_set(words: &[&str]) -> Result<AdminCommand, String> {
     // The same rules `security kms set` enforces on a backend, checked before anything runs.
     args.clone().into_config().map_err(|e| e.to_string())?;
     Ok(AdminCommand::KmsSet(args))
+}
+
+/// `security kms set kmip`: the flags checked first, then the files read, then the
+/// backend's own rules applied, so a mistake is reported before any file is touched.
+fn kmip_set(
+    address: &str,
+    key_uid: &str,
+    flags: &[Flag<'_>],
+    read: ReadFile<'_>,
+) -> Result<AdminCommand, String> {
+    let mut args = KmsSetKmip::new(address, key_uid);
+    let mut files: Vec<(&str, &str)> = Vec::new();
+    for (flag, value) in flags {
+        match *flag {
+            "client-cert" | "client-key" | "ca-cert" => {
+                files.retain(|(f, _)| f != flag);
+                files.push((flag, value.unwrap_or_default()));
+            }
+            "token" | "role-id" | "secret-id" | "namespace" | "transit-path" | "auth-path" => {
+                args.vault_flags.push(flag.to_string())
+            }
+            other => {
+                return Err(format!(
+                    "unknown flag --{other} for `security kms set kmip`"
+                ))
+            }
+        }
+    }
+    // A Vault flag is refused (by the backend's rule, which names it) before any file is read.
+    if !args.vault_flags.is_empty() {
+        args.clone().into_config().map_err(|e| e.to_string())?;
+    }
+    for (flag, path) in files {
+        let text = read(path).map_err(|why| format!("--{flag} {path}: {why}"))?;
+        let kind = match flag {
+            "client-key" => PemKind::PrivateKey,
+            _ => PemKind::Certificate,
+        };
+        kind.check(&text)
+            .map_err(|why| format!("--{flag} {path} {why}"))?;
+        match flag {
+            "client-cert" => args.client_cert_pem = Some(text),
+            "client-key" => args.client_key_pem = Some(Secret::new(text)),
+            _ => args.ca_cert_pem = Some(text),
+        }
+    }
+    // The same rules `security kms set` enforces on a backend, checked before anything runs.
+    args.clone().into_config().map_err(|e| e.to_string())?;
+    Ok(AdminCommand::KmsSetKmip(args))
 }
 
 fn fs_create(words: &[&str], positional: usize) -> Result<AdminCommand, String> {
