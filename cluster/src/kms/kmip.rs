@@ -267,15 +267,11 @@ impl KmipConnector {
     async fn decrypt(
         &self,
         session: &mut Session,
-        wrapped: &[WrappedDek],
+        parts: &[Wrapping],
     ) -> Result<Vec<Dek>, KmsError> {
-        if wrapped.is_empty() {
+        if parts.is_empty() {
             return Ok(Vec::new());
         }
-        let parts: Vec<Wrapping> = wrapped
-            .iter()
-            .map(|w| parse_wrapping(&w.ciphertext))
-            .collect::<Result<_, _>>()?;
         let batch = parts
             .iter()
             .map(|p| {
@@ -301,7 +297,7 @@ impl KmipConnector {
             .await?;
         answers
             .iter()
-            .zip(&parts)
+            .zip(parts)
             .map(|(answer, p)| dek_from(&answer.0, &p.uid))
             .collect()
     }
@@ -323,7 +319,8 @@ impl KmsConnector for KmipConnector {
             let wrapped = self
                 .encrypt(&mut session, std::slice::from_ref(&dek))
                 .await?;
-            let back = self.decrypt(&mut session, &wrapped).await?;
+            let parts = parse_all(&wrapped)?;
+            let back = self.decrypt(&mut session, &parts).await?;
             close(session).await;
             match back.as_slice() {
                 [b] if *b == dek => Ok(()),
@@ -352,8 +349,10 @@ impl KmsConnector for KmipConnector {
             if wrapped.is_empty() {
                 return Ok(Vec::new());
             }
+            // Checked before the server is asked anything.
+            let parts = parse_all(wrapped)?;
             let mut session = self.open().await?;
-            let deks = self.decrypt(&mut session, wrapped).await?;
+            let deks = self.decrypt(&mut session, &parts).await?;
             close(session).await;
             Ok(deks)
         })
@@ -369,8 +368,10 @@ impl KmsConnector for KmipConnector {
             if wrapped.is_empty() {
                 return Ok(Vec::new());
             }
+            // Checked before the server is asked anything.
+            let parts = parse_all(wrapped)?;
             let mut session = self.open().await?;
-            let deks = self.decrypt(&mut session, wrapped).await?;
+            let deks = self.decrypt(&mut session, &parts).await?;
             let rewrapped = self.encrypt(&mut session, &deks).await?;
             close(session).await;
             Ok(rewrapped)
@@ -555,6 +556,13 @@ fn check_uid(payload: &Item, uid: &str, operation: &str) -> Result<(), KmsError>
     Ok(())
 }
 
+fn parse_all(wrapped: &[WrappedDek]) -> Result<Vec<Wrapping>, KmsError> {
+    wrapped
+        .iter()
+        .map(|w| parse_wrapping(&w.ciphertext))
+        .collect()
+}
+
 /// `kmip:<uid>:<base64(iv || ciphertext || tag)>` taken apart.
 fn parse_wrapping(ciphertext: &str) -> Result<Wrapping, KmsError> {
     let bad = |why: &str| KmsError::Malformed(format!("wrapped DEK is not a KMIP wrapping: {why}"));
@@ -628,3 +636,7 @@ fn encoded_len(item: &Item) -> usize {
     };
     ttlv::HEADER_LEN + value.div_ceil(8) * 8
 }
+
+#[cfg(test)]
+#[path = "kmip_tests.rs"]
+mod tests;
