@@ -505,4 +505,171 @@ mod tests {
         }
         assert!(validate_namespace("tenant-a").is_ok());
     }
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nY2VydA==\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleQ==\n-----END PRIVATE KEY-----\n";
+
+    fn kmip(address: &str) -> KmsSetKmip {
+        let mut a = KmsSetKmip::new(address, "1");
+        a.client_cert_pem = Some(CERT.into());
+        a.client_key_pem = Some(Secret::new(KEY));
+        a
+    }
+
+    fn usage(result: Result<KmsConfig, AdminError>) -> String {
+        match result {
+            Err(AdminError::Usage(why)) => why,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kmip_address_gets_the_default_port() {
+        let KmsConfig::Kmip(k) = kmip("kms.example").into_config().unwrap() else {
+            panic!("a KMIP command makes a KMIP config");
+        };
+        assert_eq!(k.address, "kms.example:5696");
+        assert_eq!(kmip_address("10.0.0.5:15696").unwrap(), "10.0.0.5:15696");
+        assert_eq!(kmip_address("[fd00::5]").unwrap(), "[fd00::5]:5696");
+        assert_eq!(kmip_address("[fd00::5]:7000").unwrap(), "[fd00::5]:7000");
+    }
+
+    #[test]
+    fn kmip_address_refuses_schemes_and_bad_syntax() {
+        for bad in ["https://kms:5696", "kmip://kms", "tcp://kms"] {
+            assert!(
+                usage(kmip(bad).into_config()).contains("no scheme"),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "",
+            ":5696",
+            "kms:",
+            "kms:0",
+            "kms:70000",
+            "kms:+5",
+            "fd00::5",
+            "[fd00::5",
+            "kms/x:5696",
+            "[]:1",
+            "[fd00::5]x",
+        ] {
+            assert!(kmip_address(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kmip_needs_certificate_and_key() {
+        let mut a = kmip("kms");
+        a.client_key_pem = None;
+        let why = usage(a.into_config());
+        assert!(
+            why.contains("--client-key") && why.contains("required"),
+            "{why}"
+        );
+        let mut a = kmip("kms");
+        a.client_cert_pem = None;
+        assert!(usage(a.into_config()).contains("--client-cert"));
+        // Swapped files: the error names the flag and quotes nothing.
+        let mut a = kmip("kms");
+        a.client_cert_pem = Some(KEY.into());
+        let why = usage(a.into_config());
+        assert!(
+            why.starts_with("--client-cert") && !why.contains("c2VjcmV0"),
+            "{why}"
+        );
+        let mut a = kmip("kms");
+        a.client_key_pem = Some(Secret::new(CERT));
+        assert!(usage(a.into_config()).starts_with("--client-key"));
+        let mut a = kmip("kms");
+        a.ca_cert_pem = Some("not pem".into());
+        assert!(usage(a.into_config()).starts_with("--ca-cert"));
+    }
+
+    #[test]
+    fn kmip_refuses_vault_flags_by_name() {
+        for flag in ["token", "role-id", "namespace", "transit-path"] {
+            let mut a = kmip("kms");
+            a.vault_flags.push(flag.into());
+            let why = usage(a.into_config());
+            assert!(
+                why.contains(&format!("--{flag}")) && why.contains("Vault"),
+                "{why}"
+            );
+        }
+        let mut a = kmip("kms");
+        a.key_uid = String::new();
+        assert!(usage(a.into_config()).contains("key UID"));
+    }
+
+    #[test]
+    fn kmip_describe_and_debug_hold_no_key_material() {
+        let config = kmip("kms").into_config().unwrap();
+        assert_eq!(config.describe(), "kmip kms:5696 key 1");
+        assert_eq!(config.key_name(), "1");
+        assert_eq!(config.with_key("2").key_name(), "2");
+        let shown = format!(
+            "{} {config:?} {:?} {:?}",
+            config.describe(),
+            kmip("kms"),
+            KmsSummary::of(&config)
+        );
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("PRIVATE"),
+            "{shown}"
+        );
+        let summary = KmsSummary::of(&config);
+        assert_eq!(
+            (
+                summary.kind.as_str(),
+                summary.address.as_str(),
+                summary.key.as_str()
+            ),
+            ("kmip", "kms:5696", "1")
+        );
+    }
+
+    #[test]
+    fn rewrap_forms_follow_the_kms() {
+        let vault = {
+            let mut a = args();
+            a.token = Some(Secret::new("t"));
+            a.into_config().unwrap()
+        };
+        let kmip = kmip("kms").into_config().unwrap();
+        assert!(check_rewrap(&vault, None).is_ok());
+        let why = check_rewrap(&vault, Some("2")).unwrap_err().to_string();
+        assert!(
+            why.contains("--new-key-uid") && why.contains("Vault"),
+            "{why}"
+        );
+        let why = check_rewrap(&kmip, None).unwrap_err().to_string();
+        assert!(why.contains("--new-key-uid"), "{why}");
+        assert!(check_rewrap(&kmip, Some("2")).is_ok());
+        assert!(check_rewrap(&kmip, Some("")).is_err());
+    }
+
+    /// Trace hashes are computed over these forms: they must not change.
+    #[test]
+    fn existing_forms_serialize_as_before() {
+        let mut a = args();
+        a.token = Some(Secret::new("t"));
+        let vault = a.clone().into_config().unwrap();
+        assert_eq!(
+            serde_json::to_string(&vault).unwrap(),
+            r#"{"type":"vault","url":"http://vault:8200","key_name":"weka-key","transit_path":"transit","auth_path":"approle","namespace":null,"auth":{"method":"token","token":"t"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&AdminCommand::KmsRewrap).unwrap(),
+            r#"{"cmd":"kms_rewrap"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&AdminCommand::KmsSet(a)).unwrap(),
+            r#"{"cmd":"kms_set","url":"http://vault:8200","key_name":"weka-key","token":"t","role_id":null,"secret_id":null,"namespace":null,"transit_path":null,"auth_path":null}"#
+        );
+        let kmip = kmip("kms").into_config().unwrap();
+        let back: KmsConfig = serde_json::from_str(&serde_json::to_string(&kmip).unwrap()).unwrap();
+        assert_eq!(back, kmip);
+    }
 }

@@ -338,4 +338,134 @@ mod tests {
             .unwrap_err()
             .contains("unsupported"));
     }
+
+    use std::cell::Cell;
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nY2VydA==\n-----END CERTIFICATE-----\n";
+    const KEY: &str =
+        "-----BEGIN EC PRIVATE KEY-----\nc2VjcmV0LWtleQ==\n-----END EC PRIVATE KEY-----\n";
+
+    /// Files by name, counting the reads.
+    fn files<'a>(reads: &'a Cell<usize>) -> impl Fn(&str) -> Result<String, String> + 'a {
+        move |path: &str| {
+            reads.set(reads.get() + 1);
+            match path {
+                "/pki/client.pem" | "/pki/ca.pem" => Ok(CERT.into()),
+                "/pki/client.key" => Ok(KEY.into()),
+                _ => Err("No such file or directory".into()),
+            }
+        }
+    }
+
+    fn kmip(line: &str) -> Result<AdminCommand, String> {
+        let reads = Cell::new(0);
+        let read = files(&reads);
+        parse_with_files(line, &read)
+    }
+
+    #[test]
+    fn kms_set_kmip_both_spellings() {
+        for line in [
+            "weka security kms set kmip kms.example:5696 1 --client-cert /pki/client.pem --client-key /pki/client.key --ca-cert /pki/ca.pem",
+            "kms set kmip kms.example 1 --client-key /pki/client.key --client-cert /pki/client.pem --ca-cert /pki/ca.pem",
+        ] {
+            let Ok(AdminCommand::KmsSetKmip(args)) = kmip(line) else {
+                panic!("{line}: {:?}", kmip(line));
+            };
+            assert_eq!(args.client_cert_pem.as_deref(), Some(CERT));
+            assert_eq!(args.client_key_pem.as_ref().map(|k| k.expose()), Some(KEY));
+            assert_eq!(args.ca_cert_pem.as_deref(), Some(CERT));
+            let config = args.into_config().unwrap();
+            assert_eq!(config.describe(), "kmip kms.example:5696 key 1");
+        }
+    }
+
+    #[test]
+    fn kms_set_kmip_refusals() {
+        let err = kmip("security kms set kmip https://kms:5696 1 --client-cert /pki/client.pem --client-key /pki/client.key").unwrap_err();
+        assert!(err.contains("no scheme"), "{err}");
+        let err =
+            kmip("security kms set kmip kms:5696 1 --client-cert /pki/client.pem").unwrap_err();
+        assert!(
+            err.contains("--client-key") && err.contains("required"),
+            "{err}"
+        );
+        let err = kmip("security kms set kmip kms 1").unwrap_err();
+        assert!(err.contains("--client-cert"), "{err}");
+        let err = kmip("security kms set kmip kms 1 --client-cert /pki/client.pem --client-key /pki/client.key --bogus x").unwrap_err();
+        assert!(err.contains("--bogus"), "{err}");
+        assert!(kmip("security kms set kmip kms")
+            .unwrap_err()
+            .starts_with("usage"));
+    }
+
+    #[test]
+    fn vault_flags_with_kmip_are_refused_before_any_file_is_read() {
+        for flag in [
+            "--token t",
+            "--role-id r",
+            "--secret-id s",
+            "--namespace n",
+            "--transit-path p",
+        ] {
+            let reads = Cell::new(0);
+            let line = format!("security kms set kmip kms 1 --client-cert /pki/client.pem --client-key /pki/client.key {flag}");
+            let err = parse_with_files(&line, &files(&reads)).unwrap_err();
+            let name = flag.split(' ').next().unwrap();
+            assert!(err.contains(name) && err.contains("Vault"), "{err}");
+            assert_eq!(reads.get(), 0, "{flag}");
+        }
+    }
+
+    #[test]
+    fn file_errors_name_flag_and_path_never_contents() {
+        let err = kmip("security kms set kmip kms 1 --client-cert /pki/missing.pem --client-key /pki/client.key").unwrap_err();
+        assert!(
+            err.contains("--client-cert") && err.contains("/pki/missing.pem"),
+            "{err}"
+        );
+        // The key file given as the certificate: named, not quoted.
+        let err = kmip("security kms set kmip kms 1 --client-cert /pki/client.key --client-key /pki/client.key").unwrap_err();
+        assert!(err.contains("--client-cert /pki/client.key"), "{err}");
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+        // The certificate given as the key.
+        let err = kmip("security kms set kmip kms 1 --client-cert /pki/client.pem --client-key /pki/client.pem").unwrap_err();
+        assert!(
+            err.contains("--client-key /pki/client.pem") && !err.contains("Y2VydA"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn parse_alone_reads_no_files() {
+        let err = parse("security kms set kmip kms 1 --client-cert /pki/client.pem --client-key /pki/client.key").unwrap_err();
+        assert!(
+            err.contains("/pki/client.pem") && err.contains("file access"),
+            "{err}"
+        );
+        // Every other command is unchanged.
+        assert!(matches!(
+            parse("weka security kms set vault http://v:8200 k --token t"),
+            Ok(AdminCommand::KmsSet(_))
+        ));
+    }
+
+    #[test]
+    fn rewrap_forms() {
+        assert_eq!(
+            parse("weka security kms rewrap").unwrap(),
+            AdminCommand::KmsRewrap
+        );
+        assert_eq!(
+            parse("security kms rewrap --new-key-uid 2").unwrap(),
+            AdminCommand::KmsRewrapTo {
+                new_key_uid: "2".into()
+            }
+        );
+        assert!(parse("security kms rewrap --new-key-uid")
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(parse("security kms rewrap --new-key-uid --all").is_err());
+        assert!(parse("security kms rewrap --bogus").is_err());
+    }
 }
