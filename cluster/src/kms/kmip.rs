@@ -12,11 +12,13 @@
 //! carry them are wiped when dropped.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::sync::OnceCell;
 use ttlv::enums::result_reason;
 use ttlv::enums::{block_cipher_mode, cryptographic_algorithm, operation, result_status};
@@ -187,10 +189,20 @@ impl KmipConnector {
                     self.address()
                 ))
             })?;
-            match ttlv::read_frame(stream, Limits::default()).await {
+            // A TLS stream reports a peer that hung up as an error, not an end: whether
+            // any of the answer came tells a cut-short answer from a lost connection.
+            let mut counted = Counted {
+                inner: stream,
+                read: 0,
+            };
+            match ttlv::read_frame(&mut counted, Limits::default()).await {
                 Ok(Some(frame)) => Ok(Zeroizing::new(frame)),
                 Ok(None) => Err(KmsError::Unreachable(format!(
                     "KMIP server {} closed the connection without answering {name}",
+                    self.address()
+                ))),
+                Err(e) if counted.read == 0 => Err(KmsError::Unreachable(format!(
+                    "KMIP server {} closed the connection without answering {name}: {e}",
                     self.address()
                 ))),
                 Err(e)
@@ -591,6 +603,25 @@ fn parse_wrapping(ciphertext: &str) -> Result<Wrapping, KmsError> {
         ciphertext: blob[IV_LEN..IV_LEN + DEK_LEN].to_vec(),
         tag: blob[IV_LEN + DEK_LEN..].to_vec(),
     })
+}
+
+/// A stream's reading half that counts the bytes read through it.
+struct Counted<'a> {
+    inner: &'a mut BoxStream,
+    read: usize,
+}
+
+impl AsyncRead for Counted<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut *self.inner).poll_read(cx, buf);
+        self.read += buf.filled().len() - before;
+        poll
+    }
 }
 
 /// An item tree whose byte strings (keys, ciphertext) are zeroed when it is dropped.

@@ -630,4 +630,53 @@ async fn a_closed_connection_is_unreachable_and_no_key_leaks_into_errors() {
         !shown.contains("c2VjcmV0") && !shown.to_lowercase().contains("abab"),
         "{shown}"
     );
+    // A peer that hangs up with an error (as TLS reports it) before answering, likewise.
+    let transport: KmipTransport =
+        Arc::new(|| Box::pin(async { Ok(Box::new(hang_up::HangsUp) as BoxStream) }));
+    let err = KmipConnector::new(config("1"), transport, counter())
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KmsError::Unreachable(_)), "{err:?}");
+}
+
+mod hang_up {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    /// Takes every write, then fails the first read as rustls does when the peer closes
+    /// without a close_notify.
+    pub struct HangsUp;
+
+    impl AsyncRead for HangsUp {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "peer closed connection without sending TLS close_notify",
+            )))
+        }
+    }
+
+    impl AsyncWrite for HangsUp {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
 }
