@@ -67,6 +67,12 @@ pub enum Event {
         from_version: u64,
         to_version: u64,
     },
+    /// A KMIP rewrap moved a filesystem's DEK from one key (UID) to another.
+    RewrappedToKey {
+        fs: String,
+        from_key: String,
+        to_key: String,
+    },
     FsKeyMoved {
         fs: String,
         key: String,

@@ -4,23 +4,45 @@
 //! Both spellings are accepted where WEKA has two: `security kms set` and the older
 //! `kms set`; `fs create <name> <group> <capacity>` and the newer `fs add <name> <capacity>`.
 //! A leading `weka` is optional. Values hold no spaces (no shell quoting).
+//!
+//! `security kms set kmip` names certificate and key files, but a backend wants their
+//! contents, so its caller passes a file reader to [`parse_with_files`]. [`parse`] has no
+//! file access (a seeded run must not read the host's disk) and refuses that one command.
 
-use crate::admin::{AdminCommand, KmsSetVault};
+use crate::admin::{AdminCommand, KmsSetKmip, KmsSetVault, PemKind};
 use crate::secret::Secret;
+
+/// Reads the file a flag names. Its error says why it could not (never what the file holds).
+pub type ReadFile<'a> = &'a dyn Fn(&str) -> Result<String, String>;
 
 /// Parses one command line; the error says which word is wrong and why.
 pub fn parse(line: &str) -> Result<AdminCommand, String> {
+    parse_with_files(line, &|_: &str| {
+        Err("this parser has no file access; `security kms set kmip` needs one that reads the files it names".into())
+    })
+}
+
+/// [`parse`], with `read` to fetch the files `security kms set kmip` names.
+pub fn parse_with_files(line: &str, read: ReadFile<'_>) -> Result<AdminCommand, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let words = match words.first() {
         Some(&"weka") => &words[1..],
         _ => &words[..],
     };
     match words {
-        ["security", "kms", "set", rest @ ..] | ["kms", "set", rest @ ..] => kms_set(rest),
+        ["security", "kms", "set", rest @ ..] | ["kms", "set", rest @ ..] => kms_set(rest, read),
         ["security", "kms"] | ["security", "kms", "--json"] => Ok(AdminCommand::KmsShow),
         ["security", "kms", "rewrap"] => Ok(AdminCommand::KmsRewrap),
-        ["security", "kms", "rewrap", "--new-key-uid", ..] => {
-            Err("--new-key-uid is for a KMIP KMS; a Vault key rotates in place".into())
+        // Whether the KMS is KMIP (which needs it) or Vault (which refuses it) only the
+        // backend knows; it checks.
+        ["security", "kms", "rewrap", "--new-key-uid", uid] if !uid.starts_with("--") => {
+            Ok(AdminCommand::KmsRewrapTo {
+                new_key_uid: uid.to_string(),
+            })
+        }
+        ["security", "kms", "rewrap", "--new-key-uid"] => Err("--new-key-uid needs a value".into()),
+        ["security", "kms", "rewrap", ..] => {
+            Err("usage: security kms rewrap [--new-key-uid <uid>] (the new key UID for a KMIP KMS)".into())
         }
         ["fs", "snapshot", "upload", fs, snapshot] => Ok(AdminCommand::SnapshotUpload {
             fs: fs.to_string(),
@@ -89,11 +111,17 @@ fn split<'a>(
     Ok((positional, flags))
 }
 
-fn kms_set(words: &[&str]) -> Result<AdminCommand, String> {
+fn kms_set(words: &[&str], read: ReadFile<'_>) -> Result<AdminCommand, String> {
     let (pos, flags) = split(words, &[])?;
     let (url, key) = match pos.as_slice() {
         ["vault", url, key] => (url.to_string(), key.to_string()),
-        ["kmip", ..] => return Err("the KMIP KMS is not modelled yet; use `vault`".into()),
+        ["kmip", address, key_uid] => return kmip_set(address, key_uid, &flags, read),
+        ["kmip", ..] => {
+            return Err(
+                "usage: security kms set kmip <host:port> <key-uid> --client-cert F --client-key F [--ca-cert F]"
+                    .into(),
+            )
+        }
         _ => {
             return Err(
                 "usage: security kms set vault <url> <key-name> (--token T | --role-id R --secret-id S)"
@@ -126,6 +154,55 @@ fn kms_set(words: &[&str]) -> Result<AdminCommand, String> {
     // The same rules `security kms set` enforces on a backend, checked before anything runs.
     args.clone().into_config().map_err(|e| e.to_string())?;
     Ok(AdminCommand::KmsSet(args))
+}
+
+/// `security kms set kmip`: the flags checked first, then the files read, then the
+/// backend's own rules applied, so a mistake is reported before any file is touched.
+fn kmip_set(
+    address: &str,
+    key_uid: &str,
+    flags: &[Flag<'_>],
+    read: ReadFile<'_>,
+) -> Result<AdminCommand, String> {
+    let mut args = KmsSetKmip::new(address, key_uid);
+    let mut files: Vec<(&str, &str)> = Vec::new();
+    for (flag, value) in flags {
+        match *flag {
+            "client-cert" | "client-key" | "ca-cert" => {
+                files.retain(|(f, _)| f != flag);
+                files.push((flag, value.unwrap_or_default()));
+            }
+            "token" | "role-id" | "secret-id" | "namespace" | "transit-path" | "auth-path" => {
+                args.vault_flags.push(flag.to_string())
+            }
+            other => {
+                return Err(format!(
+                    "unknown flag --{other} for `security kms set kmip`"
+                ))
+            }
+        }
+    }
+    // A Vault flag is refused (by the backend's rule, which names it) before any file is read.
+    if !args.vault_flags.is_empty() {
+        args.clone().into_config().map_err(|e| e.to_string())?;
+    }
+    for (flag, path) in files {
+        let text = read(path).map_err(|why| format!("--{flag} {path}: {why}"))?;
+        let kind = match flag {
+            "client-key" => PemKind::PrivateKey,
+            _ => PemKind::Certificate,
+        };
+        kind.check(&text)
+            .map_err(|why| format!("--{flag} {path} {why}"))?;
+        match flag {
+            "client-cert" => args.client_cert_pem = Some(text),
+            "client-key" => args.client_key_pem = Some(Secret::new(text)),
+            _ => args.ca_cert_pem = Some(text),
+        }
+    }
+    // The same rules `security kms set` enforces on a backend, checked before anything runs.
+    args.clone().into_config().map_err(|e| e.to_string())?;
+    Ok(AdminCommand::KmsSetKmip(args))
 }
 
 fn fs_create(words: &[&str], positional: usize) -> Result<AdminCommand, String> {
@@ -260,5 +337,135 @@ mod tests {
         assert!(parse("cluster destroy")
             .unwrap_err()
             .contains("unsupported"));
+    }
+
+    use std::cell::Cell;
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nY2VydA==\n-----END CERTIFICATE-----\n";
+    const KEY: &str =
+        "-----BEGIN EC PRIVATE KEY-----\nc2VjcmV0LWtleQ==\n-----END EC PRIVATE KEY-----\n";
+
+    /// Files by name, counting the reads.
+    fn files<'a>(reads: &'a Cell<usize>) -> impl Fn(&str) -> Result<String, String> + 'a {
+        move |path: &str| {
+            reads.set(reads.get() + 1);
+            match path {
+                "/pki/client.pem" | "/pki/ca.pem" => Ok(CERT.into()),
+                "/pki/client.key" => Ok(KEY.into()),
+                _ => Err("No such file or directory".into()),
+            }
+        }
+    }
+
+    fn kmip(line: &str) -> Result<AdminCommand, String> {
+        let reads = Cell::new(0);
+        let read = files(&reads);
+        parse_with_files(line, &read)
+    }
+
+    #[test]
+    fn kms_set_kmip_both_spellings() {
+        for line in [
+            "weka security kms set kmip kms.example:5696 1 --client-cert /pki/client.pem --client-key /pki/client.key --ca-cert /pki/ca.pem",
+            "kms set kmip kms.example 1 --client-key /pki/client.key --client-cert /pki/client.pem --ca-cert /pki/ca.pem",
+        ] {
+            let Ok(AdminCommand::KmsSetKmip(args)) = kmip(line) else {
+                panic!("{line}: {:?}", kmip(line));
+            };
+            assert_eq!(args.client_cert_pem.as_deref(), Some(CERT));
+            assert_eq!(args.client_key_pem.as_ref().map(|k| k.expose()), Some(KEY));
+            assert_eq!(args.ca_cert_pem.as_deref(), Some(CERT));
+            let config = args.into_config().unwrap();
+            assert_eq!(config.describe(), "kmip kms.example:5696 key 1");
+        }
+    }
+
+    #[test]
+    fn kms_set_kmip_refusals() {
+        let err = kmip("security kms set kmip https://kms:5696 1 --client-cert /pki/client.pem --client-key /pki/client.key").unwrap_err();
+        assert!(err.contains("no scheme"), "{err}");
+        let err =
+            kmip("security kms set kmip kms:5696 1 --client-cert /pki/client.pem").unwrap_err();
+        assert!(
+            err.contains("--client-key") && err.contains("required"),
+            "{err}"
+        );
+        let err = kmip("security kms set kmip kms 1").unwrap_err();
+        assert!(err.contains("--client-cert"), "{err}");
+        let err = kmip("security kms set kmip kms 1 --client-cert /pki/client.pem --client-key /pki/client.key --bogus x").unwrap_err();
+        assert!(err.contains("--bogus"), "{err}");
+        assert!(kmip("security kms set kmip kms")
+            .unwrap_err()
+            .starts_with("usage"));
+    }
+
+    #[test]
+    fn vault_flags_with_kmip_are_refused_before_any_file_is_read() {
+        for flag in [
+            "--token t",
+            "--role-id r",
+            "--secret-id s",
+            "--namespace n",
+            "--transit-path p",
+        ] {
+            let reads = Cell::new(0);
+            let line = format!("security kms set kmip kms 1 --client-cert /pki/client.pem --client-key /pki/client.key {flag}");
+            let err = parse_with_files(&line, &files(&reads)).unwrap_err();
+            let name = flag.split(' ').next().unwrap();
+            assert!(err.contains(name) && err.contains("Vault"), "{err}");
+            assert_eq!(reads.get(), 0, "{flag}");
+        }
+    }
+
+    #[test]
+    fn file_errors_name_flag_and_path_never_contents() {
+        let err = kmip("security kms set kmip kms 1 --client-cert /pki/missing.pem --client-key /pki/client.key").unwrap_err();
+        assert!(
+            err.contains("--client-cert") && err.contains("/pki/missing.pem"),
+            "{err}"
+        );
+        // The key file given as the certificate: named, not quoted.
+        let err = kmip("security kms set kmip kms 1 --client-cert /pki/client.key --client-key /pki/client.key").unwrap_err();
+        assert!(err.contains("--client-cert /pki/client.key"), "{err}");
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+        // The certificate given as the key.
+        let err = kmip("security kms set kmip kms 1 --client-cert /pki/client.pem --client-key /pki/client.pem").unwrap_err();
+        assert!(
+            err.contains("--client-key /pki/client.pem") && !err.contains("Y2VydA"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn parse_alone_reads_no_files() {
+        let err = parse("security kms set kmip kms 1 --client-cert /pki/client.pem --client-key /pki/client.key").unwrap_err();
+        assert!(
+            err.contains("/pki/client.pem") && err.contains("file access"),
+            "{err}"
+        );
+        // Every other command is unchanged.
+        assert!(matches!(
+            parse("weka security kms set vault http://v:8200 k --token t"),
+            Ok(AdminCommand::KmsSet(_))
+        ));
+    }
+
+    #[test]
+    fn rewrap_forms() {
+        assert_eq!(
+            parse("weka security kms rewrap").unwrap(),
+            AdminCommand::KmsRewrap
+        );
+        assert_eq!(
+            parse("security kms rewrap --new-key-uid 2").unwrap(),
+            AdminCommand::KmsRewrapTo {
+                new_key_uid: "2".into()
+            }
+        );
+        assert!(parse("security kms rewrap --new-key-uid")
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(parse("security kms rewrap --new-key-uid --all").is_err());
+        assert!(parse("security kms rewrap --bogus").is_err());
     }
 }

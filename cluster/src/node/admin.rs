@@ -1,7 +1,7 @@
 //! Admin commands as a backend carries them out.
 
 use super::{find_fs, lock, serves, Node, KMS_BATCH};
-use crate::admin::{AdminCommand, AdminError, AdminOutput, FsSummary, KmsSetVault, KmsSummary};
+use crate::admin::{check_rewrap, AdminCommand, AdminError, AdminOutput, FsSummary, KmsSummary};
 use crate::config_table::{ConfigCommand, ConfigResponse};
 use crate::dek::Dek;
 use crate::events::Event;
@@ -19,7 +19,8 @@ impl From<ProposeError> for AdminError {
 impl Node {
     pub async fn admin(&self, cmd: AdminCommand) -> Result<AdminOutput, AdminError> {
         match cmd {
-            AdminCommand::KmsSet(args) => self.kms_set(args).await,
+            AdminCommand::KmsSet(args) => self.kms_set(args.into_config()?).await,
+            AdminCommand::KmsSetKmip(args) => self.kms_set(args.into_config()?).await,
             AdminCommand::KmsShow => Ok(AdminOutput::Kms {
                 kms: self.config().kms.as_ref().map(KmsSummary::of),
             }),
@@ -34,6 +35,7 @@ impl Node {
             AdminCommand::Read { fs, block } => self.read_block(&fs, block).await,
             AdminCommand::Status => Ok(AdminOutput::Status(self.status())),
             AdminCommand::KmsRewrap => self.kms_rewrap().await,
+            AdminCommand::KmsRewrapTo { new_key_uid } => self.kms_rewrap_to(new_key_uid).await,
             AdminCommand::SnapshotList => {
                 self.read_barrier().await?;
                 Ok(AdminOutput::Snapshots {
@@ -55,9 +57,8 @@ impl Node {
         }
     }
 
-    /// `security kms set vault`: probe first, commit only a KMS that works.
-    async fn kms_set(&self, args: KmsSetVault) -> Result<AdminOutput, AdminError> {
-        let config = args.into_config()?;
+    /// `security kms set vault` and `set kmip`: probe first, commit only a KMS that works.
+    async fn kms_set(&self, config: KmsConfig) -> Result<AdminOutput, AdminError> {
         let connector = kms::connect(&config, self.0.dialer.clone());
         if let Err(e) = connector.probe().await {
             self.emit(Event::KmsSetRefused {
@@ -238,6 +239,8 @@ impl Node {
         self.read_barrier().await?;
         let state = self.config();
         let config = state.kms.clone().ok_or(AdminError::KmsNotConfigured)?;
+        // A KMIP key does not version: its rewrap is `kms_rewrap_to`.
+        check_rewrap(&config, None)?;
         let mut targets: Vec<(String, WrappedDek)> = state
             .members_encrypted()
             .filter(|f| f.binding == KmsBinding::ClusterKey)
@@ -300,6 +303,76 @@ impl Node {
         Ok(AdminOutput::Rewrapped {
             filesystems: targets.len(),
             key_version: newest,
+        })
+    }
+
+    /// `security kms rewrap --new-key-uid`: the DEKs of filesystems on a KMIP cluster key
+    /// move to another key. Each filesystem commits on its own, only if its wrapping is
+    /// still the one that was rewrapped, so a failure or crash midway leaves each one
+    /// wrapped by the old key or the new, never neither; both unwrap, because a KMIP
+    /// wrapping names its own key. The configuration moves to the new key last, once
+    /// every filesystem is on it; run again after a failure, it skips those already moved.
+    async fn kms_rewrap_to(&self, new_key_uid: String) -> Result<AdminOutput, AdminError> {
+        self.read_barrier().await?;
+        let state = self.config();
+        let config = state.kms.clone().ok_or(AdminError::KmsNotConfigured)?;
+        check_rewrap(&config, Some(&new_key_uid))?;
+        let target = config.with_key(&new_key_uid);
+        let on_cluster_key: Vec<(String, WrappedDek)> = state
+            .members_encrypted()
+            .filter(|f| f.binding == KmsBinding::ClusterKey)
+            .filter_map(|f| f.wrapped_dek.clone().map(|w| (f.name.clone(), w)))
+            .collect();
+        let targets: Vec<&(String, WrappedDek)> = on_cluster_key
+            .iter()
+            .filter(|(_, w)| kms::wrapping_key(&w.ciphertext) != Some(new_key_uid.as_str()))
+            .collect();
+        // The connector for the new key: it decrypts each DEK with the key its wrapping
+        // names and encrypts it with the new one.
+        let connector = self.connector(&target);
+        let mut done = 0;
+        for chunk in targets.chunks(KMS_BATCH) {
+            let old: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
+            let new = match connector.rewrap(&old).await {
+                Ok(new) => new,
+                Err(e) => {
+                    self.emit(Event::RewrapFailed {
+                        error: e.to_string(),
+                        done,
+                        left: targets.len() - done,
+                    });
+                    return Err(e.into());
+                }
+            };
+            self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
+            for ((fs, old), new) in chunk.iter().zip(new) {
+                let answer = self
+                    .propose(ConfigCommand::Rewrap {
+                        fs: fs.clone(),
+                        expected: old.clone(),
+                        wrapped: new,
+                    })
+                    .await?;
+                // Anything but Ok: someone else re-wrapped it meanwhile, and theirs stands.
+                if answer == ConfigResponse::Ok {
+                    self.emit(Event::RewrappedToKey {
+                        fs: fs.clone(),
+                        from_key: kms::wrapping_key(&old.ciphertext)
+                            .unwrap_or_default()
+                            .to_string(),
+                        to_key: new_key_uid.clone(),
+                    });
+                }
+                done += 1;
+            }
+        }
+        let describe = target.describe();
+        self.propose(ConfigCommand::SetKms { config: target })
+            .await?;
+        self.emit(Event::KmsConfigured { kms: describe });
+        Ok(AdminOutput::Rewrapped {
+            filesystems: on_cluster_key.len(),
+            key_version: None,
         })
     }
 

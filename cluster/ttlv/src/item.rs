@@ -224,7 +224,9 @@ impl Item {
         out
     }
 
-    fn encode_into(&self, out: &mut Vec<u8>) {
+    /// Appends the encoded bytes to `out`. A caller that sends key material encodes into a
+    /// buffer it sized (and wipes) itself, so no grown-out-of copy is left behind.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.tag.to_be_bytes()[1..]);
         out.push(self.value.type_byte());
         let len_at = out.len();

@@ -513,9 +513,9 @@ impl World<'_> {
 
 fn command_name(cmd: &AdminCommand) -> &'static str {
     match cmd {
-        AdminCommand::KmsSet(_) => "security kms set",
+        AdminCommand::KmsSet(_) | AdminCommand::KmsSetKmip(_) => "security kms set",
         AdminCommand::KmsShow => "security kms",
-        AdminCommand::KmsRewrap => "security kms rewrap",
+        AdminCommand::KmsRewrap | AdminCommand::KmsRewrapTo { .. } => "security kms rewrap",
         AdminCommand::SnapshotUpload { .. } => "fs snapshot upload",
         AdminCommand::SnapshotList => "fs snapshot",
         AdminCommand::FsDownload { .. } => "fs download",
