@@ -195,22 +195,60 @@ pub trait KmsConnector: Send + Sync {
 /// How long one KMS exchange may take before it counts as a failure.
 pub const KMS_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Builds the connector for a configuration, over the node's network.
-///
-/// A KMIP KMS needs a TLS transport built from its certificates, which a bare [`Dialer`]
-/// cannot give: until a node is handed one, its KMIP connector refuses every call with
-/// [`KmsError::Unreachable`] (so `security kms set kmip` fails its probe and commits
-/// nothing). [`connect_kmip`] builds the working one.
+/// Builds the connector for a configuration, over the node's network: Vault over HTTP; a
+/// KMIP server over mutual TLS built from the configuration's certificates and the
+/// dialer's TLS environment (seeded in a simulated run), its IVs from that environment's
+/// randomness. Certificates that do not load give a connector that refuses every call
+/// with the reason, so `security kms set kmip` fails its probe and commits nothing.
 pub fn connect(config: &KmsConfig, dialer: Arc<dyn Dialer>) -> Arc<dyn KmsConnector> {
     match config {
         KmsConfig::Vault(v) => Arc::new(VaultConnector::new(
             v.clone(),
             HttpClient::new(dialer, KMS_REQUEST_TIMEOUT),
         )),
-        KmsConfig::Kmip(k) => Arc::new(NoKmipTransport {
-            address: k.address.clone(),
-        }),
+        KmsConfig::Kmip(k) => match kmip_transport(k, &dialer) {
+            Ok(transport) => {
+                let env = dialer.tls();
+                let random: KmipRandom = Arc::new(move |buf: &mut [u8]| {
+                    // A source that cannot fill a buffer leaves it as it was; the IV is
+                    // then not random, so say it loudly rather than wrap with it.
+                    if env.provider.secure_random.fill(buf).is_err() {
+                        panic!("the TLS environment's random source failed");
+                    }
+                });
+                connect_kmip(k, transport, random)
+            }
+            Err(why) => Arc::new(NoKmipTransport {
+                address: k.address.clone(),
+                why,
+            }),
+        },
     }
+}
+
+/// Dials the KMIP server and runs the mutual-TLS handshake, once per stream asked for.
+fn kmip_transport(config: &KmipConfig, dialer: &Arc<dyn Dialer>) -> Result<KmipTransport, String> {
+    let tls = crate::tls::client_config(
+        &dialer.tls(),
+        config.ca_cert_pem.as_deref(),
+        &config.client_cert_pem,
+        config.client_key_pem.expose(),
+    )
+    .map_err(|e| e.to_string())?;
+    let address = config.address.clone();
+    // The name the server's certificate must carry: the address without its port.
+    let host = match address.rsplit_once(':') {
+        Some((host, _)) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        None => address.clone(),
+    };
+    let dialer = dialer.clone();
+    Ok(Arc::new(move || {
+        let (tls, host, dial) = (tls.clone(), host.clone(), dialer.dial(&address));
+        Box::pin(async move { crate::tls::connect(tls, &host, dial.await?).await })
+    }))
 }
 
 /// The connector for a KMIP KMS, over `transport` (one TLS stream to the server per call,
@@ -223,16 +261,17 @@ pub fn connect_kmip(
     Arc::new(KmipConnector::new(config.clone(), transport, random))
 }
 
-/// A KMIP configuration on a node that has no TLS transport for it.
+/// A KMIP configuration whose certificates do not make a TLS client.
 struct NoKmipTransport {
     address: String,
+    why: String,
 }
 
 impl NoKmipTransport {
     fn refuse<T>(&self) -> BoxFuture<'_, Result<T, KmsError>> {
         let error = KmsError::Unreachable(format!(
-            "KMIP server {}: this node has no TLS transport for KMIP",
-            self.address
+            "KMIP server {}: no TLS connection can be made: {}",
+            self.address, self.why
         ));
         Box::pin(async move { Err(error) })
     }
