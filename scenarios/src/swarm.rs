@@ -16,25 +16,54 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde::Serialize;
 
 use crate::runner::{derive_seed, RunReport, SimOptions};
-use crate::scenario::{ClusterSpec, Expect, KmsSpec, Meta, Scenario, Step};
+use crate::scenario::{ClusterSpec, Expect, KmsKind, KmsSpec, Meta, Scenario, Step};
 use crate::simulated;
 
 /// Which kinds of trouble this run may meet (swarm testing: each run turns on a random
 /// subset, so rare combinations get runs of their own).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Knobs {
+    /// Backend nodes in the cluster, 3 to 7.
     pub backends: u32,
+    /// The KMS kind: Vault in three runs of four, KMIP in the fourth. Drawn from the seed
+    /// apart from the other knobs, so a Vault run draws the same plan it drew before KMIP
+    /// existed; shown only when it is KMIP, for the same reason.
+    #[serde(skip_serializing_if = "is_vault")]
+    pub kms: KmsKind,
+    /// Faults on the wire to the KMS (refuse, hang, error status, garbage, cut answers,
+    /// slowness) and revoked credentials.
     pub kms_faults: bool,
+    /// Vault sealed and unsealed (never on with KMIP, which has no seal).
     pub kms_seal: bool,
+    /// Partitions between backends, and between a backend and the KMS.
     pub network: bool,
+    /// Backends crashed and started again, alone or all at once.
     pub crashes: bool,
+    /// A backend crashes at a named point inside its code (after the KMS answered, before
+    /// the commit).
     pub crash_points: bool,
+    /// Key rotation, rewrap, and retiring old key versions once the rewrap succeeded.
     pub rotation: bool,
+    /// Snapshot uploads to the object store and downloads into new filesystems.
     pub snapshots: bool,
+    /// Filesystems moved to a key of their own and back to the cluster key.
     pub key_moves: bool,
     /// KMS outages of minutes rather than seconds, with the backends restarted meanwhile
     /// (on in one run in eight: each costs real time until idle stretches are skipped).
     pub long_outages: bool,
+}
+
+fn is_vault(kind: &KmsKind) -> bool {
+    *kind == KmsKind::Vault
+}
+
+/// The KMS kind of a seed's swarm run.
+fn kms_kind(seed: u64) -> KmsKind {
+    if derive_seed(seed, "swarm kms kind").is_multiple_of(4) {
+        KmsKind::Kmip
+    } else {
+        KmsKind::Vault
+    }
 }
 
 /// One operation of a swarm run; each becomes one or a few scenario steps.
@@ -190,12 +219,13 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
     proptest::strategy::Union::new_weighted(ops).boxed()
 }
 
-fn plan() -> impl Strategy<Value = Plan> {
+fn plan(kms: KmsKind) -> impl Strategy<Value = Plan> {
     (3u32..=7, any::<[bool; 8]>(), prop::bool::weighted(0.125))
-        .prop_map(|(backends, k, long_outages)| Knobs {
+        .prop_map(move |(backends, k, long_outages)| Knobs {
             backends,
+            kms,
             kms_faults: k[0],
-            kms_seal: k[1],
+            kms_seal: k[1] && kms == KmsKind::Vault,
             network: k[2],
             crashes: k[3],
             crash_points: k[4],
@@ -222,7 +252,7 @@ fn runner(seed: u64) -> TestRunner {
 }
 
 fn tree(seed: u64) -> impl ValueTree<Value = Plan> {
-    plan()
+    plan(kms_kind(seed))
         .new_tree(&mut runner(seed))
         .expect("the swarm strategy always produces a plan")
 }
@@ -245,15 +275,19 @@ impl Plan {
                 .collect(),
             _ => unreachable!("Knobs serializes to a map of booleans and numbers"),
         };
+        let kms_set = match k.kms {
+            KmsKind::Vault => "weka security kms set vault $VAULT_URL weka-key --role-id $ROLE_ID --secret-id $SECRET_ID",
+            KmsKind::Kmip => "weka security kms set kmip $KMIP_ADDRESS $KMIP_KEY_UID --client-cert $KMIP_CLIENT_CERT --client-key $KMIP_CLIENT_KEY --ca-cert $KMIP_CA_CERT",
+        };
         let mut steps = vec![Step::Weka {
             cluster: None,
-            command: "weka security kms set vault $VAULT_URL weka-key --role-id $ROLE_ID --secret-id $SECRET_ID".into(),
+            command: kms_set.into(),
             expect_error: None,
             expect: Expect::Ok,
         }];
         let mut names = Names::default();
         for op in &self.ops {
-            steps.extend(op_steps(op, &mut names));
+            steps.extend(op_steps(op, k.kms, &mut names));
         }
         Scenario {
             scenario: Meta {
@@ -268,6 +302,7 @@ impl Plan {
                 block_size: 256,
             },
             kms: KmsSpec {
+                kind: k.kms,
                 extra_keys: vec![FS_KEY.into()],
                 ..KmsSpec::default()
             },
@@ -299,12 +334,18 @@ fn weka(command: String) -> Step {
 /// The key `fs update --kms-key-identifier` moves filesystems to.
 const FS_KEY: &str = "fs-key";
 
-fn op_steps(op: &Op, names: &mut Names) -> Vec<Step> {
+fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
     let any = Expect::Any;
     match op {
-        Op::MoveKey { fs, own: true } => vec![weka(format!(
-            "weka fs update fs{fs} --kms-key-identifier {FS_KEY}"
-        ))],
+        Op::MoveKey { fs, own: true } => {
+            let key = match kms {
+                KmsKind::Vault => FS_KEY.to_string(),
+                KmsKind::Kmip => format!("$KMIP_KEY_UID({FS_KEY})"),
+            };
+            vec![weka(format!(
+                "weka fs update fs{fs} --kms-key-identifier {key}"
+            ))]
+        }
         Op::MoveKey { fs, own: false } => vec![weka(format!(
             "weka fs update fs{fs} --use-cluster-kms-key-identifier"
         ))],
@@ -401,18 +442,28 @@ fn op_steps(op: &Op, names: &mut Names) -> Vec<Step> {
             backend: None,
             point: CrashPoint::AfterKmsBeforeCommit,
         }],
-        Op::RotateRewrapTrim => vec![
-            // Rotation is an admin's planned operation: Vault is unsealed for it.
-            Step::KmsUnseal,
-            Step::KmsRotate,
-            weka("weka security kms rewrap".into()),
+        Op::RotateRewrapTrim => {
+            let mut steps = match kms {
+                // Rotation is an admin's planned operation: Vault is unsealed for it.
+                KmsKind::Vault => vec![
+                    Step::KmsUnseal,
+                    Step::KmsRotate,
+                    weka("weka security kms rewrap".into()),
+                ],
+                // A KMIP key has no versions: a new key, and the cluster told its UID.
+                KmsKind::Kmip => vec![
+                    Step::KmsRotate,
+                    weka("weka security kms rewrap --new-key-uid $KMIP_KEY_UID".into()),
+                ],
+            };
             // An admin retires old versions only after the cluster said the rewrap
             // succeeded.
-            Step::KmsTrim {
+            steps.push(Step::KmsTrim {
                 min_decryption_version: None,
                 only_after_rewrap: true,
-            },
-        ],
+            });
+            steps
+        }
         Op::Idle { ms } => vec![Step::Idle {
             duration: Duration::from_millis(*ms),
         }],

@@ -419,7 +419,13 @@ impl World<'_> {
     ) -> Result<(), Failure> {
         let line = self.kms.substitute(command);
         // Checked at load time; a failure here can only come from a substitution.
-        let mut cmd = cluster::weka_cli::parse(&line)
+        // Files a command names (`--client-cert F`) are the KMS under test's to give.
+        let kms = self.kms.as_ref();
+        let read = |path: &str| {
+            kms.read_file(path)
+                .ok_or_else(|| format!("no such file: {path}"))
+        };
+        let mut cmd = cluster::weka_cli::parse_with_files(&line, &read)
             .map_err(|e| self.fail(FailureKind::Correctness, at, "weka", e))?;
         self.kms.complete(&mut cmd);
         if matches!(
@@ -429,7 +435,10 @@ impl World<'_> {
             return self.create(at, cmd, expect, expect_error);
         }
         let Some(text) = expect_error else {
-            let rewrap = cmd == AdminCommand::KmsRewrap;
+            let rewrap = matches!(
+                cmd,
+                AdminCommand::KmsRewrap | AdminCommand::KmsRewrapTo { .. }
+            );
             let upload = match &cmd {
                 AdminCommand::SnapshotUpload { fs, .. } => Some(fs.clone()),
                 _ => None,

@@ -254,7 +254,24 @@ impl Scenario {
 /// A `weka` step's command as it will run, with stand-ins for what the Vault setup
 /// produces (the placeholders' values do not change what parses).
 fn weka_command(command: &str) -> Result<AdminCommand, String> {
-    cluster::weka_cli::parse(&substitute(command, "http://vault:8200", "t", "r", "s"))
+    // Placeholders stand for what the KMS setup creates; any file a command names reads
+    // as a certificate-shaped placeholder (its contents are the KMS under test's).
+    let line = substitute(command, "http://vault:8200", "t", "r", "s")
+        .replace("$KMIP_ADDRESS", "kmip:5696")
+        .replace("$KMIP_KEY_UID", "1")
+        .replace("$KMIP_OTHER_CLIENT_CERT", "client.crt")
+        .replace("$KMIP_OTHER_CLIENT_KEY", "client.key")
+        .replace("$KMIP_CLIENT_CERT", "client.crt")
+        .replace("$KMIP_CLIENT_KEY", "client.key")
+        .replace("$KMIP_CA_CERT", "ca.crt");
+    let read = |path: &str| {
+        Ok(match path {
+            "client.key" => "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+            _ => "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+        }
+        .to_string())
+    };
+    cluster::weka_cli::parse_with_files(&line, &read)
 }
 
 /// Puts the line number first so a person and a script both find it. Inside a

@@ -14,17 +14,21 @@ use kms_sim::object_store::ObjectStore;
 use kms_sim::VaultSim;
 
 mod driver;
+mod kmip;
 pub mod net;
 pub mod tls;
 mod vault;
 
+use crate::kms::kmip::KmipUnderTest;
 use crate::kms::vault::{SetupPlan, VaultUnderTest};
+use crate::kms::KmsUnderTest;
 use crate::runner::fabric::{Clock, Fabric, Job, Stuck};
 use crate::runner::{
     derive_seed, lock, pinned_epoch, play_on, Backend, RunReport, SimOptions, TestHook, World,
 };
-use crate::scenario::{Scenario, Step};
+use crate::scenario::{KmsKind, Scenario, Step};
 use driver::Driver;
+use kmip::{KmipService, KmipSetup, SimKmipHost, KMIP_HOST, KMIP_PORT};
 use net::TurmoilDialer;
 use vault::SimVaultHost;
 
@@ -33,19 +37,33 @@ use vault::SimVaultHost;
 pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
     play_on(scenario, opts, |trace| {
         let objects = ObjectStore::default();
-        let vault = VaultSim::new(derive_seed(opts.seed, "vault"), vault::ROOT_TOKEN);
-        let fabric = Box::new(SimFabric::new(opts, vault.router(), &objects));
-        let kms = VaultUnderTest::new(SimVaultHost::new(vault), SetupPlan::fresh(), None);
-        Ok(World::build(
-            scenario,
-            opts,
-            trace,
-            fabric,
-            Box::new(kms),
-            objects,
-        ))
+        let (service, kms): (SimKms, Box<dyn KmsUnderTest>) = match scenario.kms.kind {
+            KmsKind::Vault => {
+                let vault = VaultSim::new(derive_seed(opts.seed, "vault"), vault::ROOT_TOKEN);
+                let router = vault.router();
+                let host = SimVaultHost::new(vault);
+                let kms = VaultUnderTest::new(host, SetupPlan::fresh(), None);
+                (SimKms::Vault(router), Box::new(kms))
+            }
+            KmsKind::Kmip => {
+                let setup = KmipSetup::new(opts.seed)?;
+                let kms = KmipUnderTest::new(SimKmipHost::new(&setup));
+                (SimKms::Kmip(setup), Box::new(kms))
+            }
+        };
+        let fabric = Box::new(SimFabric::new(opts, service, &objects));
+        Ok(World::build(scenario, opts, trace, fabric, kms, objects))
     })
     .unwrap_or_else(|e| unreachable!("a simulated world always builds: {e}"))
+}
+
+/// The KMS a run serves, on its own host.
+pub enum SimKms {
+    /// Vault's HTTP API, behind the fault switch's HTTP faults.
+    Vault(Router),
+    /// A KMIP server behind TLS and the fault switch's byte-level faults; the fabric
+    /// gives it TLS from its own dialer's seeded crypto.
+    Kmip(KmipSetup),
 }
 
 pub const VAULT_HOST: &str = "vault";
@@ -70,7 +88,7 @@ pub struct SimFabric<'a> {
 impl<'a> SimFabric<'a> {
     /// turmoil seeded from `opts`, with the KMS (`kms`, served behind the fault switch)
     /// and the object store (shared with the runner's checks) as hosts.
-    pub fn new(opts: &SimOptions, kms: Router, objects: &ObjectStore) -> SimFabric<'a> {
+    pub fn new(opts: &SimOptions, kms: SimKms, objects: &ObjectStore) -> SimFabric<'a> {
         // A caller that forgot to ask `seeded_build` first gets a crash, never a run its
         // seed does not replay.
         if let Err(refusal) = crate::runner::seeded_build() {
@@ -93,23 +111,51 @@ impl<'a> SimFabric<'a> {
             .max_message_latency(MAX_LATENCY)
             .build();
 
+        let dialer = TurmoilDialer::new(seed);
         let chaos = Chaos::default();
-        let app = chaos.wrap(kms);
-        let refuse = chaos.clone();
-        sim.host(VAULT_HOST, move || {
-            let (app, refuse) = (app.clone(), refuse.clone());
-            async move {
-                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", VAULT_PORT)).await?;
-                loop {
-                    let (stream, _) = listener.accept().await?;
-                    if refuse.refuses() {
-                        drop(stream);
-                        continue;
+        let kms_host = match kms {
+            SimKms::Vault(router) => {
+                let app = chaos.wrap(router);
+                let refuse = chaos.clone();
+                sim.host(VAULT_HOST, move || {
+                    let (app, refuse) = (app.clone(), refuse.clone());
+                    async move {
+                        let listener =
+                            turmoil::net::TcpListener::bind(("0.0.0.0", VAULT_PORT)).await?;
+                        loop {
+                            let (stream, _) = listener.accept().await?;
+                            if refuse.refuses() {
+                                drop(stream);
+                                continue;
+                            }
+                            tokio::spawn(kms_sim::serve::serve_stream(app.clone(), stream));
+                        }
                     }
-                    tokio::spawn(kms_sim::serve::serve_stream(app.clone(), stream));
-                }
+                });
+                VAULT_HOST
             }
-        });
+            SimKms::Kmip(setup) => {
+                let service = KmipService::new(setup, &dialer).unwrap_or_else(|e| panic!("{e}"));
+                service.kmip.follow(chaos.clone());
+                let chaos = chaos.clone();
+                sim.host(KMIP_HOST, move || {
+                    let (service, chaos) = (service.clone(), chaos.clone());
+                    async move {
+                        let listener =
+                            turmoil::net::TcpListener::bind(("0.0.0.0", KMIP_PORT)).await?;
+                        loop {
+                            let (stream, _) = listener.accept().await?;
+                            if chaos.refuses() {
+                                drop(stream);
+                                continue;
+                            }
+                            tokio::spawn(service.clone().serve(stream, chaos.clone()));
+                        }
+                    }
+                });
+                KMIP_HOST
+            }
+        };
 
         if opts.test_hook == Some(TestHook::PanicInHost) {
             sim.host("doomed", || async {
@@ -131,7 +177,7 @@ impl<'a> SimFabric<'a> {
             }
         });
         let net = Net {
-            hosts: [VAULT_HOST, OBJECT_STORE_HOST, "admin"]
+            hosts: [kms_host, OBJECT_STORE_HOST, "admin"]
                 .iter()
                 .map(|h| h.to_string())
                 .collect(),
@@ -142,7 +188,7 @@ impl<'a> SimFabric<'a> {
             driver: None,
             chaos,
             net,
-            dialer: TurmoilDialer::new(seed),
+            dialer,
         }
     }
 
