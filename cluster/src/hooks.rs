@@ -52,10 +52,14 @@ pub enum PlantedBug {
     /// A failed `fs create` leaves its name reserved on the backend that tried it, which
     /// then refuses the name as if the filesystem existed.
     NameReservedAfterFailedCreate,
+    /// The KMIP connector takes its wrap IVs from a counter that starts at zero for every
+    /// connector, as if a counter in memory were as good as randomness: two backends, or
+    /// one after a restart, wrap different DEKs under one key with the same IV.
+    KmipIvCounter,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 11] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::CommitBeforeKms,
         PlantedBug::SkipOneRewrap,
         PlantedBug::GiveUpUnwrap,
@@ -67,6 +71,7 @@ impl PlantedBug {
         PlantedBug::AadIgnoresBlock,
         PlantedBug::BackoffWithoutCeiling,
         PlantedBug::NameReservedAfterFailedCreate,
+        PlantedBug::KmipIvCounter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +87,7 @@ impl PlantedBug {
             PlantedBug::AadIgnoresBlock => "aad-ignores-block",
             PlantedBug::BackoffWithoutCeiling => "backoff-without-ceiling",
             PlantedBug::NameReservedAfterFailedCreate => "name-reserved-after-failed-create",
+            PlantedBug::KmipIvCounter => "kmip-iv-counter",
         }
     }
 
@@ -113,6 +119,8 @@ impl PlantedBug {
             PlantedBug::BackoffWithoutCeiling => ("filesystems-ready", "liveness"),
             // A retry on the backend that failed is refused as if the name existed.
             PlantedBug::NameReservedAfterFailedCreate => ("errors-tell-the-truth", "correctness"),
+            // The second backend to wrap a DEK under the key reuses the first one's IV.
+            PlantedBug::KmipIvCounter => ("wrap-iv-unique", "correctness"),
         };
         Catch { check, kind }
     }

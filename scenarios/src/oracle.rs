@@ -241,6 +241,59 @@ pub fn snapshots_downloadable(
     }
 }
 
+/// Every KMIP-wrapped DEK the cluster keeps, in any backend's config table or any
+/// snapshot manifest, used an IV of its own under its key: AES-GCM under one key with a
+/// repeated IV gives away the XOR of the two DEKs and lets an attacker forge tags. The
+/// same wrapping seen twice (replicas, a snapshot of it) is one use, not two.
+pub fn wrap_ivs_unique(
+    tables: &[(u64, ConfigState)],
+    objects: &ObjectStore,
+) -> Result<(), Violation> {
+    // (key UID, IV) -> (the wrapping, where it was seen)
+    let mut seen: BTreeMap<(String, Vec<u8>), (String, String)> = BTreeMap::new();
+    let mut check = |wrapped: &WrappedDek, place: String| -> Result<(), Violation> {
+        let Some((uid, blob)) = crate::kms::kmip::parse_wrapped(wrapped) else {
+            return Ok(());
+        };
+        let iv = blob[..blob.len().min(12)].to_vec();
+        match seen.get(&(uid.to_string(), iv.clone())) {
+            Some((other, there)) if *other != wrapped.ciphertext => Err(Violation {
+                oracle: "wrap-iv-unique",
+                detail: format!(
+                    "two different DEKs were wrapped under KMIP key {uid} with the same IV: \
+                     {there} and {place}"
+                ),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                seen.insert((uid.to_string(), iv), (wrapped.ciphertext.clone(), place));
+                Ok(())
+            }
+        }
+    };
+    for (node, table) in tables {
+        for fs in table.members_encrypted() {
+            if let Some(wrapped) = &fs.wrapped_dek {
+                check(wrapped, format!("{} on backend{node}", fs.name))?;
+            }
+        }
+    }
+    let mut result = Ok(());
+    objects.for_each_object(|bucket, object, bytes| {
+        if result.is_err() || !object.ends_with(MANIFEST_SUFFIX) {
+            return;
+        }
+        if let Ok(Manifest {
+            wrapped_dek: Some(wrapped),
+            ..
+        }) = serde_json::from_slice::<Manifest>(bytes)
+        {
+            result = check(&wrapped, format!("snapshot {bucket}/{object}"));
+        }
+    });
+    result
+}
+
 /// An acknowledged `fs snapshot upload` wrote a manifest that lists, and an object for,
 /// every block acknowledged for the filesystem before it: a snapshot that claims to be
 /// complete holds every acknowledged write.

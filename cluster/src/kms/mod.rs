@@ -201,6 +201,16 @@ pub const KMS_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// randomness. Certificates that do not load give a connector that refuses every call
 /// with the reason, so `security kms set kmip` fails its probe and commits nothing.
 pub fn connect(config: &KmsConfig, dialer: Arc<dyn Dialer>) -> Arc<dyn KmsConnector> {
+    connect_planted(config, dialer, false)
+}
+
+/// [`connect`], with the planted bug `kmip-iv-counter` when `iv_counter` is set: the KMIP
+/// IVs come from a counter that starts at zero, not from the random source.
+pub fn connect_planted(
+    config: &KmsConfig,
+    dialer: Arc<dyn Dialer>,
+    iv_counter: bool,
+) -> Arc<dyn KmsConnector> {
     match config {
         KmsConfig::Vault(v) => Arc::new(VaultConnector::new(
             v.clone(),
@@ -209,6 +219,17 @@ pub fn connect(config: &KmsConfig, dialer: Arc<dyn Dialer>) -> Arc<dyn KmsConnec
         KmsConfig::Kmip(k) => match kmip_transport(k, &dialer) {
             Ok(transport) => {
                 let env = dialer.tls();
+                if iv_counter {
+                    let next = std::sync::atomic::AtomicU64::new(0);
+                    let counting: KmipRandom = Arc::new(move |buf: &mut [u8]| {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let bytes = n.to_be_bytes();
+                        let len = buf.len().min(bytes.len());
+                        buf.fill(0);
+                        buf[..len].copy_from_slice(&bytes[..len]);
+                    });
+                    return connect_kmip(k, transport, counting);
+                }
                 let random: KmipRandom = Arc::new(move |buf: &mut [u8]| {
                     // A source that cannot fill a buffer leaves it as it was; the IV is
                     // then not random, so say it loudly rather than wrap with it.

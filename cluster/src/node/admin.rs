@@ -59,7 +59,8 @@ impl Node {
 
     /// `security kms set vault` and `set kmip`: probe first, commit only a KMS that works.
     async fn kms_set(&self, config: KmsConfig) -> Result<AdminOutput, AdminError> {
-        let connector = kms::connect(&config, self.0.dialer.clone());
+        let iv_counter = self.planted(PlantedBug::KmipIvCounter);
+        let connector = kms::connect_planted(&config, self.0.dialer.clone(), iv_counter);
         if let Err(e) = connector.probe().await {
             self.emit(Event::KmsSetRefused {
                 error: e.to_string(),

@@ -484,7 +484,8 @@ impl Node {
         if let Some((_, conn)) = cached.iter().find(|(c, _)| c == config) {
             return conn.clone();
         }
-        let conn = kms::connect(config, self.0.dialer.clone());
+        let iv_counter = self.planted(PlantedBug::KmipIvCounter);
+        let conn = kms::connect_planted(config, self.0.dialer.clone(), iv_counter);
         if cached.len() == KEEP {
             cached.remove(0);
         }

@@ -216,6 +216,13 @@ impl World<'_> {
                     })?;
                 }
             }
+            // Across clusters too: a DR cluster may wrap under the same key.
+            let every_table: Vec<_> = self
+                .backends
+                .iter()
+                .map(|b| (b.id, b.disk.config_state()))
+                .collect();
+            oracle::wrap_ivs_unique(&every_table, &self.objects)?;
             self.leaks.update(&self.known_deks);
             self.leaks.no_plaintext_dek_at_rest(&views)?;
             self.leaks.no_dek_in_objects(&self.objects)?;
