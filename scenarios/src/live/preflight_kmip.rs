@@ -240,7 +240,8 @@ fn tls_failure(address: &str, host: &str, e: &std::io::Error) -> KmipPreflightEr
     match inner {
         Some(Error::InvalidCertificate(ce)) => {
             let why = match ce {
-                CertificateError::UnknownIssuer => {
+                // A CA of the same name but another key: the signature does not verify.
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                     "it is not signed by the CA given (--ca-cert)".to_string()
                 }
                 CertificateError::NotValidForName
