@@ -40,7 +40,7 @@ pub enum KmipServer {
     /// Somebody else's server: talked to, never stopped or started.
     External,
     /// A PyKMIP this run started, removed with the run.
-    Managed(PyKmip),
+    Managed(Box<PyKmip>),
 }
 
 /// How the admin reaches the server: directly, with one tenant's certificate.

@@ -300,4 +300,62 @@ mod tests {
             "{e}"
         );
     }
+
+    /// A KMIP server over real mutual TLS that answers every request with a Discover
+    /// Versions answer naming `versions`; its address.
+    async fn old_server(
+        pki: &crate::live::pykmip::LivePki,
+        versions: Vec<ProtocolVersion>,
+    ) -> String {
+        use tokio::io::AsyncWriteExt;
+        use ttlv::enums::operation;
+        use ttlv::{tag, Item, Limits, ResponseItem, ResponseMessage};
+        let env = cluster::tls::TlsEnv::real();
+        let config = kms_sim::tls::server_config(
+            env.provider,
+            env.time,
+            &pki.ca_pem,
+            &pki.server.cert_pem,
+            pki.server.key_pem.expose(),
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = kms_sim::tls::accept(config, tcp).await.unwrap();
+            while let Ok(Some(_)) = ttlv::read_frame(&mut tls, Limits::default()).await {
+                let payload = versions.iter().map(|v| v.to_item()).collect();
+                let answer = ResponseMessage {
+                    version: ProtocolVersion::V1_1,
+                    time_stamp: 0,
+                    batch: vec![ResponseItem {
+                        operation: Some(operation::DISCOVER_VERSIONS),
+                        id: None,
+                        result: Ok(Some(Item::structure(tag::RESPONSE_PAYLOAD, payload))),
+                    }],
+                };
+                tls.write_all(&answer.encode()).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_server_of_kmip_1_1_and_1_0_only_is_refused_by_name() {
+        let pki = crate::live::pykmip::LivePki::generate(&["c"]).unwrap();
+        let address = old_server(&pki, vec![ProtocolVersion::V1_1, ProtocolVersion::V1_0]).await;
+        let c = &pki.clients["c"];
+        let e = check(&address, &pki.ca_pem, &c.cert_pem, &c.key_pem, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, KmipPreflightError::Version { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "the KMIP server at {address} offers only KMIP 1.1, 1.0: the cluster needs \
+                 KMIP 1.2 or later"
+            )
+        );
+    }
 }
