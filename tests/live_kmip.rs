@@ -12,7 +12,8 @@
 //! - the preflight refuses with exit 2, naming the cause, before anything is created: an
 //!   unreachable port, a client certificate of an unknown CA, a CA that did not sign the
 //!   server's certificate, a server certificate for another name, a key UID that does not
-//!   exist and one that is not Active; and a Vault scenario with --kmip.
+//!   exist and one that is not Active; a Vault scenario with --kmip and a KMIP one with
+//!   --vault; --kmip without --ca-cert.
 
 mod live;
 
@@ -344,6 +345,32 @@ fn the_kmip_preflight_refuses_before_anything_is_created() {
     // A Vault scenario with a KMIP server, and a KMIP flag without --kmip.
     let run = server.run("startup-unwrap", &[]);
     run.assert_refused("startup-unwrap is a Vault scenario", &secrets);
+    let run = wekasim(
+        &[
+            "run",
+            scenario,
+            "--vault",
+            "http://127.0.0.1:1",
+            "--token",
+            "x",
+        ],
+        &[],
+    );
+    run.assert_refused("kmip-startup-unwrap is a KMIP scenario", &secrets);
+    let run = wekasim(
+        &[
+            "run",
+            scenario,
+            "--kmip",
+            &address,
+            "--client-cert",
+            &cert,
+            "--client-key",
+            &key,
+        ],
+        &[],
+    );
+    run.assert_refused("a live KMIP run needs --ca-cert", &secrets);
     let run = wekasim(&["run", scenario, "--pykmip", "--client-cert", &cert], &[]);
     assert_eq!(run.code, Some(live::EXIT_USAGE), "{}", run.describe());
     assert!(run.stderr.contains("--kmip"), "{}", run.describe());

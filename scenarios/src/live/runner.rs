@@ -306,7 +306,12 @@ fn run_kmip(scenario: &Scenario, opts: &LiveOptions) -> Result<RunReport, LiveEr
                 other_key_pem: other.key_pem.clone(),
             };
             let address = pykmip.addr().to_string();
-            (KmipServer::Managed(Box::new(pykmip)), address, identity, None)
+            (
+                KmipServer::Managed(Box::new(pykmip)),
+                address,
+                identity,
+                None,
+            )
         }
         _ => unreachable!("run_kmip is called for KMIP targets only"),
     };
