@@ -6,6 +6,7 @@ pub mod kmip;
 pub mod object_store;
 pub mod proxy;
 pub mod serve;
+pub mod tcp_proxy;
 pub mod tls;
 pub mod vault;
 pub mod wire;

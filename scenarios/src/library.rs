@@ -1,4 +1,6 @@
-//! The scenario library: the TOML files under `scenarios/` and `scenarios/regressions/`.
+//! The scenario library: the TOML files under `scenarios/` and `scenarios/regressions/`,
+//! and, found by name but not part of the library's runs, the live variants under
+//! `scenarios/live/` (scenarios that only a live run plays).
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +54,7 @@ pub fn find(name_or_path: &str, dir: &Path) -> Result<PathBuf, String> {
     for candidate in [
         dir.join(format!("{name_or_path}.toml")),
         dir.join("regressions").join(format!("{name_or_path}.toml")),
+        dir.join("live").join(format!("{name_or_path}.toml")),
     ] {
         if candidate.is_file() {
             return Ok(candidate);

@@ -1,12 +1,13 @@
 //! `wekasim run <scenario> --seed N`, seeded; or live against a real Vault with
-//! `--vault URL`, `--openbao [BIN]` or `--vault-container ID`.
+//! `--vault URL`, `--openbao [BIN]` or `--vault-container ID`, or against a real KMIP
+//! server with `--kmip HOST:PORT` or `--pykmip [BIN]`.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 use cluster::secret::Secret;
-use scenarios::live::{LiveOptions, Target};
+use scenarios::live::{KmipTarget, LiveOptions, Target};
 use scenarios::runner::{RunReport, SimOptions, TestHook};
 use scenarios::scenario::Scenario;
 use scenarios::simulated;
@@ -43,8 +44,9 @@ pub struct RunArgs {
     pub live: LiveArgs,
 }
 
-/// Live runs: the scenario in real time against a real Vault. Secrets are best given
-/// through their environment variables, which other users cannot read in `ps`.
+/// Live runs: the scenario in real time against a real Vault or KMIP server. Secrets are
+/// best given through their environment variables, which other users cannot read in `ps`;
+/// KMIP's client key is read from a file.
 #[derive(Args)]
 pub struct LiveArgs {
     /// Run live against the Vault at this URL (it is never stopped or started).
@@ -64,6 +66,39 @@ pub struct LiveArgs {
     /// run stops and starts it for `kms-stop` and `kms-start`.
     #[arg(long, value_name = "ID", group = "live_target")]
     pub vault_container: Option<String>,
+    /// Run a KMIP scenario live against the KMIP server at HOST:PORT (never stopped or
+    /// started; the run's keys are revoked and destroyed afterwards). Its certificate must
+    /// name HOST.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        group = "live_target",
+        requires_all = ["client_cert", "client_key"]
+    )]
+    pub kmip: Option<String>,
+    /// Run a KMIP scenario live against a PyKMIP this run starts from BIN, with
+    /// certificates made for the run, and removes afterwards.
+    #[arg(
+        long,
+        value_name = "BIN",
+        num_args = 0..=1,
+        default_missing_value = ".venv/bin/pykmip-server",
+        group = "live_target"
+    )]
+    pub pykmip: Option<PathBuf>,
+    /// The cluster's client certificate for --kmip (PEM; its CN owns the run's keys).
+    #[arg(long, value_name = "FILE", requires = "kmip")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key for --kmip (PEM).
+    #[arg(long, value_name = "FILE", requires = "kmip")]
+    pub client_key: Option<PathBuf>,
+    /// The CA that signed the KMIP server's certificate, for --kmip (PEM).
+    #[arg(long, value_name = "FILE", requires = "kmip")]
+    pub ca_cert: Option<PathBuf>,
+    /// An existing Active key on the --kmip server to use as the scenario's key, instead
+    /// of one the run creates (the run never revokes or destroys it).
+    #[arg(long, value_name = "UID", requires = "kmip")]
+    pub kmip_key_uid: Option<String>,
     /// The Vault's admin token (mounts, policies, AppRole, seal).
     #[arg(
         long,
@@ -98,22 +133,50 @@ pub struct LiveArgs {
 }
 
 impl RunArgs {
-    /// Whether the flags ask for a live run against a real Vault.
+    /// Whether the flags ask for a live run against a real KMS.
     pub fn is_live(&self) -> bool {
-        self.live.options(self.seed).is_some()
+        self.live.is_live()
     }
 }
 
 impl LiveArgs {
-    /// The live run these flags ask for, if any.
-    fn options(&self, seed: u64) -> Option<LiveOptions> {
+    fn is_live(&self) -> bool {
+        self.vault.is_some()
+            || self.openbao.is_some()
+            || self.vault_container.is_some()
+            || self.kmip.is_some()
+            || self.pykmip.is_some()
+    }
+
+    /// The live run these flags ask for, if any; `Err` names a file that cannot be read
+    /// or a Vault flag given with a KMIP target.
+    fn options(&self, seed: u64) -> Result<Option<LiveOptions>, String> {
         let target = if let Some(url) = &self.vault {
             Target::Url(url.clone())
         } else if let Some(bin) = &self.openbao {
             Target::OpenBao(bin.clone())
+        } else if let Some(id) = &self.vault_container {
+            Target::Container(id.clone())
+        } else if let Some(address) = &self.kmip {
+            Target::Kmip(self.kmip_target(address)?)
+        } else if let Some(bin) = &self.pykmip {
+            Target::PyKmip(bin.clone())
         } else {
-            Target::Container(self.vault_container.clone()?)
+            return Ok(None);
         };
+        if matches!(target, Target::Kmip(_) | Target::PyKmip(_)) {
+            // The env-backed Vault secrets may be set for other runs: only the flags that
+            // are given on the command line alone are refused.
+            let vault_only = [
+                ("--transit-mount", self.transit_mount.is_some()),
+                ("--role-id", self.role_id.is_some()),
+            ];
+            if let Some((flag, _)) = vault_only.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "{flag} is for a live run against a Vault, not a KMIP server"
+                ));
+            }
+        }
         let mut opts = LiveOptions::new(target);
         opts.seed = seed;
         opts.show_progress = true;
@@ -125,7 +188,31 @@ impl LiveArgs {
             .role_id
             .clone()
             .zip(self.secret_id.clone().map(Secret::new));
-        Some(opts)
+        Ok(Some(opts))
+    }
+
+    /// `--kmip` with the certificate files read.
+    fn kmip_target(&self, address: &str) -> Result<KmipTarget, String> {
+        scenarios::live::preflight_kmip::host_of(address).map_err(|e| format!("--kmip: {e}"))?;
+        let read = |flag: &str, path: &Option<PathBuf>| -> Result<Option<String>, String> {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p).map_err(|e| format!("{flag} {}: {e}", p.display()))
+                })
+                .transpose()
+        };
+        let missing = |flag: &str| format!("--kmip needs {flag}");
+        Ok(KmipTarget {
+            address: address.to_string(),
+            client_cert_pem: read("--client-cert", &self.client_cert)?
+                .ok_or_else(|| missing("--client-cert FILE"))?,
+            client_key_pem: Secret::new(
+                read("--client-key", &self.client_key)?
+                    .ok_or_else(|| missing("--client-key FILE"))?,
+            ),
+            ca_cert_pem: read("--ca-cert", &self.ca_cert)?,
+            key_uid: self.kmip_key_uid.clone(),
+        })
     }
 }
 
@@ -169,6 +256,8 @@ fn play_live(
             Target::Url(url) => url.clone(),
             Target::OpenBao(bin) => format!("an OpenBao started from {}", bin.display()),
             Target::Container(id) => format!("the Vault in container {id}"),
+            Target::Kmip(t) => format!("the KMIP server at {}", t.address),
+            Target::PyKmip(bin) => format!("a PyKMIP started from {}", bin.display()),
         }
     );
     let mut report = scenarios::live::run(&scenario, opts).map_err(|e| e.to_string())?;
@@ -179,7 +268,11 @@ fn play_live(
 }
 
 pub fn run(args: RunArgs) -> i32 {
-    if let Some(mut live) = args.live.options(args.seed) {
+    let live = match args.live.options(args.seed) {
+        Ok(live) => live,
+        Err(e) => return usage_error(e),
+    };
+    if let Some(mut live) = live {
         if args.check_determinism {
             return usage_error("--check-determinism is for seeded runs, not live ones");
         }

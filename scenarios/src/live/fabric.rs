@@ -5,7 +5,11 @@
 //!   (in memory, shared with the runner) survives, as in a seeded run.
 //! - The cluster reaches the KMS through a proxy that carries the same fault switch a
 //!   seeded run has, so `kms-fault` steps work live; the admin reaches the KMS directly,
-//!   out of band. The KMS itself runs outside the fabric (see `live::kms`).
+//!   out of band. The KMS itself runs outside the fabric (see `live::kms`). A Vault's
+//!   proxy speaks HTTP and the cluster is given its URL; a KMIP server's forwards raw TCP
+//!   (TLS stays end to end), and the cluster is given the server's own address, which the
+//!   fabric's dialer sends to the proxy, so the server's certificate is checked against
+//!   its real name.
 //! - The snapshot object store is the simulated one, served on a real port.
 //! - The admin host is a current-thread runtime on the runner's thread: a tick lets it
 //!   run its jobs for 10 ms of real time.
@@ -19,11 +23,12 @@ use std::time::Duration;
 use axum::Router;
 use cluster::config_table::seed_raft_rng;
 use cluster::events::EventSink;
-use cluster::net::{Dialer, TcpDialer};
+use cluster::net::{BoxFuture, BoxStream, Dialer, TcpDialer};
 use cluster::node::{Node, NodeOptions};
 use kms_sim::chaos::{Chaos, Fault};
 use kms_sim::object_store::ObjectStore;
 use kms_sim::proxy::serve_tcp;
+use kms_sim::tcp_proxy::TcpForward;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::LocalSet;
@@ -51,6 +56,35 @@ struct LiveNode {
     runtime: Option<Runtime>,
 }
 
+/// What the fabric serves in front of the KMS.
+pub enum KmsFront {
+    /// An HTTP proxy (a Vault's): the cluster is given the proxy's URL.
+    Http(Router),
+    /// A raw TCP proxy (a KMIP server's); `address` is the server's `host:port` as the
+    /// cluster is given it, which the fabric's dialer sends to the proxy.
+    Tcp {
+        forward: TcpForward,
+        address: String,
+    },
+}
+
+/// Real TCP, except that dials to the KMS's own address go to the fabric's proxy.
+struct RedirectDialer {
+    from: String,
+    to: String,
+}
+
+impl Dialer for RedirectDialer {
+    fn dial(&self, addr: &str) -> BoxFuture<'static, std::io::Result<BoxStream>> {
+        let target = if addr == self.from { &self.to } else { addr };
+        TcpDialer.dial(target)
+    }
+
+    fn reuse_connections(&self) -> bool {
+        TcpDialer.reuse_connections()
+    }
+}
+
 pub struct LiveFabric {
     started: Arc<Stopwatch>,
     admin: Runtime,
@@ -61,6 +95,8 @@ pub struct LiveFabric {
     chaos: Chaos,
     proxy_url: String,
     objects_url: String,
+    /// The nodes' dialer: real TCP, with the KMIP server's address sent to the proxy.
+    dialer: Arc<dyn Dialer>,
     nodes: BTreeMap<String, LiveNode>,
     /// Set by the first Ctrl-C (see [`LiveFabric::stop_on_ctrl_c`]).
     interrupted: Arc<AtomicBool>,
@@ -72,7 +108,7 @@ impl LiveFabric {
     pub fn new(
         admin: Runtime,
         jobs: LocalSet,
-        kms: Router,
+        kms: KmsFront,
         objects: &ObjectStore,
     ) -> Result<LiveFabric, String> {
         let services = tokio::runtime::Builder::new_multi_thread()
@@ -83,7 +119,17 @@ impl LiveFabric {
             .map_err(|e| format!("cannot start the services runtime: {e}"))?;
         let chaos = Chaos::default();
         let (proxy, proxy_url) = listen(&services)?;
-        services.spawn(serve_tcp(proxy, chaos.wrap(kms), chaos.clone()));
+        let dialer: Arc<dyn Dialer> = match kms {
+            KmsFront::Http(router) => {
+                services.spawn(serve_tcp(proxy, chaos.wrap(router), chaos.clone()));
+                Arc::new(TcpDialer)
+            }
+            KmsFront::Tcp { forward, address } => {
+                services.spawn(forward.serve(proxy, chaos.clone()));
+                let to = proxy_url.trim_start_matches("http://").to_string();
+                Arc::new(RedirectDialer { from: address, to })
+            }
+        };
         let (store, objects_url) = listen(&services)?;
         let router = objects.router();
         services.spawn(async move {
@@ -99,12 +145,14 @@ impl LiveFabric {
             chaos,
             proxy_url,
             objects_url,
+            dialer,
             nodes: BTreeMap::new(),
             interrupted: Arc::default(),
         })
     }
 
-    /// Where the cluster reaches the KMS: the proxy with the fault switch.
+    /// Where the cluster reaches the KMS: the proxy with the fault switch (`http://...` in
+    /// front of a Vault).
     pub fn kms_url(&self) -> &str {
         &self.proxy_url
     }
@@ -125,7 +173,7 @@ impl LiveFabric {
             }
             interrupted.store(true, Ordering::SeqCst);
             eprintln!(
-                "interrupted: ending the run and cleaning up the Vault (Ctrl-C again quits at \
+                "interrupted: ending the run and cleaning up the KMS (Ctrl-C again quits at \
                  once and leaves what the run created)"
             );
             if sigint.recv().await.is_some() {
@@ -166,6 +214,7 @@ impl LiveFabric {
         };
         let port = node.port;
         let reserved = node.reserved.take();
+        let dialer = self.dialer.clone();
         let (disk, slot, host) = (
             backend.disk.clone(),
             backend.slot.clone(),
@@ -185,7 +234,7 @@ impl LiveFabric {
                     return;
                 }
             };
-            let node = match Node::start(options, disk, Arc::new(TcpDialer), sink).await {
+            let node = match Node::start(options, disk, dialer, sink).await {
                 Ok(node) => node,
                 Err(e) => {
                     tracing::error!("{host} did not boot: {e}");
@@ -234,7 +283,7 @@ impl Fabric for LiveFabric {
     }
 
     fn dialer(&self) -> Arc<dyn Dialer> {
-        Arc::new(TcpDialer)
+        self.dialer.clone()
     }
 
     fn backend_addr(&mut self, host: &str) -> String {

@@ -68,17 +68,43 @@ impl Drop for PyKmip {
     }
 }
 
+/// Which certificate a server presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerCert {
+    /// Its own, for 127.0.0.1 and localhost.
+    Right,
+    /// [`LivePki::wrong_name_server`]: signed by the right CA for another name, which a
+    /// client must refuse.
+    WrongName,
+}
+
 impl PyKmip {
     /// A server with fresh certificates for the clients `client_cns`, accepting connections
     /// when this returns.
     pub async fn start(bin: &Path, client_cns: &[&str]) -> Result<PyKmip, String> {
+        PyKmip::start_as(bin, client_cns, ServerCert::Right).await
+    }
+
+    /// As [`PyKmip::start`], presenting `cert`.
+    pub async fn start_as(
+        bin: &Path,
+        client_cns: &[&str],
+        cert: ServerCert,
+    ) -> Result<PyKmip, String> {
         if !bin.is_file() {
             return Err(format!(
                 "the PyKMIP server {} does not exist",
                 bin.display()
             ));
         }
-        let pki = LivePki::generate(client_cns)?;
+        // The server runs in its temp dir: a relative path would be looked up there.
+        let bin = std::path::absolute(bin)
+            .map_err(|e| format!("the PyKMIP server {}: {e}", bin.display()))?;
+        let bin = bin.as_path();
+        let mut pki = LivePki::generate(client_cns)?;
+        if cert == ServerCert::WrongName {
+            pki.server = pki.wrong_name_server.clone();
+        }
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
@@ -178,6 +204,34 @@ impl PyKmip {
                 self.dir.display()
             )),
         }
+    }
+
+    /// Kills the server (its whole process group) at once and keeps its temp dir: its
+    /// database survives for [`PyKmip::resume`]. A crash, as far as clients can tell; SQLite
+    /// keeps what was committed. Halting a halted server succeeds.
+    pub fn halt(&mut self) -> Result<(), String> {
+        if let Some(mut child) = self.child.take() {
+            signal_group(&child, libc::SIGKILL);
+            child
+                .wait()
+                .map_err(|e| format!("PyKMIP at {}: waiting for it to exit: {e}", self.addr()))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a halted server again on the same port, config and database; returns once
+    /// it accepts connections. Resuming a running server succeeds.
+    pub async fn resume(&mut self) -> Result<(), String> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        self.spawn()?;
+        self.wait_accepting().await
+    }
+
+    /// Whether the server process runs (it may not accept yet).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     fn log_path(&self) -> PathBuf {
