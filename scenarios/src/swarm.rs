@@ -84,6 +84,8 @@ pub enum Op {
     Seal,
     Unseal,
     RevokeTokens,
+    /// KMIP: the cluster key is revoked (deactivated) under live DEKs.
+    RevokeKey,
     Partition {
         a: u32,
         b: u32,
@@ -169,6 +171,11 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
         ops.push((3, fault_mode().prop_map(Op::KmsFault).boxed()));
         ops.push((3, Just(Op::KmsHeal).boxed()));
         ops.push((1, Just(Op::RevokeTokens).boxed()));
+        if knobs.kms == KmsKind::Kmip {
+            // The admin deactivates the cluster key under live DEKs (no destroy: a key
+            // destroyed under a live DEK is a violation whoever did it).
+            ops.push((1, Just(Op::RevokeKey).boxed()));
+        }
     }
     if knobs.kms_seal {
         ops.push((2, Just(Op::Seal).boxed()));
@@ -423,6 +430,7 @@ fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
         }],
         Op::Seal => vec![Step::KmsSeal],
         Op::RevokeTokens => vec![Step::KmsRevokeTokens],
+        Op::RevokeKey => vec![Step::KmsRevokeKey],
         Op::Unseal => vec![Step::KmsUnseal],
         Op::Partition { a, b } => vec![Step::Partition {
             a: format!("backend{a}"),
@@ -553,6 +561,7 @@ mod tests {
                     Op::KmsFault(f) => ("kms-fault", k.kms_faults && f != Fault::None),
                     Op::KmsHeal => ("kms-heal", k.kms_faults),
                     Op::RevokeTokens => ("revoke-tokens", k.kms_faults),
+                    Op::RevokeKey => ("revoke-key", k.kms_faults && k.kms == KmsKind::Kmip),
                     Op::Seal => ("seal", k.kms_seal),
                     Op::Unseal => ("unseal", k.kms_seal),
                     Op::Partition { a, b } => {
@@ -581,7 +590,7 @@ mod tests {
         }
         assert_eq!(
             drawn.len(),
-            22,
+            23,
             "operations never drawn in 300 seeds: {drawn:?}"
         );
     }

@@ -76,6 +76,13 @@ pub trait KmsUnderTest {
     /// run keeps its keys).
     fn complete(&self, cmd: &mut AdminCommand);
 
+    /// Revokes `key`'s newest version without destroying it: it unwraps what it wrapped
+    /// but wraps nothing new. Only a KMS with such a state (KMIP) can.
+    fn revoke_key(&self, _dialer: Arc<dyn Dialer>, key: &str) -> AdminJob<()> {
+        let e = format!("this KMS cannot revoke {key} without destroying it");
+        Box::pin(async move { Err(e) })
+    }
+
     /// Rotates `key` to a new version.
     fn rotate(&self, dialer: Arc<dyn Dialer>, key: &str) -> AdminJob<()>;
 

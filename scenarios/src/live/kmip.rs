@@ -212,6 +212,14 @@ impl KmipHost for LiveKmipHost {
         })
     }
 
+    fn revoke(&self, _dialer: Arc<dyn Dialer>, uid: String) -> AdminJob<()> {
+        let e = format!(
+            "revoking KMIP key {uid} alone is not supported live (the live preflight refuses \
+             kms-revoke-key)"
+        );
+        Box::pin(async move { Err(e) })
+    }
+
     fn retire(&self, _dialer: Arc<dyn Dialer>, uids: Vec<String>) -> AdminJob<()> {
         if let Some(given) = uids.iter().find(|u| Some(*u) == self.given_uid.as_ref()) {
             let e = format!(

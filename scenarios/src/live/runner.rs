@@ -404,6 +404,10 @@ fn can_run_kmip(scenario: &Scenario, target: &Target) -> Result<(), LiveError> {
                      do (live KMIP faults: none, refuse, hang, slow)"
                 ))
             }
+            Step::KmsRevokeKey => problems.push(format!(
+                "{at} is not supported live against KMIP: the run revokes keys only at its \
+                 teardown"
+            )),
             Step::KmsRevokeTokens => problems.push(format!(
                 "{at} is not supported live against KMIP: a run cannot make a real KMIP server \
                  stop accepting a client certificate"

@@ -79,6 +79,13 @@ impl World<'_> {
             Step::KmsUnseal => self.lifecycle(at, Lifecycle::Unseal)?,
             Step::KmsStop => self.lifecycle(at, Lifecycle::Stop)?,
             Step::KmsStart => self.lifecycle(at, Lifecycle::Start)?,
+            Step::KmsRevokeKey => {
+                let key = self.scenario.kms.key.clone();
+                let job = self.kms.revoke_key(self.fabric.dialer(), &key);
+                self.key_admin(job)
+                    .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-revoke-key", e))?;
+                format!("key {key} v{} revoked", self.kms.versions(&key).latest)
+            }
             Step::KmsRotate => {
                 let key = self.scenario.kms.key.clone();
                 let job = self.kms.rotate(self.fabric.dialer(), &key);

@@ -308,6 +308,7 @@ impl World<'_> {
             Step::KmsFault { .. }
             | Step::KmsSeal
             | Step::KmsRevokeTokens
+            | Step::KmsRevokeKey
             | Step::KmsUnseal
             | Step::KmsStop
             | Step::KmsStart

@@ -193,6 +193,10 @@ impl Scenario {
             }
             | Step::Start { backend: Some(b) } => backend_ok(*b),
             Step::FsCreate { count: 0, .. } => Err("count must be at least 1".into()),
+            Step::KmsRevokeKey if self.kms.kind == KmsKind::Vault => Err(
+                "kms-revoke-key is KMIP's (a revoked, deactivated key): Vault has no such state"
+                    .into(),
+            ),
             Step::KmsSeal | Step::KmsUnseal if self.kms.kind == KmsKind::Kmip => {
                 Err("a KMIP server has no seal: use kms-stop and kms-start, or kms-fault".into())
             }

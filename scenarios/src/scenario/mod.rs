@@ -280,6 +280,10 @@ pub enum Step {
     /// Revokes every token the KMS issued (the root token aside): a cluster that logs in
     /// by AppRole logs in again; one configured with a token is locked out.
     KmsRevokeTokens,
+    /// KMIP: the KMS's admin revokes the cluster key's newest key (Deactivated): it no
+    /// longer wraps, but still unwraps what it wrapped. New encrypted filesystems fail until
+    /// a new key and a rewrap to it. (Vault has no such state: refused for Vault.)
+    KmsRevokeKey,
     /// `bao operator seal`: every KMS call answers 503 "Vault is sealed".
     KmsSeal,
     KmsUnseal,
@@ -390,6 +394,7 @@ impl Step {
             Step::KmsFault { .. } => "kms-fault",
             Step::KmsSeal => "kms-seal",
             Step::KmsRevokeTokens => "kms-revoke-tokens",
+            Step::KmsRevokeKey => "kms-revoke-key",
             Step::KmsUnseal => "kms-unseal",
             Step::KmsStop => "kms-stop",
             Step::KmsStart => "kms-start",

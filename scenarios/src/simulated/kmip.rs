@@ -156,10 +156,29 @@ impl KmipHost for SimKmipHost {
         Box::pin(async move { Ok(uid) })
     }
 
+    fn revoke(&self, _dialer: Arc<dyn Dialer>, uid: String) -> AdminJob<()> {
+        // Revoking a key already revoked leaves it as it is.
+        let result = match self.kmip().state(&uid) {
+            Some(kms_sim::kmip::ObjectState::Active) => self
+                .kmip()
+                .revoke(&uid)
+                .map(|_| ())
+                .map_err(|e| format!("revoking KMIP key {uid}: {e}")),
+            Some(_) => Ok(()),
+            None => Err(format!("revoking KMIP key {uid}: no such key")),
+        };
+        Box::pin(async move { result })
+    }
+
     fn retire(&self, _dialer: Arc<dyn Dialer>, uids: Vec<String>) -> AdminJob<()> {
         let kmip = self.kmip().clone();
         let result = uids.iter().try_for_each(|uid| {
-            kmip.revoke(uid)
+            // A key revoked earlier (kms-revoke-key) is destroyed as it is.
+            let revoked = match kmip.state(uid) {
+                Some(kms_sim::kmip::ObjectState::Active) => kmip.revoke(uid).map(|_| ()),
+                _ => Ok(()),
+            };
+            revoked
                 .and_then(|_| kmip.destroy(uid))
                 .map(|_| ())
                 .map_err(|e| format!("retiring KMIP key {uid}: {e}"))

@@ -81,6 +81,9 @@ pub trait KmipHost {
     /// certificate; answers its UID.
     fn create_key(&self, dialer: Arc<dyn Dialer>, name: &str, tenant: Tenant) -> AdminJob<String>;
 
+    /// Revokes `uid` (cessation of operation): Deactivated, not destroyed.
+    fn revoke(&self, dialer: Arc<dyn Dialer>, uid: String) -> AdminJob<()>;
+
     /// Revokes (superseded) and destroys the keys `uids`.
     fn retire(&self, dialer: Arc<dyn Dialer>, uids: Vec<String>) -> AdminJob<()>;
 
@@ -226,6 +229,11 @@ impl<H: KmipHost> KmsUnderTest for KmipUnderTest<H> {
     }
 
     fn complete(&self, _cmd: &mut AdminCommand) {}
+
+    fn revoke_key(&self, dialer: Arc<dyn Dialer>, key: &str) -> AdminJob<()> {
+        let uid = self.uid_of(key);
+        self.host.revoke(dialer, uid)
+    }
 
     fn rotate(&self, dialer: Arc<dyn Dialer>, key: &str) -> AdminJob<()> {
         self.add_key(dialer, key)
