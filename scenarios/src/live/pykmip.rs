@@ -78,12 +78,15 @@ impl PyKmip {
                 bin.display()
             ));
         }
+        // The server runs in its temp dir: a relative path must not be read from there.
+        let bin = std::path::absolute(bin)
+            .map_err(|e| format!("the PyKMIP server {}: {e}", bin.display()))?;
         let pki = LivePki::generate(client_cns)?;
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             let mut server = PyKmip {
-                bin: bin.to_path_buf(),
+                bin: bin.clone(),
                 port,
                 dir: make_temp_dir(port)?,
                 child: None,
