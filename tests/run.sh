@@ -4,10 +4,11 @@
 #   bash tests/run.sh
 #
 # 0. a real OpenBao (2.7.2, into .venv) for the Vault conformance test, a real PyKMIP (0.11.0,
-#    into the same .venv) for the KMIP live test, and the container images built from
+#    into the same .venv) for the KMIP live and conformance tests, and the container images built from
 #    that OpenBao and from kms-sim (tests/images.sh) for the Docker tests;
 # 1. the workspace's tests (unit, scenario, CLI end-to-end, 20-seed determinism, Vault
-#    conformance of kms-sim against that OpenBao, the connector against OpenBao in a
+#    conformance of kms-sim against that OpenBao, KMIP conformance of kms-sim against that
+#    PyKMIP, the connector against OpenBao in a
 #    container, docker-compose.yml up and down);
 # 2. the same seed gives the same trace hash in a debug and a release build, and the
 #    hashes committed in tests/golden/hashes.txt (tests/golden.sh);

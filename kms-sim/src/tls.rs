@@ -104,6 +104,28 @@ where
     tokio_rustls::TlsAcceptor::from(config).accept(stream).await
 }
 
+/// Serves one accepted connection of `kmip` over mutual TLS: the handshake, the client's
+/// Common Name (the owner of the keys it makes), then KMIP until the client closes. A
+/// handshake that fails, or a certificate that names no CN, closes the connection
+/// unanswered: without a CN there is nobody to own keys. Returns why it closed early, if
+/// it did (for the caller's debug log; it names no key material).
+pub async fn serve_kmip<S>(
+    kmip: crate::KmipSim,
+    config: Arc<ServerConfig>,
+    stream: S,
+) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let tls = accept(config, stream)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let cn =
+        peer_common_name(tls.get_ref().1).ok_or("the client certificate names no Common Name")?;
+    kmip.serve_connection(tls, cn).await;
+    Ok(())
+}
+
 /// X.520 commonName.
 const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
 

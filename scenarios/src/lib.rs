@@ -1,6 +1,7 @@
 //! The harness: scenarios, the deterministic runner, traces and oracles.
 
 pub mod bench;
+pub mod bench_kmip;
 pub mod crypto_history;
 pub mod kms;
 pub mod library;

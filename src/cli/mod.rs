@@ -1,9 +1,10 @@
-//! Commands: `run`, `suite`, `sweep`, `shrink`, `bench`, `bench-vault`, `list`.
+//! Commands: `run`, `suite`, `sweep`, `shrink`, `bench`, `bench-vault`, `bench-kmip`, `list`.
 //!
 //! Exit codes: 0 all passed; 1 a correctness failure; 2 bad input (unknown scenario,
 //! malformed file, bad flag); 3 a liveness failure; 4 a crash (panic).
 
 mod bench;
+mod bench_kmip;
 mod bench_vault;
 mod parallel;
 mod run;
@@ -52,6 +53,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure KMS throughput against a real OpenBao: harness vs bare vaultrs.
     BenchVault(bench_vault::BenchVaultArgs),
+    /// Measure KMIP wraps and unwraps per second: simulated, and live against PyKMIP.
+    BenchKmip(bench_kmip::BenchKmipArgs),
     /// List the scenarios of the library.
     List {
         /// Scenario directory (default: ./scenarios, else the project's own).
@@ -81,7 +84,7 @@ pub fn main() -> i32 {
     let seeded = match &cli.command {
         Command::Run(args) => !args.is_live(),
         Command::Suite(_) | Command::Sweep(_) | Command::Shrink(_) | Command::Bench(_) => true,
-        Command::BenchVault(_) | Command::List { .. } => false,
+        Command::BenchVault(_) | Command::BenchKmip(_) | Command::List { .. } => false,
     };
     if seeded {
         if let Err(refusal) = scenarios::runner::seeded_build() {
@@ -93,6 +96,7 @@ pub fn main() -> i32 {
         Command::Suite(args) => suite::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchVault(args) => bench_vault::run(args),
+        Command::BenchKmip(args) => bench_kmip::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Shrink(args) => shrink::run(args),
         Command::List { bugs: true, .. } => list_bugs(),

@@ -12,14 +12,23 @@
 //!   as an unknown UID does; PyKMIP answers Permission Denied with that same message.
 //! - Versions: 1.2–2.1 here; PyKMIP speaks 1.0–2.0. A request in 1.0, 1.1 or any version not
 //!   listed gets one Invalid Message answer (in the request's version, naming the version
-//!   and ours), as PyKMIP answers a version it does not know. Invalid Message, not 2.0's
+//!   and ours), as PyKMIP answers a version it does not know (2.1, 3.0), except that PyKMIP
+//!   cannot parse such a message and so answers in version 1.0, "Error parsing request
+//!   message. See server logs for more information." Invalid Message, not 2.0's
 //!   Unsupported Protocol Version, because a 1.x client's spec has no such reason.
+//! - Result messages: the result reasons are PyKMIP's, and so are its messages for an
+//!   object not found, but where PyKMIP's message names neither the object nor its state
+//!   (Encrypt or Decrypt with a key that is not Active, Activate of a key that is not
+//!   Pre-Active, Destroy of an Active key, Revoke of a key that is not Active, GCM without a
+//!   Tag Length or a tag) this one names them, for the harness's reports; clients act on
+//!   the reason.
 //! - A destroyed object keeps its metadata and its state (Destroyed / Destroyed
 //!   Compromised) for the oracle and for Revoke with Key Compromise (Destroyed -> Destroyed
 //!   Compromised, the spec's transition); every other operation answers Item Not Found for
 //!   it, as PyKMIP does after deleting the row, with a message saying it was destroyed.
-//! - A payload that is TTLV but not the operation's shape (missing or mistyped field) gets
-//!   Invalid Field naming the field, for that batch item; PyKMIP fails to parse the whole
+//! - A payload that is TTLV but not the operation's shape (missing or mistyped field, or a
+//!   field its version does not have, such as a GCM tag in 1.2) gets Invalid Field naming
+//!   the field, for that batch item; PyKMIP fails to parse the whole
 //!   message and answers Invalid Message in version 1.0 without naming anything.
 //! - An operation outside KMIP's enumeration answers Operation Not Supported per item;
 //!   PyKMIP cannot parse it and answers Invalid Message.
@@ -27,9 +36,11 @@
 //!   Failure; in PyKMIP the library's exception escapes as General Failure.
 //! - Get gives Transparent Symmetric Key on request; PyKMIP refuses any format but Raw.
 //! - Get Attributes reports Activation, Deactivation, Compromise and Destroy Dates once they
-//!   are set; PyKMIP never reports them.
+//!   are set; PyKMIP never reports them. Asked for every attribute, it leaves out PyKMIP's
+//!   own Operation Policy Name ("default") and Sensitive (false), which it does not keep.
 //! - Query Objects lists Symmetric Key; PyKMIP lists nothing. Query Operations lists only
-//!   the operations served here.
+//!   the operations served here. Query Server Information names this server in Vendor
+//!   Identification ([`VENDOR_IDENTIFICATION`]), not PyKMIP.
 //! - Create makes AES keys only, and refuses attributes other than Name, Cryptographic
 //!   Algorithm, Length and Usage Mask (PyKMIP stores several more).
 //! - GCM takes a 12- or 16-byte IV and a Tag Length of 4..=16 (the cryptography library

@@ -109,7 +109,7 @@ impl PyKmip {
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             let mut server = PyKmip {
-                bin: bin.to_path_buf(),
+                bin: bin.clone(),
                 port,
                 dir: make_temp_dir(port)?,
                 child: None,

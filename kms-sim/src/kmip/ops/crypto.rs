@@ -1,6 +1,7 @@
 //! Encrypt and Decrypt with a managed AES key: GCM (the client's IV, or a server-made one;
 //! Tag Length required; the Authenticated Encryption Tag returned by Encrypt and required by
-//! Decrypt) and CBC with PKCS5 padding.
+//! Decrypt; both, and the additional data, are KMIP 1.4 fields, absent from 1.2 and 1.3
+//! messages) and CBC with PKCS5 padding.
 //!
 //! PyKMIP's checks, in its order: the object, the Cryptographic Parameters, the key's state,
 //! its usage mask, then the parameters themselves. One intended difference: Decrypt works
@@ -16,7 +17,7 @@ use ttlv::enums::{
     block_cipher_mode, cryptographic_algorithm, padding_method, result_reason, usage_mask,
 };
 use ttlv::tag;
-use ttlv::{Item, ResultFailure};
+use ttlv::{Item, ProtocolVersion, ResultFailure};
 
 use super::{invalid_field, optional, owned_live, permission_denied, uid_of, Ctx};
 use crate::kmip::objects::{ManagedObject, ObjectState};
@@ -46,8 +47,18 @@ pub(super) fn encrypt(ctx: &mut Ctx, payload: &Item) -> Result<Vec<Item>, Result
         tag::AUTHENTICATED_ENCRYPTION_ADDITIONAL_DATA,
         Item::as_bytes,
     )?;
+    if aad.is_some() {
+        before_1_4(
+            ctx,
+            tag::AUTHENTICATED_ENCRYPTION_ADDITIONAL_DATA,
+            "Encrypt",
+        )?;
+    }
     let key = usable(ctx, &uid, payload, Use::Encrypt)?;
     let params = params(payload)?;
+    // The tag is a KMIP 1.4 field: a 1.2 or 1.3 answer has no place for it (PyKMIP leaves
+    // it out too, so GCM cannot round-trip in those versions).
+    let answers_tag = ctx.version >= ProtocolVersion::V1_4;
     let (iv, made) = match iv {
         Some(iv) => (iv, false),
         None => (ctx.st.random_bytes(SERVER_IV_LEN), true),
@@ -63,10 +74,12 @@ pub(super) fn encrypt(ctx: &mut Ctx, payload: &Item) -> Result<Vec<Item>, Result
             if made {
                 out.push(Item::bytes(tag::IV_COUNTER_NONCE, iv));
             }
-            out.push(Item::bytes(
-                tag::AUTHENTICATED_ENCRYPTION_TAG,
-                full_tag[..tag_len].to_vec(),
-            ));
+            if answers_tag {
+                out.push(Item::bytes(
+                    tag::AUTHENTICATED_ENCRYPTION_TAG,
+                    full_tag[..tag_len].to_vec(),
+                ));
+            }
         }
         Mode::Cbc => {
             cbc_checks(&params, &iv, aad.is_some())?;
@@ -91,6 +104,14 @@ pub(super) fn decrypt(ctx: &mut Ctx, payload: &Item) -> Result<Vec<Item>, Result
         Item::as_bytes,
     )?;
     let auth_tag = optional(payload, tag::AUTHENTICATED_ENCRYPTION_TAG, Item::as_bytes)?;
+    for (t, present) in [
+        (tag::AUTHENTICATED_ENCRYPTION_ADDITIONAL_DATA, aad.is_some()),
+        (tag::AUTHENTICATED_ENCRYPTION_TAG, auth_tag.is_some()),
+    ] {
+        if present {
+            before_1_4(ctx, t, "Decrypt")?;
+        }
+    }
     let key = usable(ctx, &uid, payload, Use::Decrypt)?;
     let params = params(payload)?;
     let iv = iv.ok_or_else(|| invalid_field("IV/Counter/Nonce is required for decryption"))?;
@@ -128,6 +149,19 @@ pub(super) fn decrypt(ctx: &mut Ctx, payload: &Item) -> Result<Vec<Item>, Result
         Item::text(tag::UNIQUE_IDENTIFIER, uid),
         Item::bytes(tag::DATA, plain),
     ])
+}
+
+/// Invalid Field for a field KMIP added in 1.4 (the GCM tag and additional data) in an
+/// older request.
+fn before_1_4(ctx: &Ctx, t: tag::Tag, operation: &str) -> Result<(), ResultFailure> {
+    if ctx.version >= ProtocolVersion::V1_4 {
+        return Ok(());
+    }
+    Err(invalid_field(format!(
+        "{} is not a field of {operation} in KMIP {}: it came in 1.4",
+        tag::name(t),
+        ctx.version
+    )))
 }
 
 /// Whether a Decrypt by `o`'s owner of AES-GCM `ciphertext` with `iv` and `auth_tag` would

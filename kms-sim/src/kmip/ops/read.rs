@@ -60,12 +60,18 @@ pub(super) fn get_attributes(ctx: &mut Ctx, payload: &Item) -> Result<Vec<Item>,
     let mut attrs = attributes::of_object(o);
     // Names this server does not know, or attributes without a value, are left out, as the
     // spec and PyKMIP do.
+    // In the order asked, as PyKMIP answers; a name asked twice is answered once.
     if !wanted.is_empty() {
-        let tags: Vec<_> = wanted
+        let mut tags: Vec<_> = Vec::new();
+        for t in wanted.iter().filter_map(|n| attributes::tag_of(n)) {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        attrs = tags
             .iter()
-            .filter_map(|n| attributes::tag_of(n))
+            .flat_map(|t| attrs.iter().filter(move |a| a.tag == *t).cloned())
             .collect();
-        attrs.retain(|a| tags.contains(&a.tag));
     }
     let mut out = vec![Item::text(tag::UNIQUE_IDENTIFIER, uid)];
     out.extend(attributes::render(version, attrs));
