@@ -100,7 +100,6 @@ impl PyKmip {
         // The server runs in its temp dir: a relative path would be looked up there.
         let bin = std::path::absolute(bin)
             .map_err(|e| format!("the PyKMIP server {}: {e}", bin.display()))?;
-        let bin = bin.as_path();
         let mut pki = LivePki::generate(client_cns)?;
         if cert == ServerCert::WrongName {
             pki.server = pki.wrong_name_server.clone();
