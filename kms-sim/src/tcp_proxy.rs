@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::chaos::{Chaos, Fault};
@@ -91,28 +91,29 @@ impl TcpForward {
                     continue;
                 }
             };
-            let (fault, delay) = chaos.meet();
-            match fault {
-                Fault::Refuse => drop(stream),
+            // Refuse and hang end a connection here; every other fault, slowness included,
+            // acts on what the connection carries (see `forward`).
+            match chaos.fault() {
+                Fault::Refuse => {
+                    chaos.meet();
+                    drop(stream)
+                }
                 Fault::Hang => {
+                    chaos.meet();
                     tokio::spawn(hold(stream));
                 }
                 _ => {
-                    let delay = (fault == Fault::Slow).then_some(delay);
-                    tokio::spawn(self.clone().forward(stream, delay));
+                    tokio::spawn(self.clone().forward(stream, chaos.clone()));
                 }
             }
         }
     }
 
-    async fn forward(self, mut client: TcpStream, delay: Option<Duration>) {
-        if let Some(delay) = delay {
-            tokio::time::sleep(delay).await;
-        }
+    async fn forward(self, client: TcpStream, chaos: Chaos) {
         self.shared.forwarded.fetch_add(1, Ordering::Relaxed);
         let upstream = self.upstream();
         let server = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&upstream)).await;
-        let mut server = match server {
+        let server = match server {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::debug!(%upstream, error = %e, "tcp proxy: upstream unreachable");
@@ -125,8 +126,36 @@ impl TcpForward {
         };
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
-        // Either side closing or failing ends both: the bytes carry one protocol session.
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+        // A client may keep its connection between requests, so the faults also act on
+        // what an open connection carries towards the server: `refuse` closes it, `hang`
+        // swallows it (no answer ever comes), `slow` holds each chunk back. Either side
+        // closing or failing ends both: the bytes carry one protocol session.
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_server, mut to_server) = server.into_split();
+        let requests = async {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match from_client.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let (fault, delay) = chaos.meet();
+                match fault {
+                    Fault::Refuse => return,
+                    Fault::Hang => continue,
+                    Fault::Slow => tokio::time::sleep(delay).await,
+                    _ => {}
+                }
+                if to_server.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let answers = tokio::io::copy(&mut from_server, &mut to_client);
+        tokio::select! {
+            _ = requests => {}
+            _ = answers => {}
+        }
     }
 }
 
@@ -219,5 +248,31 @@ mod tests {
         assert_eq!(ask(&addr, wait).await.as_deref(), Some(&b""[..]));
         forward.set_upstream(echo().await);
         assert_eq!(ask(&addr, wait).await.as_deref(), Some(&b"ping"[..]));
+    }
+
+    /// A client that keeps its connection open meets the faults too: a hang swallows its
+    /// next request, a refusal closes the connection.
+    #[tokio::test]
+    async fn faults_act_on_open_connections() {
+        let forward = TcpForward::new(echo().await);
+        let chaos = Chaos::default();
+        let addr = proxy(&forward, &chaos).await;
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let mut got = [0u8; 4];
+        s.write_all(b"ping").await.unwrap();
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        chaos.set(Fault::Hang);
+        s.write_all(b"pong").await.unwrap();
+        let silent = tokio::time::timeout(Duration::from_millis(300), s.read(&mut got)).await;
+        assert!(silent.is_err(), "a hung connection answers nothing");
+        let mut t = TcpStream::connect(&addr).await.unwrap();
+        chaos.set(Fault::None);
+        t.write_all(b"ping").await.unwrap();
+        t.read_exact(&mut got).await.unwrap();
+        chaos.set(Fault::Refuse);
+        t.write_all(b"ping").await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(5), t.read(&mut got)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
     }
 }

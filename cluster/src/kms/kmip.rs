@@ -1,10 +1,12 @@
 //! KMIP connector: DEKs wrapped with a KMIP server's Encrypt and Decrypt (AES-GCM under one
 //! symmetric key named by its UID), in TTLV over a stream someone else secured.
 //!
-//! Each call opens one stream with the transport it was given (already TLS, already
+//! Each call takes a stream from the transport it was given (already TLS, already
 //! authenticated by the client certificate), negotiates the protocol version on it if this
 //! connector has not yet, and sends its DEKs as one batched request message (a rewrap sends
-//! two: decrypt, then encrypt). The connector never trusts the answer's shape: a wrong
+//! two: decrypt, then encrypt). Live, the stream is kept for the next call (a TLS handshake
+//! costs more than a wrap), and a kept stream the server closed meanwhile is replaced once;
+//! the simulation opens one per call, so every fault on connections meets every call. The connector never trusts the answer's shape: a wrong
 //! batch count, a missing field, another key's UID or a tag of the wrong length is
 //! [`KmsError::Malformed`], and nothing is returned unless every item is right.
 //!
@@ -55,12 +57,20 @@ pub struct KmipConnector {
     random: KmipRandom,
     /// The protocol version agreed with the server, once.
     version: OnceCell<ProtocolVersion>,
+    /// Whether a stream is kept open after a call for the next one (live: a TLS handshake
+    /// per call would cost more than the call). The simulation opens one per call, so that
+    /// every fault on connections meets every call.
+    reuse: bool,
+    /// The stream kept from the last call, if any.
+    idle: std::sync::Mutex<Option<BoxStream>>,
 }
 
 /// One stream to the server, with the version the requests on it carry.
 struct Session {
     stream: BoxStream,
     version: ProtocolVersion,
+    /// Kept from an earlier call: the server may have closed it since.
+    reused: bool,
 }
 
 /// A KMIP wrapping taken apart.
@@ -78,7 +88,38 @@ impl KmipConnector {
             transport,
             random,
             version: OnceCell::new(),
+            reuse: false,
+            idle: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Keeps a stream open between calls (see [`KmipConnector::reuse`]).
+    pub fn reusing_streams(mut self, reuse: bool) -> Self {
+        self.reuse = reuse;
+        self
+    }
+
+    /// The stream kept from the last call, if there is one and a version was agreed on.
+    fn take_idle(&self) -> Option<Session> {
+        let version = *self.version.get()?;
+        let stream = self.idle.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        Some(Session {
+            stream,
+            version,
+            reused: true,
+        })
+    }
+
+    /// A call succeeded on `session`: keep its stream for the next call, or close it.
+    async fn done(&self, session: Session) {
+        if self.reuse {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.is_none() {
+                *idle = Some(session.stream);
+                return;
+            }
+        }
+        close(session).await;
     }
 
     /// The version agreed with the server, if it has been.
@@ -98,8 +139,16 @@ impl KmipConnector {
         ))
     }
 
-    /// A stream, with the version negotiated on it if this is the first.
+    /// A stream: the one kept from the last call, else a new one, with the version
+    /// negotiated on it if this is the first.
     async fn open(&self) -> Result<Session, KmsError> {
+        if let Some(session) = self.take_idle() {
+            return Ok(session);
+        }
+        self.open_new().await
+    }
+
+    async fn open_new(&self) -> Result<Session, KmsError> {
         let mut stream = tokio::time::timeout(KMS_REQUEST_TIMEOUT, (self.transport)())
             .await
             .map_err(|_| self.timed_out("the connection"))?
@@ -108,7 +157,11 @@ impl KmipConnector {
             .version
             .get_or_try_init(|| self.discover(&mut stream))
             .await?;
-        Ok(Session { stream, version })
+        Ok(Session {
+            stream,
+            version,
+            reused: false,
+        })
     }
 
     /// Discover Versions: our list in a 1.2 message; the server's first answer we offered.
@@ -323,7 +376,8 @@ async fn close(mut session: Session) {
 impl KmsConnector for KmipConnector {
     fn probe(&self) -> BoxFuture<'_, Result<(), KmsError>> {
         Box::pin(async move {
-            let mut session = self.open().await?;
+            // Always a new connection: the probe proves the server can be reached now.
+            let mut session = self.open_new().await?;
             // A random test value, so a server that echoes or caches cannot pass.
             let mut test = Zeroizing::new([0u8; DEK_LEN]);
             (self.random)(test.as_mut());
@@ -346,10 +400,19 @@ impl KmsConnector for KmipConnector {
             if deks.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut session = self.open().await?;
-            let wrapped = self.encrypt(&mut session, deks).await?;
-            close(session).await;
-            Ok(wrapped)
+            loop {
+                let mut session = self.open().await?;
+                let reused = session.reused;
+                match self.encrypt(&mut session, deks).await {
+                    Ok(wrapped) => {
+                        self.done(session).await;
+                        return Ok(wrapped);
+                    }
+                    // A kept stream the server closed meanwhile: once more, on a new one.
+                    Err(KmsError::Unreachable(_)) if reused => continue,
+                    Err(e) => return Err(e),
+                }
+            }
         })
     }
 
@@ -363,10 +426,18 @@ impl KmsConnector for KmipConnector {
             }
             // Checked before the server is asked anything.
             let parts = parse_all(wrapped)?;
-            let mut session = self.open().await?;
-            let deks = self.decrypt(&mut session, &parts).await?;
-            close(session).await;
-            Ok(deks)
+            loop {
+                let mut session = self.open().await?;
+                let reused = session.reused;
+                match self.decrypt(&mut session, &parts).await {
+                    Ok(deks) => {
+                        self.done(session).await;
+                        return Ok(deks);
+                    }
+                    Err(KmsError::Unreachable(_)) if reused => continue,
+                    Err(e) => return Err(e),
+                }
+            }
         })
     }
 
@@ -382,11 +453,18 @@ impl KmsConnector for KmipConnector {
             }
             // Checked before the server is asked anything.
             let parts = parse_all(wrapped)?;
-            let mut session = self.open().await?;
-            let deks = self.decrypt(&mut session, &parts).await?;
-            let rewrapped = self.encrypt(&mut session, &deks).await?;
-            close(session).await;
-            Ok(rewrapped)
+            loop {
+                let mut session = self.open().await?;
+                let reused = session.reused;
+                let deks = match self.decrypt(&mut session, &parts).await {
+                    Ok(deks) => deks,
+                    Err(KmsError::Unreachable(_)) if reused => continue,
+                    Err(e) => return Err(e),
+                };
+                let rewrapped = self.encrypt(&mut session, &deks).await?;
+                self.done(session).await;
+                return Ok(rewrapped);
+            }
         })
     }
 }

@@ -680,3 +680,69 @@ mod hang_up {
         }
     }
 }
+
+/// A transport that counts the streams it opened, and can close the last one from the
+/// server's side.
+fn counting_transport(server: &FakeKms, opened: Arc<Mutex<u32>>) -> KmipTransport {
+    let server = server.clone();
+    Arc::new(move || {
+        let (server, opened) = (server.clone(), opened.clone());
+        Box::pin(async move {
+            *opened.lock().unwrap() += 1;
+            let (client, remote) = tokio::io::duplex(1 << 16);
+            tokio::spawn(server.serve(remote));
+            Ok(Box::new(client) as BoxStream)
+        })
+    })
+}
+
+#[tokio::test]
+async fn a_reusing_connector_keeps_one_stream_and_retries_once_on_a_closed_one() {
+    let server = FakeKms::new();
+    let opened = Arc::new(Mutex::new(0));
+    let kms = KmipConnector::new(
+        config("1"),
+        counting_transport(&server, opened.clone()),
+        counter(),
+    )
+    .reusing_streams(true);
+    let wrapped = kms.wrap(&[dek(1)]).await.unwrap();
+    kms.unwrap(&wrapped).await.unwrap();
+    kms.wrap(&[dek(2)]).await.unwrap();
+    assert_eq!(*opened.lock().unwrap(), 1, "three calls, one stream");
+
+    // The server closes every stream after one answer from now on: the kept stream is
+    // found closed, and the call is made once more on a new one.
+    let closing = FakeKms::new().with_tamper(|request, response| {
+        if is_op(request, operation::DISCOVER_VERSIONS) {
+            Reply::Message(response)
+        } else {
+            Reply::Bytes(response.encode())
+        }
+    });
+    let opened = Arc::new(Mutex::new(0));
+    let kms = KmipConnector::new(
+        config("1"),
+        counting_transport(&closing, opened.clone()),
+        counter(),
+    )
+    .reusing_streams(true);
+    let wrapped = kms.wrap(&[dek(3)]).await.unwrap();
+    assert_eq!(kms.unwrap(&wrapped).await.unwrap(), vec![dek(3)]);
+    assert_eq!(
+        *opened.lock().unwrap(),
+        2,
+        "the closed stream was replaced once"
+    );
+
+    // Without reuse (the simulation's dialers), every call opens its own stream.
+    let opened = Arc::new(Mutex::new(0));
+    let kms = KmipConnector::new(
+        config("1"),
+        counting_transport(&server, opened.clone()),
+        counter(),
+    );
+    let wrapped = kms.wrap(&[dek(4)]).await.unwrap();
+    kms.unwrap(&wrapped).await.unwrap();
+    assert_eq!(*opened.lock().unwrap(), 2);
+}

@@ -228,7 +228,7 @@ pub fn connect_planted(
                         buf.fill(0);
                         buf[..len].copy_from_slice(&bytes[..len]);
                     });
-                    return connect_kmip(k, transport, counting);
+                    return Arc::new(KmipConnector::new(k.clone(), transport, counting));
                 }
                 let random: KmipRandom = Arc::new(move |buf: &mut [u8]| {
                     // A source that cannot fill a buffer leaves it as it was; the IV is
@@ -237,7 +237,8 @@ pub fn connect_planted(
                         panic!("the TLS environment's random source failed");
                     }
                 });
-                connect_kmip(k, transport, random)
+                let reuse = dialer.reuse_connections();
+                Arc::new(KmipConnector::new(k.clone(), transport, random).reusing_streams(reuse))
             }
             Err(why) => Arc::new(NoKmipTransport {
                 address: k.address.clone(),
