@@ -89,8 +89,8 @@ pub fn run(args: BenchKmipArgs) -> i32 {
             live.pykmip_addr, args.live_deks
         );
         println!(
-            "harness: cluster::kms::connect (KmsConfig::Kmip, TcpDialer): a TLS connection and \
-             a KMIP message per call, KMIP 2.0"
+            "harness: cluster::kms::connect (KmsConfig::Kmip, TcpDialer): one TLS connection kept \
+             between calls, a KMIP message per call, KMIP 2.0"
         );
         println!(
             "pykmip:  PyKMIP's Python client (ProxyKmipClient's KMIPProxy), one connection, \
