@@ -245,8 +245,8 @@ pub fn snapshots_downloadable(
 /// snapshot manifest, used an IV of its own under its key: AES-GCM under one key with a
 /// repeated IV gives away the XOR of the two DEKs and lets an attacker forge tags. The
 /// same wrapping seen twice (replicas, a snapshot of it) is one use, not two.
-pub fn wrap_ivs_unique(
-    tables: &[(u64, ConfigState)],
+pub fn wrap_ivs_unique<'a>(
+    tables: impl IntoIterator<Item = &'a (u64, ConfigState)>,
     objects: &ObjectStore,
 ) -> Result<(), Violation> {
     // (key UID, IV) -> (the wrapping, where it was seen)

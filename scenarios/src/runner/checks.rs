@@ -206,10 +206,18 @@ impl World<'_> {
             .collect();
         let result = oracle::deks_agree(&held, &mut self.known_deks).and_then(|()| {
             self.crypto.check(&views, &self.known_deks)?;
-            for (c, books) in self.books.iter().enumerate() {
-                let mine: Vec<_> = self.backends.iter().filter(|b| b.cluster == c).collect();
-                let tables: Vec<_> = mine.iter().map(|b| (b.id, b.disk.config_state())).collect();
-                oracle::nothing_half_created(&tables, &books.failed_creates)?;
+            // Every backend's config table, read once, by cluster.
+            let by_cluster: Vec<Vec<_>> = (0..self.books.len())
+                .map(|c| {
+                    self.backends
+                        .iter()
+                        .filter(|b| b.cluster == c)
+                        .map(|b| (b.id, b.disk.config_state()))
+                        .collect()
+                })
+                .collect();
+            for ((c, books), tables) in self.books.iter().enumerate().zip(&by_cluster) {
+                oracle::nothing_half_created(tables, &books.failed_creates)?;
                 if let Some((node, table)) = tables.iter().find(|(id, _)| Some(*id) == newest[c]) {
                     oracle::wrapped_deks_unwrappable(*node, table, |key, wrapped| {
                         kms_unwraps(self.kms.as_ref(), key, wrapped)
@@ -217,12 +225,7 @@ impl World<'_> {
                 }
             }
             // Across clusters too: a DR cluster may wrap under the same key.
-            let every_table: Vec<_> = self
-                .backends
-                .iter()
-                .map(|b| (b.id, b.disk.config_state()))
-                .collect();
-            oracle::wrap_ivs_unique(&every_table, &self.objects)?;
+            oracle::wrap_ivs_unique(by_cluster.iter().flatten(), &self.objects)?;
             self.leaks.update(&self.known_deks);
             self.leaks.no_plaintext_dek_at_rest(&views)?;
             self.leaks.no_dek_in_objects(&self.objects)?;
