@@ -27,10 +27,10 @@ use kms_sim::KmipSim;
 use scenarios::kms::kmip::{connect_tls, KmipAdmin, KmipError};
 use scenarios::live::pykmip::{LivePki, PyKmip};
 use ttlv::enums::{
-    block_cipher_mode, cryptographic_algorithm, key_format_type, name_type, object_type,
-    operation as op, query_function, result_reason, result_status, revocation_reason_code,
-    usage_mask,
+    block_cipher_mode, cryptographic_algorithm, key_format_type, object_type, operation as op,
+    query_function, result_reason, result_status, revocation_reason_code, usage_mask,
 };
+use ttlv::{attribute, name_attribute};
 use ttlv::{tag, BatchItem, Item, ProtocolVersion, RequestMessage, ResponseMessage, Value};
 
 const CLUSTER: &str = "wekasim-cluster";
@@ -111,26 +111,6 @@ impl Case {
 
 fn uid(v: &Vars, var: &str) -> Item {
     Item::text(tag::UNIQUE_IDENTIFIER, text(v, var))
-}
-
-fn attribute(name: &str, value: Value) -> Item {
-    Item::structure(
-        tag::ATTRIBUTE,
-        vec![
-            Item::text(tag::ATTRIBUTE_NAME, name),
-            Item::new(tag::ATTRIBUTE_VALUE, value),
-        ],
-    )
-}
-
-fn name_attribute(name: &str) -> Item {
-    attribute(
-        "Name",
-        Value::Structure(vec![
-            Item::text(tag::NAME_VALUE, name),
-            Item::enumeration(tag::NAME_TYPE, name_type::UNINTERPRETED_TEXT_STRING),
-        ]),
-    )
 }
 
 /// Create's payload in 1.x: an AES-256 key for Encrypt and Decrypt named `name`.

@@ -7,10 +7,7 @@
 //! Numbers for a human: nothing here asserts a speed, and nothing enters a trace. The real
 //! clock is read through [`crate::wall::Stopwatch`] only.
 
-use std::fs::OpenOptions;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -213,18 +210,8 @@ fn python_client(
     id: &crate::live::pykmip::Identity,
     count: usize,
 ) -> Result<Vec<Rate>, String> {
-    let write = |name: &str, text: &str, mode: u32| -> Result<PathBuf, String> {
-        let path = server.dir().join(name);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(path)
+    let write = |name: &str, text: &str, mode: u32| {
+        crate::live::pykmip::write_new_file(server.dir(), name, text, mode)
     };
     let ca = write("bench-ca.pem", server.ca_pem(), 0o644)?;
     let cert = write("bench-client.pem", &id.cert_pem, 0o644)?;

@@ -9,7 +9,7 @@ use cluster::config_table::ConfigState;
 use cluster::dek::DEK_LEN;
 use cluster::disk::Disk;
 use cluster::filesystem::Manifest;
-use cluster::kms::WrappedDek;
+use cluster::kms::{WrappedDek, Wrapping};
 use kms_sim::object_store::ObjectStore;
 
 use crate::safe_trims::SafeTrims;
@@ -252,11 +252,10 @@ pub fn wrap_ivs_unique<'a>(
     // (key UID, IV) -> (the wrapping, where it was seen)
     let mut seen: BTreeMap<(String, Vec<u8>), (String, String)> = BTreeMap::new();
     let mut check = |wrapped: &WrappedDek, place: String| -> Result<(), Violation> {
-        let Some((uid, blob)) = crate::kms::kmip::parse_wrapped(wrapped) else {
+        let Ok(Wrapping { uid, iv, .. }) = cluster::kms::parse_wrapping(&wrapped.ciphertext) else {
             return Ok(());
         };
-        let iv = blob[..blob.len().min(12)].to_vec();
-        match seen.get(&(uid.to_string(), iv.clone())) {
+        match seen.get(&(uid.clone(), iv.clone())) {
             Some((other, there)) if *other != wrapped.ciphertext => Err(Violation {
                 oracle: "wrap-iv-unique",
                 detail: format!(
@@ -266,7 +265,7 @@ pub fn wrap_ivs_unique<'a>(
             }),
             Some(_) => Ok(()),
             None => {
-                seen.insert((uid.to_string(), iv), (wrapped.ciphertext.clone(), place));
+                seen.insert((uid, iv), (wrapped.ciphertext.clone(), place));
                 Ok(())
             }
         }

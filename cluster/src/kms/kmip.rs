@@ -73,12 +73,13 @@ struct Session {
     reused: bool,
 }
 
-/// A KMIP wrapping taken apart.
-struct Wrapping {
-    uid: String,
-    iv: Vec<u8>,
-    ciphertext: Vec<u8>,
-    tag: Vec<u8>,
+/// A KMIP wrapping taken apart: the key that made it, and its AES-GCM parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wrapping {
+    pub uid: String,
+    pub iv: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub tag: Vec<u8>,
 }
 
 impl KmipConnector {
@@ -654,7 +655,7 @@ fn parse_all(wrapped: &[WrappedDek]) -> Result<Vec<Wrapping>, KmsError> {
 }
 
 /// `kmip:<uid>:<base64(iv || ciphertext || tag)>` taken apart.
-fn parse_wrapping(ciphertext: &str) -> Result<Wrapping, KmsError> {
+pub fn parse_wrapping(ciphertext: &str) -> Result<Wrapping, KmsError> {
     let bad = |why: &str| KmsError::Malformed(format!("wrapped DEK is not a KMIP wrapping: {why}"));
     let rest = ciphertext
         .strip_prefix(PREFIX)

@@ -17,7 +17,7 @@ use crate::http::{HttpClient, HttpError};
 use crate::net::{BoxFuture, Dialer};
 use crate::secret::Secret;
 
-pub use kmip::{wrapping_key, KmipConnector, KmipRandom, KmipTransport};
+pub use kmip::{parse_wrapping, wrapping_key, KmipConnector, KmipRandom, KmipTransport, Wrapping};
 pub use vault::VaultConnector;
 
 /// A DEK as the KMS wrapped it, and the key version that did it.

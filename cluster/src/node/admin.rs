@@ -2,12 +2,12 @@
 
 use super::{find_fs, lock, serves, Node, KMS_BATCH};
 use crate::admin::{check_rewrap, AdminCommand, AdminError, AdminOutput, FsSummary, KmsSummary};
-use crate::config_table::{ConfigCommand, ConfigResponse};
+use crate::config_table::{ConfigCommand, ConfigResponse, ConfigState};
 use crate::dek::Dek;
 use crate::events::Event;
 use crate::filesystem::{FsRecord, KmsBinding};
 use crate::hooks::{CrashPoint, PlantedBug};
-use crate::kms::{self, KmsConfig, WrappedDek};
+use crate::kms::{self, KmsConfig, KmsConnector, WrappedDek};
 use crate::rpc::ProposeError;
 
 impl From<ProposeError> for AdminError {
@@ -242,11 +242,7 @@ impl Node {
         let config = state.kms.clone().ok_or(AdminError::KmsNotConfigured)?;
         // A KMIP key does not version: its rewrap is `kms_rewrap_to`.
         check_rewrap(&config, None)?;
-        let mut targets: Vec<(String, WrappedDek)> = state
-            .members_encrypted()
-            .filter(|f| f.binding == KmsBinding::ClusterKey)
-            .filter_map(|f| f.wrapped_dek.clone().map(|w| (f.name.clone(), w)))
-            .collect();
+        let mut targets = on_cluster_key(&state);
         if self.planted(PlantedBug::SkipOneRewrap) {
             targets.pop();
         }
@@ -255,18 +251,9 @@ impl Node {
         let mut newest = None;
         for chunk in targets.chunks(KMS_BATCH) {
             let old: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
-            let new = match connector.rewrap(&old).await {
-                Ok(new) => new,
-                Err(e) => {
-                    self.emit(Event::RewrapFailed {
-                        error: e.to_string(),
-                        done,
-                        left: targets.len() - done,
-                    });
-                    return Err(e.into());
-                }
-            };
-            self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
+            let new = self
+                .rewrap_batch(connector.as_ref(), &old, done, targets.len())
+                .await?;
             for ((fs, old), new) in chunk.iter().zip(new) {
                 newest = newest.max(Some(new.key_version));
                 if *old == new {
@@ -307,6 +294,31 @@ impl Node {
         })
     }
 
+    /// Rewraps one batch; a failure is told with how far the whole rewrap got (`done` of
+    /// `total`). Then the crash point between the KMS's answer and the commit.
+    async fn rewrap_batch(
+        &self,
+        connector: &dyn KmsConnector,
+        old: &[WrappedDek],
+        done: usize,
+        total: usize,
+    ) -> Result<Vec<WrappedDek>, AdminError> {
+        match connector.rewrap(old).await {
+            Ok(new) => {
+                self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
+                Ok(new)
+            }
+            Err(e) => {
+                self.emit(Event::RewrapFailed {
+                    error: e.to_string(),
+                    done,
+                    left: total - done,
+                });
+                Err(e.into())
+            }
+        }
+    }
+
     /// `security kms rewrap --new-key-uid`: the DEKs of filesystems on a KMIP cluster key
     /// move to another key. Each filesystem commits on its own, only if its wrapping is
     /// still the one that was rewrapped, so a failure or crash midway leaves each one
@@ -319,11 +331,7 @@ impl Node {
         let config = state.kms.clone().ok_or(AdminError::KmsNotConfigured)?;
         check_rewrap(&config, Some(&new_key_uid))?;
         let target = config.with_key(&new_key_uid);
-        let on_cluster_key: Vec<(String, WrappedDek)> = state
-            .members_encrypted()
-            .filter(|f| f.binding == KmsBinding::ClusterKey)
-            .filter_map(|f| f.wrapped_dek.clone().map(|w| (f.name.clone(), w)))
-            .collect();
+        let on_cluster_key = on_cluster_key(&state);
         let targets: Vec<&(String, WrappedDek)> = on_cluster_key
             .iter()
             .filter(|(_, w)| kms::wrapping_key(&w.ciphertext) != Some(new_key_uid.as_str()))
@@ -334,18 +342,9 @@ impl Node {
         let mut done = 0;
         for chunk in targets.chunks(KMS_BATCH) {
             let old: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
-            let new = match connector.rewrap(&old).await {
-                Ok(new) => new,
-                Err(e) => {
-                    self.emit(Event::RewrapFailed {
-                        error: e.to_string(),
-                        done,
-                        left: targets.len() - done,
-                    });
-                    return Err(e.into());
-                }
-            };
-            self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
+            let new = self
+                .rewrap_batch(connector.as_ref(), &old, done, targets.len())
+                .await?;
             for ((fs, old), new) in chunk.iter().zip(new) {
                 let answer = self
                     .propose(ConfigCommand::Rewrap {
@@ -469,4 +468,13 @@ impl Node {
             .collect();
         AdminOutput::Filesystems { filesystems }
     }
+}
+
+/// The filesystems on the cluster key, each with its wrapped DEK: what a rewrap moves.
+fn on_cluster_key(state: &ConfigState) -> Vec<(String, WrappedDek)> {
+    state
+        .members_encrypted()
+        .filter(|f| f.binding == KmsBinding::ClusterKey)
+        .filter_map(|f| f.wrapped_dek.clone().map(|w| (f.name.clone(), w)))
+        .collect()
 }

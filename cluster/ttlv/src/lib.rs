@@ -19,5 +19,6 @@ pub mod tag;
 pub use decode::{decode, frame_len, read_frame, DecodeError, Limits, HEADER_LEN};
 pub use item::{Item, ItemError, Value};
 pub use message::{
-    BatchItem, ProtocolVersion, RequestMessage, ResponseItem, ResponseMessage, ResultFailure,
+    attribute, name_attribute, BatchItem, ProtocolVersion, RequestMessage, ResponseItem,
+    ResponseMessage, ResultFailure,
 };

@@ -293,3 +293,29 @@ impl ResponseMessage {
         })
     }
 }
+
+/// A KMIP 1.x Attribute: its name and value (inside a Template-Attribute, or naming what
+/// Locate looks for).
+pub fn attribute(name: &str, value: crate::Value) -> Item {
+    Item::structure(
+        tag::ATTRIBUTE,
+        vec![
+            Item::text(tag::ATTRIBUTE_NAME, name),
+            Item::new(tag::ATTRIBUTE_VALUE, value),
+        ],
+    )
+}
+
+/// The 1.x Name attribute: `name` as an uninterpreted text string.
+pub fn name_attribute(name: &str) -> Item {
+    attribute(
+        "Name",
+        crate::Value::Structure(vec![
+            Item::text(tag::NAME_VALUE, name),
+            Item::enumeration(
+                tag::NAME_TYPE,
+                crate::enums::name_type::UNINTERPRETED_TEXT_STRING,
+            ),
+        ]),
+    )
+}

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use cluster::kms::Wrapping;
 use cluster::net::Dialer;
 use cluster::secret::Secret;
 use kms_sim::tcp_proxy::TcpForward;
@@ -242,7 +243,7 @@ impl KmipHost for LiveKmipHost {
         })
     }
 
-    fn decrypts(&self, _uid: &str, _blob: &[u8]) -> Option<Result<(), String>> {
+    fn decrypts(&self, _wrapping: &Wrapping) -> Option<Result<(), String>> {
         // Asking would take a connection of its own at moments the server may be down or
         // held by a fault; the cluster's own reads prove the keys.
         None

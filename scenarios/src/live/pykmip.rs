@@ -248,18 +248,7 @@ impl PyKmip {
 
     /// Certificates, its key (readable by us only), an empty policy dir, and the config.
     fn write_files(&self) -> Result<(), String> {
-        let write = |name: &str, text: &str, mode: u32| -> Result<PathBuf, String> {
-            let path = self.dir.join(name);
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            f.write_all(text.as_bytes())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok(path)
-        };
+        let write = |name: &str, text: &str, mode: u32| write_new_file(&self.dir, name, text, mode);
         let ca = write("ca.pem", &self.pki.ca_pem, 0o644)?;
         let cert = write("server.pem", &self.pki.server.cert_pem, 0o644)?;
         let key = write("server.key", self.pki.server.key_pem.expose(), 0o600)?;
@@ -449,6 +438,26 @@ fn free_port() -> Result<u16, String> {
         .local_addr()
         .map(|a| a.port())
         .map_err(|e| format!("cannot bind a loopback port: {e}"))
+}
+
+/// Writes `text` to a new file `name` in `dir` with permissions `mode` (a key: 0o600) and
+/// answers its path; a file already there is an error, never overwritten.
+pub(crate) fn write_new_file(
+    dir: &Path,
+    name: &str,
+    text: &str,
+    mode: u32,
+) -> Result<PathBuf, String> {
+    let path = dir.join(name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 #[cfg(test)]

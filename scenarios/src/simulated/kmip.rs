@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use cluster::kms::Wrapping;
 use cluster::net::Dialer;
 use kms_sim::chaos::Chaos;
 use kms_sim::wire::Faulty;
@@ -186,14 +187,13 @@ impl KmipHost for SimKmipHost {
         Box::pin(async move { result })
     }
 
-    fn decrypts(&self, uid: &str, blob: &[u8]) -> Option<Result<(), String>> {
-        const IV: usize = 12;
-        const TAG: usize = 16;
-        if blob.len() < IV + TAG {
-            return Some(Err(format!("a wrapped DEK of {} bytes", blob.len())));
-        }
-        let (iv, rest) = blob.split_at(IV);
-        let (ciphertext, tag) = rest.split_at(rest.len() - TAG);
+    fn decrypts(&self, wrapping: &Wrapping) -> Option<Result<(), String>> {
+        let Wrapping {
+            uid,
+            iv,
+            ciphertext,
+            tag,
+        } = wrapping;
         // Whoever owns the key: a cluster may hold another tenant's certificate.
         if [CLUSTER_CN, OTHER_TENANT_CN]
             .iter()

@@ -21,9 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
-use ttlv::enums::{
-    block_cipher_mode, cryptographic_algorithm, name_type, object_type, operation, usage_mask,
-};
+use ttlv::enums::{block_cipher_mode, cryptographic_algorithm, object_type, operation, usage_mask};
+use ttlv::{attribute, name_attribute};
 use ttlv::{
     tag, BatchItem, Item, Limits, ProtocolVersion, RequestMessage, ResponseMessage, ResultFailure,
     Value,
@@ -408,27 +407,6 @@ fn uid_of(op: u32, payload: &Item) -> Result<String, KmipError> {
         .get(tag::UNIQUE_IDENTIFIER)
         .and_then(Item::as_text)
         .map_err(|e| bad_answer(op, e))
-}
-
-/// A KMIP 1.x Attribute: its name and value.
-fn attribute(name: &str, value: Value) -> Item {
-    Item::structure(
-        tag::ATTRIBUTE,
-        vec![
-            Item::text(tag::ATTRIBUTE_NAME, name),
-            Item::new(tag::ATTRIBUTE_VALUE, value),
-        ],
-    )
-}
-
-fn name_attribute(name: &str) -> Item {
-    attribute(
-        "Name",
-        Value::Structure(vec![
-            Item::text(tag::NAME_VALUE, name),
-            Item::enumeration(tag::NAME_TYPE, name_type::UNINTERPRETED_TEXT_STRING),
-        ]),
-    )
 }
 
 /// AES in GCM mode with a 16-byte tag, in the field order KMIP 1.4 gives them.

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use cluster::admin::{AdminCommand, KmsSetKmip};
-use cluster::kms::WrappedDek;
+use cluster::kms::{parse_wrapping, WrappedDek, Wrapping};
 use cluster::net::Dialer;
 use cluster::secret::Secret;
 
@@ -87,9 +87,9 @@ pub trait KmipHost {
     /// Revokes (superseded) and destroys the keys `uids`.
     fn retire(&self, dialer: Arc<dyn Dialer>, uids: Vec<String>) -> AdminJob<()>;
 
-    /// Whether `uid` decrypts `blob` (IV, ciphertext, tag) now, asked out of band; `None`
-    /// where that cannot be asked without a request of the run's own.
-    fn decrypts(&self, uid: &str, blob: &[u8]) -> Option<Result<(), String>>;
+    /// Whether the key `wrapping` names decrypts it now, asked out of band; `None` where
+    /// that cannot be asked without a request of the run's own.
+    fn decrypts(&self, wrapping: &Wrapping) -> Option<Result<(), String>>;
 
     /// Carries out a lifecycle step; the answer says what happened, for the trace.
     fn lifecycle(&mut self, action: Lifecycle, fabric: &mut dyn Fabric) -> Result<String, String>;
@@ -105,18 +105,6 @@ pub trait KmipHost {
 
     /// Revokes and destroys `uids` (the server outlives the run).
     fn remove(&mut self, uids: Vec<String>) -> Result<(), String>;
-}
-
-/// The UID and the IV-ciphertext-tag bytes of a DEK the cluster wrapped with KMIP
-/// (`kmip:<uid>:<base64>`).
-pub fn parse_wrapped(wrapped: &WrappedDek) -> Option<(&str, Vec<u8>)> {
-    use base64::Engine as _;
-    let rest = wrapped.ciphertext.strip_prefix("kmip:")?;
-    let (uid, blob) = rest.rsplit_once(':')?;
-    let blob = base64::engine::general_purpose::STANDARD
-        .decode(blob)
-        .ok()?;
-    Some((uid, blob))
 }
 
 /// Each key name's keys, oldest first, and how many of them were retired.
@@ -278,20 +266,17 @@ impl<H: KmipHost> KmsUnderTest for KmipUnderTest<H> {
     }
 
     fn identify_wrapped(&self, cluster_key: &str, wrapped: &WrappedDek) -> (String, u64) {
-        match parse_wrapped(wrapped) {
-            Some((uid, _)) => self.identify(uid, 0),
-            None => self.identify(cluster_key, wrapped.key_version),
+        match parse_wrapping(&wrapped.ciphertext) {
+            Ok(wrapping) => self.identify(&wrapping.uid, 0),
+            Err(_) => self.identify(cluster_key, wrapped.key_version),
         }
     }
 
     fn unwraps(&self, _key: &str, wrapped: &WrappedDek) -> Option<Result<(), String>> {
-        let Some((uid, blob)) = parse_wrapped(wrapped) else {
-            return Some(Err(format!(
-                "{:?} is not a KMIP-wrapped DEK",
-                wrapped.ciphertext.chars().take(12).collect::<String>()
-            )));
-        };
-        self.host.decrypts(uid, &blob)
+        match parse_wrapping(&wrapped.ciphertext) {
+            Ok(wrapping) => self.host.decrypts(&wrapping),
+            Err(e) => Some(Err(e.to_string())),
+        }
     }
 
     fn lifecycle(&mut self, action: Lifecycle, fabric: &mut dyn Fabric) -> Result<String, String> {
