@@ -105,10 +105,10 @@ impl PlantedBug {
             PlantedBug::GiveUpUnwrap => ("filesystems-ready", "liveness"),
             PlantedBug::PlaintextDekRarePath => ("no-plaintext-dek-at-rest", "correctness"),
             PlantedBug::TrimUnderSnapshot => ("snapshots-downloadable", "correctness"),
-            // After a restart, the backends that unwrapped the fresh DEK disagree with those
-            // still holding the old one (before that, reads of blocks written under the
-            // other DEK fail).
-            PlantedBug::StaleDekAfterMove => ("same-dek-on-every-node", "correctness"),
+            // The move commits a wrapped DEK that is not the filesystem's data key: the
+            // KMS's own unwrap of it shows so right after the move, before any backend
+            // restarts, unwraps it and fails to read.
+            PlantedBug::StaleDekAfterMove => ("wrapped-dek-is-the-data-key", "correctness"),
             // A restarted backend seals a new block under a nonce it used before.
             PlantedBug::NonceCounterRestarts => ("nonce-never-reused", "correctness"),
             // The second filesystem created on a backend gets the first one's DEK.

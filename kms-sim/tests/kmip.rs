@@ -220,7 +220,7 @@ fn lifecycle_create_activate_encrypt_decrypt_revoke_destroy() {
     let ct = bytes(&enc, tag::DATA);
     let auth_tag = bytes(&enc, tag::AUTHENTICATED_ENCRYPTION_TAG);
     assert_eq!((ct.len(), auth_tag.len()), (7, 16));
-    assert!(sim.decrypts(ALICE, &uid, &iv, &ct, &auth_tag));
+    assert!(sim.decrypt(ALICE, &uid, &iv, &ct, &auth_tag).is_some());
 
     let dec = ok(call(
         &sim,
@@ -264,7 +264,7 @@ fn lifecycle_create_activate_encrypt_decrypt_revoke_destroy() {
     ));
     assert_eq!(reason, result_reason::CRYPTOGRAPHIC_FAILURE, "{message}");
     assert!(message.contains("Object 1"), "{message}");
-    assert!(!sim.decrypts(ALICE, &uid, &iv, &ct, &bad));
+    assert!(sim.decrypt(ALICE, &uid, &iv, &ct, &bad).is_none());
 
     ok(call(
         &sim,
@@ -295,7 +295,7 @@ fn lifecycle_create_activate_encrypt_decrypt_revoke_destroy() {
         decrypt_req(&uid, &iv, &ct, &auth_tag),
     ));
     assert_eq!(bytes(&dec, tag::DATA), b"the dek");
-    assert!(sim.decrypts(ALICE, &uid, &iv, &ct, &auth_tag));
+    assert!(sim.decrypt(ALICE, &uid, &iv, &ct, &auth_tag).is_some());
 
     ok(call(&sim, ALICE, V14, op::DESTROY, vec![uid_item(&uid)]));
     assert_eq!(sim.state(&uid), Some(ObjectState::Destroyed));
@@ -311,7 +311,7 @@ fn lifecycle_create_activate_encrypt_decrypt_revoke_destroy() {
         message.contains("1") && message.contains("destroyed"),
         "{message}"
     );
-    assert!(!sim.decrypts(ALICE, &uid, &iv, &ct, &auth_tag));
+    assert!(sim.decrypt(ALICE, &uid, &iv, &ct, &auth_tag).is_none());
 
     let summary = &sim.objects(ALICE)[0];
     assert_eq!(
@@ -388,8 +388,8 @@ fn another_owner_sees_an_unknown_uid() {
     }
     let located = ok(call(&sim, BOB, V14, op::LOCATE, vec![]));
     assert_eq!(located.all(tag::UNIQUE_IDENTIFIER).count(), 0);
-    assert!(!sim.decrypts(BOB, &uid, &iv, &ct, &auth_tag));
-    assert!(sim.decrypts(ALICE, &uid, &iv, &ct, &auth_tag));
+    assert!(sim.decrypt(BOB, &uid, &iv, &ct, &auth_tag).is_none());
+    assert!(sim.decrypt(ALICE, &uid, &iv, &ct, &auth_tag).is_some());
     assert_eq!(
         sim.state(&uid),
         Some(ObjectState::Active),
@@ -959,9 +959,9 @@ fn faults_and_the_administrator() {
 
     assert!(sim.destroy(&uid).is_err(), "active keys are revoked first");
     assert_eq!(sim.revoke(&uid), Ok(ObjectState::Deactivated));
-    assert!(sim.decrypts(ALICE, &uid, &[0; 12], &ct, &t));
+    assert!(sim.decrypt(ALICE, &uid, &[0; 12], &ct, &t).is_some());
     assert_eq!(sim.destroy(&uid), Ok(ObjectState::Destroyed));
-    assert!(!sim.decrypts(ALICE, &uid, &[0; 12], &ct, &t));
+    assert!(sim.decrypt(ALICE, &uid, &[0; 12], &ct, &t).is_none());
     assert!(sim.revoke("77").is_err());
     let other = sim.create_key(ALICE, "second");
     assert_eq!(sim.compromise(&other), Ok(ObjectState::Compromised));

@@ -163,10 +163,14 @@ pub fn deks_agree(
 /// Every wrapped DEK a config table holds is one the KMS still unwraps with the key its
 /// filesystem is bound to, as `unwraps` judges (the KMS's own answer, where the harness
 /// can ask it): no key or version was retired, and no binding moved, under a live DEK.
+/// Where the KMS's answer shows the DEK and the filesystem's data key is known
+/// (`data_key`), the two are the same (`wrapped-dek-is-the-data-key`): a table that wraps
+/// any other key loses the filesystem's data at the next unwrap.
 pub fn wrapped_deks_unwrappable(
     node: u64,
     table: &ConfigState,
-    unwraps: impl Fn(&str, &WrappedDek) -> Result<(), String>,
+    unwraps: impl Fn(&str, &WrappedDek) -> Result<Option<Vec<u8>>, String>,
+    data_key: impl Fn(&str) -> Option<Key>,
 ) -> Result<(), Violation> {
     for fs in table.members_encrypted() {
         let Some(wrapped) = &fs.wrapped_dek else {
@@ -183,12 +187,27 @@ pub fn wrapped_deks_unwrappable(
                 fs.name
             )));
         };
-        if let Err(why) = unwraps(key, wrapped) {
-            return Err(violation(format!(
-                "backend{node}'s config table has {} wrapped by {key} version {}, which the \
-                 KMS no longer unwraps: {why}",
-                fs.name, wrapped.key_version
-            )));
+        let dek = match unwraps(key, wrapped) {
+            Ok(dek) => dek,
+            Err(why) => {
+                return Err(violation(format!(
+                    "backend{node}'s config table has {} wrapped by {key} version {}, which \
+                     the KMS no longer unwraps: {why}",
+                    fs.name, wrapped.key_version
+                )))
+            }
+        };
+        if let (Some(dek), Some(data)) = (dek, data_key(&fs.name)) {
+            if dek.as_slice() != data.as_slice() {
+                return Err(Violation {
+                    oracle: "wrapped-dek-is-the-data-key",
+                    detail: format!(
+                        "backend{node}'s config table has {} wrapped by {key} version {}, \
+                         which unwraps to another DEK than the one its data is encrypted with",
+                        fs.name, wrapped.key_version
+                    ),
+                });
+            }
         }
     }
     Ok(())
@@ -479,13 +498,8 @@ mod tests {
         assert!(v.detail.contains("fs2/s1") && v.detail.contains("weka-key version 1"));
     }
 
-    #[test]
-    fn a_wrapped_dek_is_judged_by_the_trims_of_its_own_key() {
-        // The KMS retired versions of weka-key below 2, and nothing of fs-key.
-        let unwraps = |key: &str, wrapped: &WrappedDek| match key {
-            "weka-key" if wrapped.key_version < 2 => Err("too old".to_string()),
-            _ => Ok(()),
-        };
+    /// A config table whose cluster key is the Vault key `weka-key`, with no filesystems.
+    fn table_on_vault() -> ConfigState {
         let vault = cluster::kms::VaultConfig {
             url: "http://vault:8200".into(),
             key_name: "weka-key".into(),
@@ -496,10 +510,20 @@ mod tests {
                 token: cluster::secret::Secret::new("t"),
             },
         };
-        let mut table = ConfigState {
+        ConfigState {
             kms: Some(cluster::kms::KmsConfig::Vault(vault)),
             ..ConfigState::default()
+        }
+    }
+
+    #[test]
+    fn a_wrapped_dek_is_judged_by_the_trims_of_its_own_key() {
+        // The KMS retired versions of weka-key below 2, and nothing of fs-key.
+        let unwraps = |key: &str, wrapped: &WrappedDek| match key {
+            "weka-key" if wrapped.key_version < 2 => Err("too old".to_string()),
+            _ => Ok(None),
         };
+        let mut table = table_on_vault();
         let fs = |name: &str, version: u64, binding: KmsBinding| FsRecord {
             name: name.into(),
             id: 1,
@@ -517,11 +541,12 @@ mod tests {
         table
             .filesystems
             .insert("main".into(), fs("main", 2, KmsBinding::ClusterKey));
-        wrapped_deks_unwrappable(1, &table, unwraps).unwrap();
+        let unknown = |_: &str| None;
+        wrapped_deks_unwrappable(1, &table, unwraps, unknown).unwrap();
         table
             .filesystems
             .insert("old".into(), fs("old", 1, KmsBinding::ClusterKey));
-        let v = wrapped_deks_unwrappable(1, &table, unwraps).unwrap_err();
+        let v = wrapped_deks_unwrappable(1, &table, unwraps, unknown).unwrap_err();
         assert_eq!(v.oracle, "wrapped-deks-unwrappable");
         assert!(
             v.detail.contains("old wrapped by weka-key version 1"),
@@ -552,6 +577,36 @@ mod tests {
         );
         assert!(snapshot_holds_acknowledged_writes(&objects, "b", "fs1/s2", [0]).is_err());
         assert!(snapshot_holds_acknowledged_writes(&objects, "b", "fs1/s3", []).is_err());
+    }
+
+    /// A wrapped DEK that unwraps, but to another key than the filesystem's data was
+    /// written with, is caught; the same DEK, or one the harness cannot see, is not.
+    #[test]
+    fn a_wrapped_dek_must_be_the_data_key() {
+        let mut table = table_on_vault();
+        table.filesystems.insert(
+            "data".into(),
+            FsRecord {
+                name: "data".into(),
+                id: 1,
+                data_id: 1,
+                capacity_gib: 10,
+                wrapped_dek: Some(wrapped(1)),
+                binding: KmsBinding::ClusterKey,
+            },
+        );
+        let to = |b: u8| move |_: &str, _: &WrappedDek| Ok(Some(key(b).to_vec()));
+        let data_key = |fs: &str| (fs == "data").then_some(key(7));
+        wrapped_deks_unwrappable(1, &table, to(7), data_key).unwrap();
+        wrapped_deks_unwrappable(1, &table, |_, _| Ok(None), data_key).unwrap();
+        wrapped_deks_unwrappable(1, &table, to(8), |_| None).unwrap();
+        let v = wrapped_deks_unwrappable(1, &table, to(8), data_key).unwrap_err();
+        assert_eq!(v.oracle, "wrapped-dek-is-the-data-key");
+        assert!(
+            v.detail.contains("data wrapped by weka-key version 1"),
+            "{}",
+            v.detail
+        );
     }
 
     #[test]

@@ -158,21 +158,22 @@ impl KmipSim {
         self.lock().object(uid).map(|o| o.state)
     }
 
-    /// Whether a Decrypt by `owner` of AES-GCM `ciphertext` under `uid` with `iv` and
-    /// `auth_tag` (no additional data) would succeed now. Not a request: not counted, draws
-    /// nothing from the RNG, ignores faults.
-    pub fn decrypts(
+    /// What a Decrypt by `owner` of AES-GCM `ciphertext` under `uid` with `iv` and
+    /// `auth_tag` (no additional data) would answer now, if it would succeed. Not a request:
+    /// not counted, draws nothing from the RNG, ignores faults. The plaintext is for a
+    /// harness that checks a wrapped key is the key it should be; never to be shown.
+    pub fn decrypt(
         &self,
         owner: &str,
         uid: &str,
         iv: &[u8],
         ciphertext: &[u8],
         auth_tag: &[u8],
-    ) -> bool {
+    ) -> Option<Vec<u8>> {
         let st = self.lock();
         match st.object(uid) {
-            Some(o) if o.owner == owner => ops::crypto::would_decrypt(o, iv, ciphertext, auth_tag),
-            _ => false,
+            Some(o) if o.owner == owner => ops::crypto::decrypt_now(o, iv, ciphertext, auth_tag),
+            _ => None,
         }
     }
 

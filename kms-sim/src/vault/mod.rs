@@ -94,6 +94,12 @@ impl VaultSim {
     /// seal aside): the truth a harness judges wrapped keys against. It is not a request:
     /// it is not counted and draws nothing from the seeded RNG.
     pub fn decrypts(&self, mount: &str, key: &str, ciphertext: &str) -> Result<(), String> {
+        self.decrypt(mount, key, ciphertext).map(drop)
+    }
+
+    /// What [`VaultSim::decrypts`] would decrypt `ciphertext` to: the plaintext bytes (for a
+    /// harness that checks a wrapped key is the key it should be; never to be shown).
+    pub fn decrypt(&self, mount: &str, key: &str, ciphertext: &str) -> Result<Vec<u8>, String> {
         let st = self.lock();
         let transit = match st
             .namespaces
@@ -109,7 +115,6 @@ impl VaultSim {
             .get(key)
             .ok_or_else(|| format!("encryption key {key} not found"))?;
         key.decrypt(&serde_json::json!({ "ciphertext": ciphertext }))
-            .map(drop)
     }
 
     /// Requests answered so far, whatever their status; for benchmarks.

@@ -105,10 +105,11 @@ pub trait KmsUnderTest {
         self.identify(cluster_key, wrapped.key_version)
     }
 
-    /// Whether the KMS as it stands now would unwrap `wrapped` with `key` (`Err` says
-    /// why not); `None` where the harness cannot ask without disturbing the run (a live
-    /// KMS, whose every request the run counts and faults).
-    fn unwraps(&self, key: &str, wrapped: &WrappedDek) -> Option<Result<(), String>>;
+    /// What the KMS as it stands now would unwrap `wrapped` with `key` to (`Err` says
+    /// why it would not); `None` where the harness cannot ask without disturbing the run
+    /// (a live KMS, whose every request the run counts and faults). The DEK it answers is
+    /// for the oracles' comparison only: never shown.
+    fn unwraps(&self, key: &str, wrapped: &WrappedDek) -> Option<Result<Vec<u8>, String>>;
 
     /// Carries out a lifecycle step; the answer says what happened, for the trace.
     fn lifecycle(&mut self, action: Lifecycle, fabric: &mut dyn Fabric) -> Result<String, String>;

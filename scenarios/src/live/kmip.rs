@@ -243,7 +243,7 @@ impl KmipHost for LiveKmipHost {
         })
     }
 
-    fn decrypts(&self, _wrapping: &Wrapping) -> Option<Result<(), String>> {
+    fn decrypts(&self, _wrapping: &Wrapping) -> Option<Result<Vec<u8>, String>> {
         // Asking would take a connection of its own at moments the server may be down or
         // held by a fault; the cluster's own reads prove the keys.
         None

@@ -131,7 +131,12 @@ impl VaultHost for LiveVaultHost {
         self.forward.requests()
     }
 
-    fn decrypts(&self, _mount: &str, _key: &str, _ciphertext: &str) -> Option<Result<(), String>> {
+    fn decrypts(
+        &self,
+        _mount: &str,
+        _key: &str,
+        _ciphertext: &str,
+    ) -> Option<Result<Vec<u8>, String>> {
         None
     }
 

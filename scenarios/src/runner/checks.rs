@@ -219,9 +219,17 @@ impl World<'_> {
             for ((c, books), tables) in self.books.iter().enumerate().zip(&by_cluster) {
                 oracle::nothing_half_created(tables, &books.failed_creates)?;
                 if let Some((node, table)) = tables.iter().find(|(id, _)| Some(*id) == newest[c]) {
-                    oracle::wrapped_deks_unwrappable(*node, table, |key, wrapped| {
-                        kms_unwraps(self.kms.as_ref(), key, wrapped)
-                    })?;
+                    let data_key = |fs: &str| {
+                        self.known_deks
+                            .get(&format!("{}/{fs}", self.clusters[c]))
+                            .copied()
+                    };
+                    oracle::wrapped_deks_unwrappable(
+                        *node,
+                        table,
+                        |key, wrapped| kms_unwraps(self.kms.as_ref(), key, wrapped),
+                        data_key,
+                    )?;
                 }
             }
             // Across clusters too: a DR cluster may wrap under the same key. Only KMIP
@@ -244,11 +252,16 @@ impl World<'_> {
     }
 }
 
-/// Whether the KMS still unwraps `wrapped` with `key`: its own answer where it can be asked
-/// out of band; otherwise (live) the versions the run's rotations and trims left.
-fn kms_unwraps(kms: &dyn KmsUnderTest, key: &str, wrapped: &WrappedDek) -> Result<(), String> {
+/// Whether the KMS still unwraps `wrapped` with `key`, and to what: its own answer where
+/// it can be asked out of band (`Some` DEK); otherwise (live) the versions the run's
+/// rotations and trims left (`None`: unwrappable, to a DEK the harness cannot see).
+fn kms_unwraps(
+    kms: &dyn KmsUnderTest,
+    key: &str,
+    wrapped: &WrappedDek,
+) -> Result<Option<Vec<u8>>, String> {
     if let Some(answer) = kms.unwraps(key, wrapped) {
-        return answer;
+        return answer.map(Some);
     }
     let (key, version) = kms.identify_wrapped(key, wrapped);
     let versions = kms.versions(&key);
@@ -258,5 +271,5 @@ fn kms_unwraps(kms: &dyn KmsUnderTest, key: &str, wrapped: &WrappedDek) -> Resul
             versions.min_decryption
         ));
     }
-    Ok(())
+    Ok(None)
 }

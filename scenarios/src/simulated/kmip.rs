@@ -187,7 +187,7 @@ impl KmipHost for SimKmipHost {
         Box::pin(async move { result })
     }
 
-    fn decrypts(&self, wrapping: &Wrapping) -> Option<Result<(), String>> {
+    fn decrypts(&self, wrapping: &Wrapping) -> Option<Result<Vec<u8>, String>> {
         let Wrapping {
             uid,
             iv,
@@ -195,11 +195,11 @@ impl KmipHost for SimKmipHost {
             tag,
         } = wrapping;
         // Whoever owns the key: a cluster may hold another tenant's certificate.
-        if [CLUSTER_CN, OTHER_TENANT_CN]
+        if let Some(plaintext) = [CLUSTER_CN, OTHER_TENANT_CN]
             .iter()
-            .any(|owner| self.kmip().decrypts(owner, uid, iv, ciphertext, tag))
+            .find_map(|owner| self.kmip().decrypt(owner, uid, iv, ciphertext, tag))
         {
-            return Some(Ok(()));
+            return Some(Ok(plaintext));
         }
         Some(Err(match self.kmip().state(uid) {
             Some(state) => format!("KMIP key {uid} is {} and does not decrypt it", state.name()),

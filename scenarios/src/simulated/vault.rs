@@ -82,8 +82,13 @@ impl VaultHost for SimVaultHost {
         self.vault.requests_served()
     }
 
-    fn decrypts(&self, mount: &str, key: &str, ciphertext: &str) -> Option<Result<(), String>> {
-        Some(self.vault.decrypts(mount, key, ciphertext))
+    fn decrypts(
+        &self,
+        mount: &str,
+        key: &str,
+        ciphertext: &str,
+    ) -> Option<Result<Vec<u8>, String>> {
+        Some(self.vault.decrypt(mount, key, ciphertext))
     }
 
     fn outlives_run(&self) -> bool {

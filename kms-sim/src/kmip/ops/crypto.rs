@@ -164,19 +164,21 @@ fn before_1_4(ctx: &Ctx, t: tag::Tag, operation: &str) -> Result<(), ResultFailu
     )))
 }
 
-/// Whether a Decrypt by `o`'s owner of AES-GCM `ciphertext` with `iv` and `auth_tag` would
-/// succeed now: the oracle a harness judges wrapped keys against.
-pub(crate) fn would_decrypt(
+/// What a Decrypt by `o`'s owner of AES-GCM `ciphertext` with `iv` and `auth_tag` would
+/// answer now, if it would succeed: the oracle a harness judges wrapped keys against.
+pub(crate) fn decrypt_now(
     o: &ManagedObject,
     iv: &[u8],
     ciphertext: &[u8],
     auth_tag: &[u8],
-) -> bool {
-    state_allows(o.state, Use::Decrypt)
+) -> Option<Vec<u8>> {
+    let usable = state_allows(o.state, Use::Decrypt)
         && o.usage_mask & usage_mask::DECRYPT != 0
         && gcm_tag_len(Some(auth_tag.len() as i32), "").is_ok()
-        && check_gcm_iv(iv).is_ok()
-        && gcm_open(o.material.expose(), iv, &[], ciphertext, auth_tag).is_some()
+        && check_gcm_iv(iv).is_ok();
+    usable
+        .then(|| gcm_open(o.material.expose(), iv, &[], ciphertext, auth_tag))
+        .flatten()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

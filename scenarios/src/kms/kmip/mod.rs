@@ -87,9 +87,9 @@ pub trait KmipHost {
     /// Revokes (superseded) and destroys the keys `uids`.
     fn retire(&self, dialer: Arc<dyn Dialer>, uids: Vec<String>) -> AdminJob<()>;
 
-    /// Whether the key `wrapping` names decrypts it now, asked out of band; `None` where
+    /// What the key `wrapping` names decrypts it to now, asked out of band; `None` where
     /// that cannot be asked without a request of the run's own.
-    fn decrypts(&self, wrapping: &Wrapping) -> Option<Result<(), String>>;
+    fn decrypts(&self, wrapping: &Wrapping) -> Option<Result<Vec<u8>, String>>;
 
     /// Carries out a lifecycle step; the answer says what happened, for the trace.
     fn lifecycle(&mut self, action: Lifecycle, fabric: &mut dyn Fabric) -> Result<String, String>;
@@ -272,7 +272,7 @@ impl<H: KmipHost> KmsUnderTest for KmipUnderTest<H> {
         }
     }
 
-    fn unwraps(&self, _key: &str, wrapped: &WrappedDek) -> Option<Result<(), String>> {
+    fn unwraps(&self, _key: &str, wrapped: &WrappedDek) -> Option<Result<Vec<u8>, String>> {
         match parse_wrapping(&wrapped.ciphertext) {
             Ok(wrapping) => self.host.decrypts(&wrapping),
             Err(e) => Some(Err(e.to_string())),

@@ -46,9 +46,10 @@ pub trait VaultHost {
     /// Requests that reached the Vault.
     fn requests(&self) -> u64;
 
-    /// Whether `ciphertext` decrypts now under `key` at `mount`, asked out of band; `None`
+    /// What `ciphertext` decrypts to now under `key` at `mount`, asked out of band; `None`
     /// where that cannot be asked without a request of the run's own.
-    fn decrypts(&self, mount: &str, key: &str, ciphertext: &str) -> Option<Result<(), String>>;
+    fn decrypts(&self, mount: &str, key: &str, ciphertext: &str)
+        -> Option<Result<Vec<u8>, String>>;
 
     /// Whether the Vault outlives the run, so that what the run created must be removed.
     fn outlives_run(&self) -> bool;
@@ -208,7 +209,7 @@ impl<H: VaultHost> KmsUnderTest for VaultUnderTest<H> {
         books.versions.get(key).copied().unwrap_or_default()
     }
 
-    fn unwraps(&self, key: &str, wrapped: &WrappedDek) -> Option<Result<(), String>> {
+    fn unwraps(&self, key: &str, wrapped: &WrappedDek) -> Option<Result<Vec<u8>, String>> {
         self.host
             .decrypts(&self.plan.mount, key, &wrapped.ciphertext)
     }
