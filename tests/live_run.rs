@@ -159,6 +159,23 @@ fn openbao_run_of_kms_set_probe_passes_and_leaves_nothing() {
     assert!(left.is_empty(), "the run left behind: {left:#?}");
 }
 
+/// The object store's byte-level faults work live too: a live run's store sits behind a
+/// fault switch of its own on a real port, and every upload and download under a fault
+/// fails with the error the scenario names, while the healthy ones bring every block back.
+#[test]
+fn openbao_run_of_object_store_outage_passes() {
+    bao_bin();
+    let run = wekasim(
+        &["run", "object-store-outage", "--openbao", "--seed", "1"],
+        &[],
+    );
+    print_verdict("--openbao object-store-outage", &run);
+    run.assert_live_pass(&[]);
+    run.assert_nothing_secret_shaped();
+    let left = openbao_leftovers(run.pid);
+    assert!(left.is_empty(), "the run left behind: {left:#?}");
+}
+
 #[test]
 fn openbao_run_with_a_named_binary_prints_a_json_report() {
     let bin = bao_bin();

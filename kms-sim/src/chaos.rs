@@ -1,5 +1,13 @@
-//! Faults a scenario switches on and off in front of a simulated service: the ways a
-//! KMS fails in the field, short of being sealed (the Vault models that itself).
+//! Faults a scenario switches on and off in front of a service: the ways a KMS or an
+//! object store fails in the field, short of being sealed (the Vault models that itself).
+//!
+//! Two layers carry them out, and each fault belongs to exactly one
+//! ([`Fault::is_byte_level`]):
+//! - the wire, below every protocol: `Refuse` at the connection, `Hang`, `Slow`,
+//!   `Malformed` and `Truncated` on the bytes of each answer ([`crate::wire`]); every
+//!   service (Vault, KMIP, the object store), simulated or live, is served through it;
+//! - the protocol: `Error500`, `Error503` and `RateLimit` are HTTP answers of Vault's
+//!   ([`Chaos::wrap`]); the KMIP server answers them with its own result codes.
 //!
 //! Every mode is deterministic: a fault applies to every request while it is on, so
 //! the seed alone decides when requests meet it.
@@ -7,9 +15,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -39,10 +46,21 @@ pub enum Fault {
     RateLimit,
     /// Answers after a delay (see [`Chaos::set_delay`]).
     Slow,
-    /// HTTP 200 with a body that is not JSON.
+    /// Every byte of the answer replaced by garbage (0xFF).
     Malformed,
-    /// HTTP 200 with the real answer cut in half.
+    /// The first half of the answer's first write, then the stream ends.
     Truncated,
+}
+
+impl Fault {
+    /// Whether the wire carries this fault out, whatever the protocol above it (the
+    /// others are answers of the protocol's own).
+    pub fn is_byte_level(self) -> bool {
+        matches!(
+            self,
+            Fault::Refuse | Fault::Hang | Fault::Slow | Fault::Malformed | Fault::Truncated
+        )
+    }
 }
 
 #[derive(Debug, Default)]
@@ -80,11 +98,11 @@ impl Chaos {
     }
 
     /// The fault an answer meets now and the delay of [`Fault::Slow`], counting a hit if
-    /// there is a fault (for services that apply the faults themselves, below their
-    /// protocol: see [`crate::wire`]).
+    /// it is a byte-level fault (for the wire below the protocol: see [`crate::wire`]; the
+    /// protocol counts its own).
     pub fn meet(&self) -> (Fault, Duration) {
         let mut inner = self.lock();
-        if inner.fault != Fault::None {
+        if inner.fault.is_byte_level() {
             inner.hits += 1;
         }
         (inner.fault, inner.delay)
@@ -101,59 +119,34 @@ impl Chaos {
         }
     }
 
-    /// Puts the faults in front of `app`.
+    /// Puts the protocol's faults (HTTP 500, 503 and 429 with Vault's error bodies) in
+    /// front of `app`; the byte-level ones pass through to the wire below it.
     pub fn wrap(&self, app: Router) -> Router {
         app.layer(middleware::from_fn_with_state(self.clone(), apply))
     }
 }
 
 async fn apply(State(chaos): State<Chaos>, req: Request, next: Next) -> Response {
-    let (fault, delay) = {
-        let mut inner = chaos.lock();
-        if inner.fault != Fault::None {
-            inner.hits += 1;
-        }
-        (inner.fault, inner.delay)
-    };
-    match fault {
-        Fault::None | Fault::Refuse => next.run(req).await,
-        Fault::Hang => std::future::pending().await,
-        Fault::Error500 => {
-            VaultError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-        Fault::Error503 => VaultError::new(
+    let (status, message) = match chaos.fault() {
+        Fault::Error500 => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Fault::Error503 => (
             StatusCode::SERVICE_UNAVAILABLE,
             "Vault is temporarily unavailable",
-        )
-        .into_response(),
-        Fault::RateLimit => VaultError::new(
+        ),
+        Fault::RateLimit => (
             StatusCode::TOO_MANY_REQUESTS,
             "request rate limit quota exceeded",
-        )
-        .into_response(),
-        Fault::Slow => {
-            tokio::time::sleep(delay).await;
-            next.run(req).await
-        }
-        Fault::Malformed => Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from("{\"data\": <html>garbage"))
-            .unwrap_or_default(),
-        Fault::Truncated => {
-            let resp = next.run(req).await;
-            let (mut parts, body) = resp.into_parts();
-            let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
-            let cut = bytes.slice(..bytes.len() / 2);
-            parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, Body::from(cut))
-        }
-    }
+        ),
+        _ => return next.run(req).await,
+    };
+    chaos.lock().hits += 1;
+    VaultError::new(status, message).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use axum::routing::get;
 
     fn app(chaos: &Chaos) -> Router {
@@ -166,9 +159,11 @@ mod tests {
 
     const ANSWER: &[u8] = b"{\"data\":{\"a\":1}}";
 
-    /// What each mode makes of a request that the service would answer with 200 ANSWER.
+    /// What the protocol layer makes of a request that the service would answer with 200
+    /// ANSWER: Vault's error answers for the protocol's faults, the answer untouched (and
+    /// no hit) for the byte-level ones, which the wire below carries out.
     #[tokio::test(start_paused = true)]
-    async fn modes_change_the_answer() {
+    async fn the_protocol_layer_answers_its_own_faults_only() {
         let chaos = Chaos::default();
         assert_eq!(call(app(&chaos)).await, (200, ANSWER.to_vec()));
         assert_eq!(chaos.hits(), 0, "no fault, no hit");
@@ -178,79 +173,81 @@ mod tests {
             (Fault::Error503, 503, "Vault is temporarily unavailable"),
             (Fault::RateLimit, 429, "request rate limit quota exceeded"),
         ] {
+            assert!(!fault.is_byte_level());
             chaos.set(fault);
             let (got, body) = call(app(&chaos)).await;
             assert_eq!(got, status, "{fault:?}");
             let body: serde_json::Value = serde_json::from_slice(&body).expect("a Vault error");
             assert_eq!(body["errors"][0], message, "{fault:?}: {body}");
         }
+        assert_eq!(chaos.hits(), 3, "one hit per protocol answer");
 
-        chaos.set(Fault::Malformed);
-        let (status, body) = call(app(&chaos)).await;
-        assert_eq!(status, 200);
-        assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
-
-        chaos.set(Fault::Truncated);
-        let (status, body) = call(app(&chaos)).await;
-        assert_eq!(
-            (status, body.as_slice()),
-            (200, &ANSWER[..ANSWER.len() / 2])
-        );
-
-        // The real answer, once the delay has passed (in paused time: no real wait).
-        chaos.set(Fault::Slow);
-        chaos.set_delay(Duration::from_secs(7));
-        let start = tokio::time::Instant::now();
-        assert_eq!(call(app(&chaos)).await, (200, ANSWER.to_vec()));
-        assert!(
-            start.elapsed() >= Duration::from_secs(7),
-            "{:?}",
-            start.elapsed()
-        );
-
-        chaos.set(Fault::None);
-        assert_eq!(call(app(&chaos)).await, (200, ANSWER.to_vec()));
-        assert_eq!(chaos.hits(), 6, "one hit per faulty answer");
+        for fault in [
+            Fault::Refuse,
+            Fault::Hang,
+            Fault::Slow,
+            Fault::Malformed,
+            Fault::Truncated,
+        ] {
+            assert!(fault.is_byte_level());
+            chaos.set(fault);
+            assert_eq!(call(app(&chaos)).await, (200, ANSWER.to_vec()), "{fault:?}");
+        }
+        assert_eq!(chaos.hits(), 3, "byte-level faults are the wire's to count");
     }
 
-    /// `Refuse` acts on the connection, where the serving loop asks [`Chaos::refuses`]: a
-    /// client gets no answer at all, and an answer again once it is off.
-    #[tokio::test]
-    async fn refuse_closes_the_connection_unanswered() {
+    /// One exchange with a server on a real port: what comes back within a second.
+    async fn answer(addr: std::net::SocketAddr) -> Vec<u8> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // A peer that closes first may reset the connection: no answer either way.
+        let _ = stream
+            .write_all(b"GET /v1/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await;
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut got)).await;
+        got
+    }
+
+    /// Both layers on a real port (`serve_tcp`): each byte-level fault changes the bytes
+    /// on the wire, HTTP framing included, and the protocol's are well-formed answers.
+    #[tokio::test]
+    async fn both_layers_on_a_real_port() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let chaos = Chaos::default();
-        let server = tokio::spawn(crate::proxy::serve_tcp(
+        let server = tokio::spawn(crate::serve::serve_tcp(
             listener,
             app(&chaos),
             chaos.clone(),
         ));
-        let answer = || async move {
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            // A peer that closes first may reset the connection: no answer either way.
-            let _ = stream
-                .write_all(b"GET /v1/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                .await;
-            let mut got = Vec::new();
-            let _ = stream.read_to_end(&mut got).await;
-            String::from_utf8_lossy(&got).into_owned()
-        };
-        chaos.set(Fault::Refuse);
-        assert_eq!(answer().await, "", "refused: not a byte back");
-        assert_eq!(chaos.hits(), 1);
-        chaos.set(Fault::None);
-        let got = answer().await;
-        assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
-        assert!(got.ends_with("{\"data\":{\"a\":1}}"), "{got:?}");
-        server.abort();
-    }
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
 
-    #[tokio::test(start_paused = true)]
-    async fn hang_never_answers() {
-        let chaos = Chaos::default();
+        let whole = text(answer(addr).await);
+        assert!(whole.starts_with("HTTP/1.1 200"), "{whole:?}");
+        assert!(whole.ends_with("{\"data\":{\"a\":1}}"), "{whole:?}");
+
+        chaos.set(Fault::Refuse);
+        assert_eq!(text(answer(addr).await), "", "refused: not a byte back");
         chaos.set(Fault::Hang);
-        let answered = tokio::time::timeout(Duration::from_secs(60), call(app(&chaos))).await;
-        assert!(answered.is_err());
+        assert_eq!(
+            text(answer(addr).await),
+            "",
+            "hung: silence until the timeout"
+        );
+        chaos.set(Fault::Malformed);
+        let garbage = answer(addr).await;
+        assert_eq!(garbage.len(), whole.len());
+        assert!(garbage.iter().all(|&b| b == 0xFF), "{garbage:?}");
+        chaos.set(Fault::Truncated);
+        let cut = text(answer(addr).await);
+        assert_eq!(cut, whole[..whole.len() / 2], "half of the first write");
+        chaos.set(Fault::Error503);
+        assert!(text(answer(addr).await).starts_with("HTTP/1.1 503"));
+        assert_eq!(chaos.hits(), 5, "one hit per faulty answer");
+
+        chaos.set(Fault::None);
+        assert_eq!(text(answer(addr).await), whole);
+        server.abort();
     }
 }

@@ -10,7 +10,8 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use kms_sim::chaos::Chaos;
-//! use kms_sim::proxy::{serve_tcp, Forward};
+//! use kms_sim::proxy::Forward;
+//! use kms_sim::serve::serve_tcp;
 //!
 //! let forward = Forward::new("http://127.0.0.1:8200");
 //! let chaos = Chaos::default();
@@ -36,10 +37,9 @@
 //!   forwarded either way; `Host` is rewritten to the upstream's authority. Everything else,
 //!   `X-Vault-Token` and `X-Vault-Namespace` included, passes unchanged.
 
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -50,9 +50,7 @@ use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::chaos::Chaos;
 use crate::vault::response::VaultError;
 
 /// Default bound on one upstream exchange (connect, send, read the whole answer).
@@ -272,102 +270,6 @@ async fn exchange(
             // is in the answer's channels, and `work` finishes or fails on its next poll.
             _ = &mut conn, if !conn_done => conn_done = true,
         }
-    }
-}
-
-/// Accepts connections on a real port until the task is dropped. While `chaos` is
-/// [`Fault::Refuse`](crate::chaos::Fault::Refuse), a new connection is dropped at once, as the
-/// simulated Vault's turmoil host does; otherwise it is served with
-/// [`serve_stream`](crate::serve::serve_stream).
-///
-/// Unlike a turmoil host, live clients keep connections alive and reuse them (the cluster's
-/// HTTP client over real TCP does). So that `Refuse` reaches them too, a connection that is
-/// already open is closed, unanswered, when a request arrives on it while `Refuse` is on
-/// (the server reads end-of-stream).
-///
-/// Compose as `serve_tcp(listener, chaos.wrap(forward.router()), chaos)`.
-pub async fn serve_tcp(listener: tokio::net::TcpListener, app: Router, chaos: Chaos) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: wait a moment instead of spinning.
-                tracing::warn!(error = %e, "proxy: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        if chaos.refuses() {
-            drop(stream);
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        let stream = Refusable {
-            inner: stream,
-            chaos: chaos.clone(),
-            refused: false,
-        };
-        tokio::spawn(crate::serve::serve_stream(app.clone(), stream));
-    }
-}
-
-/// A served connection that reads end-of-stream once [`Chaos::refuses`] says so.
-struct Refusable<S> {
-    inner: S,
-    chaos: Chaos,
-    refused: bool,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Refusable<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.refused {
-            return Poll::Ready(Ok(()));
-        }
-        let filled = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        // Checked when bytes arrive, so the count of refusals is one per connection closed.
-        if matches!(poll, Poll::Ready(Ok(())))
-            && buf.filled().len() > filled
-            && self.chaos.refuses()
-        {
-            buf.set_filled(filled);
-            self.refused = true;
-        }
-        poll
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Refusable<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 

@@ -1,17 +1,22 @@
 //! Byte-level faults: what a failing server does to the bytes of its answers, whatever
-//! protocol they carry. A service puts [`Faulty`] around the stream it answers on (for
-//! KMIP, the plaintext stream inside TLS, so that a garbled answer reaches the client's
-//! decoder rather than its TLS layer).
+//! protocol they carry. Every service puts [`Faulty`] around the stream it answers on: the
+//! simulated Vault and object store and their live fronts around the TCP stream, the KMIP
+//! server around the plaintext stream inside TLS (so that a garbled answer reaches the
+//! client's decoder rather than its TLS layer).
 //!
 //! Each answer meets the fault that is on when the server starts writing it:
 //! - `Hang`: the answer is swallowed; the client waits for its timeout.
 //! - `Slow`: the answer is held back for the chaos delay, then sent whole.
-//! - `Malformed`: every byte of the answer is 0xFF (for TTLV: an unknown item type).
+//! - `Malformed`: every byte of the answer is 0xFF (for TTLV an unknown item type, for
+//!   HTTP not a status line).
 //! - `Truncated`: the first half of the answer's first write goes out, then the stream
 //!   ends.
+//! - `Refuse`: a new connection is dropped where it is accepted ([`Chaos::refuses`]); on a
+//!   connection already open, the server reads end-of-stream when the next request
+//!   arrives, and answers nothing (clients that keep connections alive meet it too).
 //!
-//! `Refuse` acts on connections (see [`Chaos::refuses`]), and the HTTP status faults are
-//! the protocol's, so both pass through here untouched.
+//! The protocol's own faults (HTTP 500, 503 and 429; KMIP result codes) pass through here
+//! untouched: each protocol answers them itself.
 
 use std::future::Future;
 use std::io;
@@ -33,6 +38,8 @@ pub struct Faulty<S> {
     hold: Option<Pin<Box<Sleep>>>,
     /// A `Truncated` answer went out: everything after is refused.
     cut: bool,
+    /// A request arrived while `Refuse` was on: the server reads end-of-stream from then on.
+    refused: bool,
 }
 
 impl<S> Faulty<S> {
@@ -43,6 +50,7 @@ impl<S> Faulty<S> {
             answering: None,
             hold: None,
             cut: false,
+            refused: false,
         }
     }
 
@@ -57,10 +65,26 @@ impl<S: AsyncRead + Unpin> AsyncRead for Faulty<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        // Reading again means the answer before is complete: the next one meets the
-        // fault that is on then.
-        self.answering = None;
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        if self.refused || self.cut {
+            return Poll::Ready(Ok(()));
+        }
+        let filled = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > filled {
+            // Checked when bytes arrive, so refusals count one per connection closed.
+            if self.chaos.refuses() {
+                buf.set_filled(filled);
+                self.refused = true;
+                return poll;
+            }
+            // A new request: its answer meets the fault that is on when it is written.
+            // (Only bytes count: a server that polls for the next request while its answer
+            // is held back must not restart the hold.)
+            if self.hold.is_none() {
+                self.answering = None;
+            }
+        }
+        poll
     }
 }
 
@@ -101,6 +125,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Faulty<S> {
                     ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..half]))?;
                 }
                 this.cut = true;
+                // The stream ends here, whatever the server does next (an HTTP server
+                // would otherwise keep the connection open for the next request, and the
+                // client would wait for the rest instead of reading a cut answer). Loopback
+                // and turmoil shut down at once; one that is still pending is left to the
+                // server's own close.
+                let _ = Pin::new(&mut this.inner).poll_shutdown(cx);
                 Poll::Ready(Ok(buf.len()))
             }
             _ => Pin::new(&mut this.inner).poll_write(cx, buf),
@@ -168,6 +198,9 @@ mod tests {
         assert_eq!(exchange(&chaos).await.0, vec![0xFF; 8]);
         chaos.set(Fault::Truncated);
         assert_eq!(exchange(&chaos).await.0, b"ANSW");
+        // A connection already open when refusal starts: its request is read as the end.
+        chaos.set(Fault::Refuse);
+        assert_eq!(exchange(&chaos).await.0, b"");
         chaos.set(Fault::Slow);
         chaos.set_delay(Duration::from_secs(3));
         let (got, took) = exchange(&chaos).await;
@@ -176,6 +209,10 @@ mod tests {
         // Protocol-level faults pass through: the protocol answers them itself.
         chaos.set(Fault::Error500);
         assert_eq!(exchange(&chaos).await.0, b"ANSWER!!");
-        assert_eq!(chaos.hits(), 5, "one hit per answer that met a fault");
+        assert_eq!(
+            chaos.hits(),
+            5,
+            "one hit per answer that met a byte-level fault"
+        );
     }
 }

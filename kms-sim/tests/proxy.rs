@@ -13,7 +13,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use kms_sim::chaos::{Chaos, Fault};
-use kms_sim::proxy::{serve_tcp, Forward};
+use kms_sim::proxy::Forward;
+use kms_sim::serve::serve_tcp;
 use kms_sim::VaultSim;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
@@ -277,15 +278,26 @@ async fn error_503_answers_without_the_upstream() {
     assert_eq!(health(s.proxy).await.status, 200);
 }
 
+/// The byte-level faults act on the bytes the proxy sends back, below HTTP: the real
+/// answer is forwarded, then cut or garbled on the way to the client, which cannot read
+/// it as an HTTP answer at all.
 #[tokio::test]
-async fn truncated_cuts_the_real_answer() {
+async fn truncated_and_malformed_break_the_real_answer_on_the_wire() {
     let s = setup(5).await;
-    let whole = health(s.proxy).await.body;
-    s.chaos.set(Fault::Truncated);
-    let cut = health(s.proxy).await.body;
-    assert_eq!(cut.len(), whole.len() / 2);
-    assert!(serde_json::from_slice::<Value>(&cut).is_err());
-    assert_eq!(s.forward.requests(), 2);
+    assert_eq!(health(s.proxy).await.status, 200);
+    for fault in [Fault::Truncated, Fault::Malformed] {
+        s.chaos.set(fault);
+        let got = call(s.proxy, "GET", "/v1/sys/health", &[], None).await;
+        assert!(got.is_err(), "{fault:?}: {:?}", got.map(|a| a.status));
+    }
+    assert_eq!(s.chaos.hits(), 2);
+    assert_eq!(
+        s.forward.requests(),
+        3,
+        "both answers came from the upstream"
+    );
+    s.chaos.set(Fault::None);
+    assert_eq!(health(s.proxy).await.status, 200);
 }
 
 #[tokio::test]
@@ -338,7 +350,13 @@ async fn hung_upstream_is_502_within_the_bound() {
     // The upstream accepts and never answers: the simulated Vault behind a Hang fault.
     let hang = Chaos::default();
     hang.set(Fault::Hang);
-    let vault = serve_vault(hang.wrap(VaultSim::new(8, ROOT).router())).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let vault = listener.local_addr().unwrap();
+    tokio::spawn(serve_tcp(
+        listener,
+        VaultSim::new(8, ROOT).router(),
+        hang.clone(),
+    ));
     let forward = Forward::new(format!("http://{vault}")).with_timeout(Duration::from_millis(200));
     let proxy = serve_proxy(&forward, &Chaos::default()).await;
     let answered = tokio::time::timeout(Duration::from_secs(5), health(proxy))

@@ -51,10 +51,25 @@ pub struct Knobs {
     /// KMS outages of minutes rather than seconds, with the backends restarted meanwhile
     /// (on in one run in eight: each costs real time until idle stretches are skipped).
     pub long_outages: bool,
+    /// Faults on the wire to the object store (refuse, hang, garbage, cut answers,
+    /// slowness) under snapshot uploads and downloads. On in one run in four, drawn from
+    /// the seed apart from the other knobs (as `kms` is), so a run without it draws the plan
+    /// it drew before the knob existed; shown only when on.
+    #[serde(skip_serializing_if = "is_false")]
+    pub store_faults: bool,
 }
 
 fn is_vault(kind: &KmsKind) -> bool {
     *kind == KmsKind::Vault
+}
+
+fn is_false(on: &bool) -> bool {
+    !on
+}
+
+/// Whether a seed's swarm run has faults in front of the object store.
+fn store_faults(seed: u64) -> bool {
+    derive_seed(seed, "swarm store faults").is_multiple_of(4)
 }
 
 /// The KMS kind of a seed's swarm run.
@@ -81,6 +96,9 @@ pub enum Op {
     ReadVerify,
     KmsFault(Fault),
     KmsHeal,
+    /// A byte-level fault on the wire to the object store.
+    StoreFault(Fault),
+    StoreHeal,
     Seal,
     Unseal,
     RevokeTokens,
@@ -136,6 +154,17 @@ fn fault_mode() -> impl Strategy<Value = Fault> {
         Just(Fault::Error500),
         Just(Fault::Error503),
         Just(Fault::RateLimit),
+        Just(Fault::Malformed),
+        Just(Fault::Truncated),
+        Just(Fault::Slow),
+    ]
+}
+
+/// The faults the object store can meet: the byte-level ones (it has no protocol faults).
+fn store_fault_mode() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        Just(Fault::Refuse),
+        Just(Fault::Hang),
         Just(Fault::Malformed),
         Just(Fault::Truncated),
         Just(Fault::Slow),
@@ -223,10 +252,15 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
         ));
         ops.push((2, Just(Op::Download).boxed()));
     }
+    if knobs.store_faults {
+        // Pushed last, so a run without the knob draws from the same union as before it.
+        ops.push((2, store_fault_mode().prop_map(Op::StoreFault).boxed()));
+        ops.push((2, Just(Op::StoreHeal).boxed()));
+    }
     proptest::strategy::Union::new_weighted(ops).boxed()
 }
 
-fn plan(kms: KmsKind) -> impl Strategy<Value = Plan> {
+fn plan(kms: KmsKind, store_faults: bool) -> impl Strategy<Value = Plan> {
     (3u32..=7, any::<[bool; 8]>(), prop::bool::weighted(0.125))
         .prop_map(move |(backends, k, long_outages)| Knobs {
             backends,
@@ -240,6 +274,7 @@ fn plan(kms: KmsKind) -> impl Strategy<Value = Plan> {
             snapshots: k[6],
             key_moves: k[7],
             long_outages,
+            store_faults,
         })
         .prop_flat_map(|knobs| {
             let ops = proptest::collection::vec(op(&knobs), 4..24);
@@ -259,7 +294,7 @@ fn runner(seed: u64) -> TestRunner {
 }
 
 fn tree(seed: u64) -> impl ValueTree<Value = Plan> {
-    plan(kms_kind(seed))
+    plan(kms_kind(seed), store_faults(seed))
         .new_tree(&mut runner(seed))
         .expect("the swarm strategy always produces a plan")
 }
@@ -428,6 +463,14 @@ fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
             mode: Fault::None,
             delay: None,
         }],
+        Op::StoreFault(mode) => vec![Step::ObjectStoreFault {
+            mode: *mode,
+            delay: (*mode == Fault::Slow).then_some(Duration::from_millis(800)),
+        }],
+        Op::StoreHeal => vec![Step::ObjectStoreFault {
+            mode: Fault::None,
+            delay: None,
+        }],
         Op::Seal => vec![Step::KmsSeal],
         Op::RevokeTokens => vec![Step::KmsRevokeTokens],
         Op::RevokeKey => vec![Step::KmsRevokeKey],
@@ -560,6 +603,8 @@ mod tests {
                     Op::Idle { ms } => ("idle", (100..3000).contains(&ms)),
                     Op::KmsFault(f) => ("kms-fault", k.kms_faults && f != Fault::None),
                     Op::KmsHeal => ("kms-heal", k.kms_faults),
+                    Op::StoreFault(f) => ("store-fault", k.store_faults && f.is_byte_level()),
+                    Op::StoreHeal => ("store-heal", k.store_faults),
                     Op::RevokeTokens => ("revoke-tokens", k.kms_faults),
                     Op::RevokeKey => ("revoke-key", k.kms_faults && k.kms == KmsKind::Kmip),
                     Op::Seal => ("seal", k.kms_seal),
@@ -590,7 +635,7 @@ mod tests {
         }
         assert_eq!(
             drawn.len(),
-            23,
+            25,
             "operations never drawn in 300 seeds: {drawn:?}"
         );
     }

@@ -172,7 +172,7 @@ impl From<HttpError> for KmsError {
     fn from(e: HttpError) -> Self {
         match e {
             HttpError::Timeout { .. } => KmsError::Timeout(e.to_string()),
-            HttpError::BadUrl(_) => KmsError::Malformed(e.to_string()),
+            HttpError::BadUrl(_) | HttpError::Garbled { .. } => KmsError::Malformed(e.to_string()),
             _ => KmsError::Unreachable(e.to_string()),
         }
     }

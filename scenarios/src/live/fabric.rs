@@ -10,7 +10,8 @@
 //!   (TLS stays end to end), and the cluster is given the server's own address, which the
 //!   fabric's dialer sends to the proxy, so the server's certificate is checked against
 //!   its real name.
-//! - The snapshot object store is the simulated one, served on a real port.
+//! - The snapshot object store is the simulated one, served on a real port behind a fault
+//!   switch of its own (byte-level faults, as in a seeded run).
 //! - The admin host is a current-thread runtime on the runner's thread: a tick lets it
 //!   run its jobs for 10 ms of real time.
 
@@ -27,7 +28,7 @@ use cluster::net::{BoxFuture, BoxStream, Dialer, TcpDialer};
 use cluster::node::{Node, NodeOptions};
 use kms_sim::chaos::{Chaos, Fault};
 use kms_sim::object_store::ObjectStore;
-use kms_sim::proxy::serve_tcp;
+use kms_sim::serve::serve_tcp;
 use kms_sim::tcp_proxy::TcpForward;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
@@ -93,6 +94,8 @@ pub struct LiveFabric {
     services: Runtime,
     /// The fault switch in the KMS proxy.
     chaos: Chaos,
+    /// The fault switch in front of the object store.
+    store_chaos: Chaos,
     proxy_url: String,
     objects_url: String,
     /// The nodes' dialer: real TCP, with the KMIP server's address sent to the proxy.
@@ -131,18 +134,15 @@ impl LiveFabric {
             }
         };
         let (store, objects_url) = listen(&services)?;
-        let router = objects.router();
-        services.spawn(async move {
-            while let Ok((stream, _)) = store.accept().await {
-                tokio::spawn(kms_sim::serve::serve_stream(router.clone(), stream));
-            }
-        });
+        let store_chaos = Chaos::default();
+        services.spawn(serve_tcp(store, objects.router(), store_chaos.clone()));
         Ok(LiveFabric {
             started: Arc::new(Stopwatch::start()),
             admin,
             jobs,
             services,
             chaos,
+            store_chaos,
             proxy_url,
             objects_url,
             dialer,
@@ -340,6 +340,10 @@ impl Fabric for LiveFabric {
         &self.chaos
     }
 
+    fn store_chaos(&self) -> &Chaos {
+        &self.store_chaos
+    }
+
     fn stop_host(&mut self, host: &str) -> Result<(), String> {
         Err(format!(
             "{host} is not a host of the live fabric: a live KMS runs outside it"
@@ -357,6 +361,7 @@ impl Fabric for LiveFabric {
 
     fn heal(&mut self) {
         self.chaos.set(Fault::None);
+        self.store_chaos.set(Fault::None);
     }
 
     fn interrupted(&self) -> bool {

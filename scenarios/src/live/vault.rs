@@ -149,6 +149,7 @@ fn no_answer_reason(e: &HttpError) -> String {
         HttpError::Connect { reason, .. } => reason.clone(),
         HttpError::Timeout { ms, .. } => format!("no answer within {ms} ms"),
         HttpError::Protocol { reason, .. } => reason.clone(),
+        HttpError::Garbled { reason, .. } => format!("unreadable answer: {reason}"),
         HttpError::BadUrl(url) => format!("bad URL {url}"),
     };
     let mut chars = reason.chars();

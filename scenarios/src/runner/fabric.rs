@@ -64,6 +64,10 @@ pub trait Fabric {
     /// The fault switch on the wire in front of the KMS.
     fn chaos(&self) -> &Chaos;
 
+    /// The fault switch on the wire in front of the object store (its byte-level faults:
+    /// the store has no protocol faults of its own).
+    fn store_chaos(&self) -> &Chaos;
+
     /// Stops a service host the fabric runs (the simulated KMS) as power loss does: its
     /// storage survives. A live fabric runs no service hosts: the KMS is outside it.
     fn stop_host(&mut self, host: &str) -> Result<(), String>;
@@ -74,8 +78,8 @@ pub trait Fabric {
     /// Carries out a network step (`partition`, `hold`, `release`, `heal`, `latency`).
     fn network(&mut self, step: &Step, hosts: &dyn Fn(&str) -> Vec<String>) -> String;
 
-    /// The network and the wire in front of the KMS back to health before the liveness
-    /// phase.
+    /// The network and the wires in front of the KMS and the object store back to health
+    /// before the liveness phase.
     fn heal(&mut self);
 
     /// Whether the user asked to stop (a live run's Ctrl-C). The runner then ends the run

@@ -74,6 +74,12 @@ impl World<'_> {
                 chaos.set(*mode);
                 format!("kms {mode:?}")
             }
+            Step::ObjectStoreFault { mode, delay } => {
+                let chaos = self.fabric.store_chaos();
+                chaos.set_delay(delay.unwrap_or_default());
+                chaos.set(*mode);
+                format!("object store {mode:?}")
+            }
             Step::KmsSeal => self.lifecycle(at, Lifecycle::Seal)?,
             Step::KmsRevokeTokens => self.lifecycle(at, Lifecycle::RevokeCredentials)?,
             Step::KmsUnseal => self.lifecycle(at, Lifecycle::Unseal)?,

@@ -306,6 +306,7 @@ impl World<'_> {
                 }
             }
             Step::KmsFault { .. }
+            | Step::ObjectStoreFault { .. }
             | Step::KmsSeal
             | Step::KmsRevokeTokens
             | Step::KmsRevokeKey

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use cluster::admin::AdminCommand;
 use kms_sim::chaos::Fault;
@@ -216,13 +217,17 @@ impl Scenario {
                     .map(|_| ())
                     .map_err(|e| format!("command {command:?}: {e}"))
             }
-            Step::KmsFault { mode, delay } => match (mode, delay) {
-                (Fault::Slow, None) => Err("mode = \"slow\" needs a delay".into()),
-                (Fault::Slow, Some(_)) | (_, None) => Ok(()),
-                (other, Some(_)) => Err(format!(
-                    "delay only goes with mode = \"slow\", not {other:?}"
-                )),
-            },
+            Step::KmsFault { mode, delay } => fault_delay(*mode, *delay),
+            Step::ObjectStoreFault { mode, .. }
+                if *mode != Fault::None && !mode.is_byte_level() =>
+            {
+                Err(format!(
+                    "the object store takes the byte-level faults only (none, refuse, hang, \
+                     slow, malformed, truncated), not {:?}",
+                    kebab(mode)
+                ))
+            }
+            Step::ObjectStoreFault { mode, delay } => fault_delay(*mode, *delay),
             Step::Write { via: Some(g), .. }
             | Step::ReadVerify { via: Some(g), .. }
             | Step::ExpectLocked {
@@ -257,6 +262,25 @@ impl Scenario {
 
 /// A `weka` step's command as it will run, with stand-ins for what the Vault setup
 /// produces (the placeholders' values do not change what parses).
+/// A fault's delay goes with `slow`, and only with it.
+fn fault_delay(mode: Fault, delay: Option<Duration>) -> Result<(), String> {
+    match (mode, delay) {
+        (Fault::Slow, None) => Err("mode = \"slow\" needs a delay".into()),
+        (Fault::Slow, Some(_)) | (_, None) => Ok(()),
+        (other, Some(_)) => Err(format!(
+            "delay only goes with mode = \"slow\", not {other:?}"
+        )),
+    }
+}
+
+/// A fault as scenario files spell it (`error-500`).
+fn kebab(fault: &Fault) -> String {
+    match serde_json::to_value(fault) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{fault:?}"),
+    }
+}
+
 fn weka_command(command: &str) -> Result<AdminCommand, String> {
     // Placeholders stand for what the KMS setup creates; any file a command names reads
     // as a certificate-shaped placeholder (its contents are the KMS under test's).

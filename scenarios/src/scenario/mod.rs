@@ -277,6 +277,18 @@ pub enum Step {
         )]
         delay: Option<Duration>,
     },
+    /// Turns a fault on in front of the snapshot object store (`mode = "none"` turns it
+    /// off). The store speaks no protocol of its own faults: only the byte-level modes
+    /// (refuse, hang, slow, malformed, truncated).
+    ObjectStoreFault {
+        mode: Fault,
+        #[serde(
+            default,
+            with = "opt_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
+        delay: Option<Duration>,
+    },
     /// Revokes every token the KMS issued (the root token aside): a cluster that logs in
     /// by AppRole logs in again; one configured with a token is locked out.
     KmsRevokeTokens,
@@ -392,6 +404,7 @@ impl Step {
             Step::Start { .. } => "start",
             Step::CrashAt { .. } => "crash-at",
             Step::KmsFault { .. } => "kms-fault",
+            Step::ObjectStoreFault { .. } => "object-store-fault",
             Step::KmsSeal => "kms-seal",
             Step::KmsRevokeTokens => "kms-revoke-tokens",
             Step::KmsRevokeKey => "kms-revoke-key",

@@ -59,7 +59,8 @@ pub fn run(scenario: &Scenario, opts: &SimOptions) -> RunReport {
 
 /// The KMS a run serves, on its own host.
 pub enum SimKms {
-    /// Vault's HTTP API, behind the fault switch's HTTP faults.
+    /// Vault's HTTP API, behind the fault switch's HTTP faults and the wire's byte-level
+    /// ones.
     Vault(Router),
     /// A KMIP server behind TLS and the fault switch's byte-level faults; the fabric
     /// gives it TLS from its own dialer's seeded crypto.
@@ -80,6 +81,8 @@ pub struct SimFabric<'a> {
     driver: Option<Driver>,
     /// The fault switch in front of the KMS host.
     chaos: Chaos,
+    /// The fault switch in front of the object store (byte-level faults only).
+    store_chaos: Chaos,
     net: Net,
     /// Every host's dialer: one seeded TLS environment for the run.
     dialer: TurmoilDialer,
@@ -115,23 +118,7 @@ impl<'a> SimFabric<'a> {
         let chaos = Chaos::default();
         let kms_host = match kms {
             SimKms::Vault(router) => {
-                let app = chaos.wrap(router);
-                let refuse = chaos.clone();
-                sim.host(VAULT_HOST, move || {
-                    let (app, refuse) = (app.clone(), refuse.clone());
-                    async move {
-                        let listener =
-                            turmoil::net::TcpListener::bind(("0.0.0.0", VAULT_PORT)).await?;
-                        loop {
-                            let (stream, _) = listener.accept().await?;
-                            if refuse.refuses() {
-                                drop(stream);
-                                continue;
-                            }
-                            tokio::spawn(kms_sim::serve::serve_stream(app.clone(), stream));
-                        }
-                    }
-                });
+                serve_http(&mut sim, VAULT_HOST, VAULT_PORT, chaos.wrap(router), &chaos);
                 VAULT_HOST
             }
             SimKms::Kmip(setup) => {
@@ -164,18 +151,14 @@ impl<'a> SimFabric<'a> {
             });
         }
 
-        let store = objects.router();
-        sim.host(OBJECT_STORE_HOST, move || {
-            let store = store.clone();
-            async move {
-                let listener =
-                    turmoil::net::TcpListener::bind(("0.0.0.0", OBJECT_STORE_PORT)).await?;
-                loop {
-                    let (stream, _) = listener.accept().await?;
-                    tokio::spawn(kms_sim::serve::serve_stream(store.clone(), stream));
-                }
-            }
-        });
+        let store_chaos = Chaos::default();
+        serve_http(
+            &mut sim,
+            OBJECT_STORE_HOST,
+            OBJECT_STORE_PORT,
+            objects.router(),
+            &store_chaos,
+        );
         let net = Net {
             hosts: [kms_host, OBJECT_STORE_HOST, "admin"]
                 .iter()
@@ -187,6 +170,7 @@ impl<'a> SimFabric<'a> {
             sim,
             driver: None,
             chaos,
+            store_chaos,
             net,
             dialer,
         }
@@ -305,6 +289,10 @@ impl Fabric for SimFabric<'_> {
         &self.chaos
     }
 
+    fn store_chaos(&self) -> &Chaos {
+        &self.store_chaos
+    }
+
     fn stop_host(&mut self, host: &str) -> Result<(), String> {
         self.crash_host(host);
         Ok(())
@@ -361,7 +349,32 @@ impl Fabric for SimFabric<'_> {
     fn heal(&mut self) {
         self.heal_network();
         self.chaos.set(kms_sim::chaos::Fault::None);
+        self.store_chaos.set(kms_sim::chaos::Fault::None);
     }
+}
+
+/// Serves `app` over HTTP on `host:port`, every connection through the wire's byte-level
+/// faults of `chaos` (a refused connection is dropped where it is accepted).
+fn serve_http(sim: &mut turmoil::Sim<'_>, host: &str, port: u16, app: Router, chaos: &Chaos) {
+    let chaos = chaos.clone();
+    sim.host(host, move || {
+        let (app, chaos) = (app.clone(), chaos.clone());
+        async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                if chaos.refuses() {
+                    drop(stream);
+                    continue;
+                }
+                tokio::spawn(kms_sim::serve::serve_faulty(
+                    app.clone(),
+                    stream,
+                    chaos.clone(),
+                ));
+            }
+        }
+    });
 }
 
 /// Every host, and the cuts the scenario put in the network (so a crash, which cuts
