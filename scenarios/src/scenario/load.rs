@@ -402,6 +402,29 @@ within = "5s"
         assert!(err.contains("step 3"), "{err}");
     }
 
+    /// The object store has no protocol of faults: an HTTP status fault is refused at load,
+    /// by name and step; a delay goes with `slow` only, as for the KMS.
+    #[test]
+    fn object_store_faults_are_the_byte_level_ones() {
+        let step = |mode: &str, extra: &str| {
+            format!("{GOOD}\n[[step]]\naction = \"object-store-fault\"\nmode = \"{mode}\"\n{extra}")
+        };
+        for mode in ["refuse", "hang", "malformed", "truncated", "none"] {
+            Scenario::parse(&step(mode, "")).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        }
+        Scenario::parse(&step("slow", "delay = \"1s\"\n")).unwrap();
+        for mode in ["error-500", "error-503", "rate-limit"] {
+            let err = Scenario::parse(&step(mode, "")).unwrap_err();
+            assert!(err.contains("step 3"), "{err}");
+            assert!(err.contains("byte-level faults only"), "{err}");
+            assert!(err.contains(mode), "{err}");
+        }
+        let err = Scenario::parse(&step("slow", "")).unwrap_err();
+        assert!(err.contains("needs a delay"), "{err}");
+        let err = Scenario::parse(&step("hang", "delay = \"1s\"\n")).unwrap_err();
+        assert!(err.contains("delay only goes with"), "{err}");
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
