@@ -127,8 +127,8 @@ impl Node {
         Ok(blocks)
     }
 
-    /// `fs snapshot upload`: blocks first, the manifest last (a manifest means a complete
-    /// snapshot), then the config table records it.
+    /// `fs snapshot upload`: blocks first, then the config table records the snapshot, then
+    /// the manifest (a manifest means a complete snapshot).
     pub(super) async fn snapshot_upload(
         &self,
         fs: &str,
@@ -163,8 +163,11 @@ impl Node {
         };
         let body = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| AdminError::ObjectStore(e.to_string()))?;
-        self.object("PUT", &bucket, &format!("{locator}/{MANIFEST}"), body)
-            .await?;
+        // The config table lists the snapshot before its manifest is written: a manifest
+        // that may be in the store is always in the cluster's list, with the key version it
+        // needs. A manifest PUT whose answer is lost (the store took it, then hung or cut the
+        // answer) fails the upload but leaves a snapshot a DR site can download; listed, it
+        // keeps a careful admin from retiring its key version. A retry replaces the entry.
         self.propose(ConfigCommand::AddSnapshot {
             record: SnapshotRecord {
                 fs: fs.to_string(),
@@ -176,6 +179,8 @@ impl Node {
             },
         })
         .await?;
+        self.object("PUT", &bucket, &format!("{locator}/{MANIFEST}"), body)
+            .await?;
         self.emit(Event::SnapshotUploaded {
             fs: fs.to_string(),
             locator: locator.clone(),
