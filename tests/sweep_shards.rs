@@ -134,7 +134,7 @@ fn merged_shards_equal_one_sweep_of_the_same_seeds() {
         assert!(merged.join(file).is_file(), "{file} missing");
     }
     // A merged folder is itself a complete sweep folder: merging it again gives the same.
-    let again = merge(&[merged.clone()], &["--json"]);
+    let again = merge(std::slice::from_ref(&merged), &["--json"]);
     assert_eq!(again.code, Some(EXIT_PASS), "{}", again.describe());
     let summary: Value = serde_json::from_str(&again.stdout).expect("merge --json is JSON");
     assert_eq!(summary["complete"], true);
