@@ -555,6 +555,7 @@ fn images_sh_rebuilds_nothing_when_nothing_changed() {
             docker_support::OPENBAO_TAG
         ),
         format!("wekasim/kms-sim:{kms_sim_version}"),
+        format!("wekasim/wekasim:{}", env!("CARGO_PKG_VERSION")),
     ];
     images_sh("first run", &[]);
     let ids: Vec<String> = tags.iter().map(|t| image_id(t)).collect();

@@ -8,6 +8,10 @@
 #   wekasim/kms-sim:<version>   the release `kms-sim` binary, the shared libraries `ldd` lists
 #                               for it and the dynamic loader; entrypoint /kms-sim, by default
 #                               the simulated Vault on 0.0.0.0:8200 (root token `root`)
+#   wekasim/wekasim:<version>   the release `wekasim` binary, the shared libraries `ldd` lists
+#                               for it and the dynamic loader; entrypoint /wekasim (by default
+#                               `--help`): a sweep shard per container, e.g. the Kubernetes
+#                               Indexed Job of deploy/sweep-job.yaml
 #   wekasim/pykmip:0.11.0       PyKMIP 0.11.0 on the Python 3.11 .venv was made from: that
 #                               interpreter's tree under /opt/python (pruned of tests, IDLE,
 #                               tkinter, ensurepip and every other site-package), PyKMIP and
@@ -29,7 +33,8 @@
 #
 # For the test of that (tests/container_gate.rs): WEKASIM_KMS_SIM_BIN puts that kms-sim binary
 # in the image instead of the release build (no cargo build then), and WEKASIM_KMS_SIM_TAG
-# builds it under that tag instead of wekasim/kms-sim:<version>.
+# builds it under that tag instead of wekasim/kms-sim:<version>; WEKASIM_BIN and WEKASIM_TAG do
+# the same for the wekasim image (tests/shard_containers.rs puts a planted-bugs build in one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -169,6 +174,32 @@ ENTRYPOINT ["/kms-sim"]
 CMD ["vault", "--listen", "0.0.0.0:8200"]
 EOF
 build_image "${WEKASIM_KMS_SIM_TAG:-wekasim/kms-sim:$version}" "$ctx"
+
+# --- wekasim/wekasim ------------------------------------------------------------------------
+if [ -n "${WEKASIM_BIN:-}" ]; then
+  bin=$WEKASIM_BIN
+else
+  cargo build --release --quiet --bin wekasim
+  bin=target/release/wekasim
+fi
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+if [ -z "$version" ]; then
+  echo "FAIL: no version in Cargo.toml" >&2
+  exit 1
+fi
+ctx=$work/wekasim
+mkdir -p "$ctx/rootfs/tmp"
+chmod 1777 "$ctx/rootfs/tmp"
+cp "$bin" "$ctx/rootfs/wekasim"
+chmod 0755 "$ctx/rootfs/wekasim"
+copy_libs "$ctx/rootfs" "" "$bin"
+cat >"$ctx/Dockerfile" <<'EOF'
+FROM scratch
+COPY rootfs/ /
+ENTRYPOINT ["/wekasim"]
+CMD ["--help"]
+EOF
+build_image "${WEKASIM_TAG:-wekasim/wekasim:$version}" "$ctx"
 
 # --- wekasim/pykmip --------------------------------------------------------------------------
 PYKMIP_VERSION=0.11.0

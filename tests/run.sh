@@ -5,11 +5,13 @@
 #
 # 0. a real OpenBao (2.7.2, into .venv) for the Vault conformance test, a real PyKMIP (0.11.0,
 #    into the same .venv) for the KMIP live and conformance tests, and the container images built from
-#    that OpenBao and from kms-sim (tests/images.sh) for the Docker tests;
+#    that OpenBao and from kms-sim (tests/images.sh) for the Docker tests; kubernetes-validate
+#    (1.37.0, into the same .venv) checks the manifests under deploy/ against Kubernetes 1.37's
+#    schemas, offline (the package carries them);
 # 1. the workspace's tests (unit, scenario, CLI end-to-end, 20-seed determinism, Vault
 #    conformance of kms-sim against that OpenBao, KMIP conformance of kms-sim against that
 #    PyKMIP, the connector against OpenBao in a
-#    container, docker-compose.yml up and down);
+#    container, docker-compose.yml up and down, sweep shards in containers merged);
 # 2. the same seed gives the same trace hash in a debug and a release build, and the
 #    hashes committed in tests/golden/hashes.txt (tests/golden.sh);
 # 3. the scenario suite over the default seeds, from the release build;
@@ -65,8 +67,30 @@ if [ "$(pykmip_versions)" != "$pykmip_want" ] || [ ! -x .venv/bin/pykmip-server 
 fi
 pykmip_versions
 
+# The Kubernetes manifests under deploy/, validated offline against the schemas of Kubernetes
+# 1.37 that kubernetes-validate 1.37.0 carries (strict: an unknown field fails), in the same
+# venv; installed once, reinstalled only if the version differs. Then what no schema knows:
+# the sweep Job's shard count, its merge Job's folders and the CI example's matrix agree.
+echo "== Kubernetes manifests (deploy/): kubernetes-validate 1.37.0 in .venv"
+if [ "$(.venv/bin/kubernetes-validate --version 2>/dev/null)" != "1.37.0" ]; then
+  if ! .venv/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0; then
+    echo "FAIL: could not install kubernetes-validate==1.37.0 into .venv (see pip's error above)" >&2
+    exit 1
+  fi
+  if [ "$(.venv/bin/kubernetes-validate --version 2>/dev/null)" != "1.37.0" ]; then
+    echo "FAIL: .venv/bin/kubernetes-validate does not report 1.37.0 after install" >&2
+    exit 1
+  fi
+fi
+if ! .venv/bin/kubernetes-validate --strict --kubernetes-version 1.37.0 deploy/*.yaml; then
+  echo "FAIL: a manifest under deploy/ does not validate against Kubernetes 1.37 (above)" >&2
+  exit 1
+fi
+.venv/bin/python3 tests/deploy_agrees.py
+
 # The container images the Docker tests run (tests/container_gate.rs, tests/compose.rs), built
-# locally from that OpenBao and the release kms-sim; rebuilt only when their inputs changed.
+# locally from that OpenBao, the release kms-sim and the release wekasim (the sweep-shard image);
+# rebuilt only when their inputs changed.
 echo "== container images (tests/images.sh)"
 bash tests/images.sh
 
@@ -177,6 +201,11 @@ done
 echo "== live runs against OpenBao catch planted bugs (the CI gate's teeth)"
 cargo test --release --features planted-bugs --test live_planted
 cargo test --release --features planted-bugs --test container_gate planted_bug
+
+echo "== sweep shards in containers merge into one sweep, failing seeds included"
+# tests/shard_containers.rs with a planted-bugs build: its binary in an image of the test's
+# own, two bugs planted, so failing seeds of two checks cross the shards.
+cargo test --release --features planted-bugs --test shard_containers
 
 echo "== shrink: a planted bug's failing seed shrinks to a scenario file that still fails"
 # skip-one-rewrap's first failing seed from the sweep above: the shrunk file, which

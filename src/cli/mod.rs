@@ -1,16 +1,22 @@
-//! Commands: `run`, `suite`, `sweep`, `shrink`, `bench`, `bench-vault`, `bench-kmip`, `list`.
+//! Commands: `run`, `suite`, `sweep`, `merge`, `shrink`, `bench`, `bench-vault`,
+//! `bench-kmip`, `list`.
 //!
 //! Exit codes: 0 all passed; 1 a correctness failure; 2 bad input (unknown scenario,
-//! malformed file, bad flag); 3 a liveness failure; 4 a crash (panic).
+//! malformed file, bad flag); 3 a liveness failure; 4 a crash (panic); 5 a merge of sweep
+//! shards with shards missing (and no failure among the seeds that ran).
 
 mod bench;
 mod bench_kmip;
 mod bench_vault;
+mod manifest;
+mod merge;
 mod parallel;
 mod run;
+mod shard;
 mod shrink;
 mod suite;
 mod sweep;
+mod triage;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -22,6 +28,8 @@ pub const EXIT_CORRECTNESS: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_LIVENESS: i32 = 3;
 pub const EXIT_CRASH: i32 = 4;
+/// `merge`: shards missing or stopped early, and no seed that ran failed.
+pub const EXIT_INCOMPLETE: i32 = 5;
 /// A live run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
@@ -47,6 +55,8 @@ enum Command {
     Suite(suite::SuiteArgs),
     /// Run the swarm (a topology, fault knobs and operations drawn per seed) over seeds.
     Sweep(sweep::SweepArgs),
+    /// Merge the shard folders of one sweep (`sweep --shard I/N --out DIR`) into one verdict.
+    Merge(merge::MergeArgs),
     /// Shrink a failing sweep seed to the smallest schedule that still fails.
     Shrink(shrink::ShrinkArgs),
     /// Measure simulated seconds per wall second against bare turmoil.
@@ -84,7 +94,10 @@ pub fn main() -> i32 {
     let seeded = match &cli.command {
         Command::Run(args) => !args.is_live(),
         Command::Suite(_) | Command::Sweep(_) | Command::Shrink(_) | Command::Bench(_) => true,
-        Command::BenchVault(_) | Command::BenchKmip(_) | Command::List { .. } => false,
+        Command::BenchVault(_)
+        | Command::BenchKmip(_)
+        | Command::Merge(_)
+        | Command::List { .. } => false,
     };
     if seeded {
         if let Err(refusal) = scenarios::runner::seeded_build() {
@@ -98,6 +111,7 @@ pub fn main() -> i32 {
         Command::BenchVault(args) => bench_vault::run(args),
         Command::BenchKmip(args) => bench_kmip::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Shrink(args) => shrink::run(args),
         Command::List { bugs: true, .. } => list_bugs(),
         Command::List { scenarios, .. } => list(scenarios),

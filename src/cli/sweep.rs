@@ -1,4 +1,5 @@
-//! `wekasim sweep --seeds A..B`: the swarm over many seeds.
+//! `wekasim sweep --seeds A..B`: the swarm over many seeds, or one shard of them
+//! (`--shard I/N`, or `JOB_COMPLETION_INDEX` and `WEKASIM_SHARD_COUNT`: see `shard`).
 
 use std::io::IsTerminal;
 use std::ops::Range;
@@ -9,6 +10,8 @@ use clap::Args;
 use scenarios::runner::{FailureKind, RunReport, SimOptions, TestHook};
 use scenarios::wall::Stopwatch;
 
+use super::manifest::{Build, Manifest, SeedRange, SeedResult, Swarm};
+use super::shard::Shard;
 use super::suite::parse_seeds;
 use super::{exit_code, planted, usage_error};
 
@@ -17,6 +20,10 @@ pub struct SweepArgs {
     /// Seeds: `A..B` (B excluded), `A..=B`, or one seed.
     #[arg(long, value_parser = parse_seeds)]
     pub seeds: Range<u64>,
+    /// Run only shard I of N: seed s when (s - A) mod N = I. Default: the shard named by
+    /// JOB_COMPLETION_INDEX and WEKASIM_SHARD_COUNT when set, else every seed.
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
     /// Runs at once (default: the number of cores).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -26,7 +33,8 @@ pub struct SweepArgs {
     /// Plant a known bug (repeatable; needs a build with `--features planted-bugs`).
     #[arg(long, value_name = "BUG")]
     pub plant: Vec<String>,
-    /// Write junit.xml, and a run folder per failing seed, under DIR.
+    /// Write manifest.json (for `wekasim merge`), junit.xml, and a run folder per failing
+    /// seed, under DIR.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print one JSON report per seed instead of the summary.
@@ -43,7 +51,31 @@ pub fn run(args: SweepArgs) -> i32 {
         Ok(h) => h.filter(|h| *h == TestHook::PanicInHost),
         Err(e) => return usage_error(e),
     };
-    let seeds: Vec<u64> = args.seeds.clone().collect();
+    let shard = match args.shard {
+        Some(s) => s,
+        None => match Shard::from_env(|name| std::env::var(name).ok()) {
+            Ok(s) => s.unwrap_or(Shard::WHOLE),
+            Err(e) => return usage_error(e),
+        },
+    };
+    // Named before any seed runs: a build that cannot say what it is cannot be merged.
+    let build = match args.out.as_ref().map(|_| Build::current()).transpose() {
+        Ok(b) => b,
+        Err(e) => return usage_error(e),
+    };
+    let seeds: Vec<u64> = shard.seeds(&args.seeds).collect();
+    if shard != Shard::WHOLE {
+        eprintln!(
+            "shard {shard}: {} of the {} seeds {}..{} (seed s when (s - {}) mod {} = {})",
+            seeds.len(),
+            args.seeds.end - args.seeds.start,
+            args.seeds.start,
+            args.seeds.end,
+            args.seeds.start,
+            shard.count,
+            shard.index
+        );
+    }
     let clock = Stopwatch::start();
     let failed = AtomicUsize::new(0);
     let tty = std::io::stderr().is_terminal();
@@ -78,8 +110,24 @@ pub fn run(args: SweepArgs) -> i32 {
     }
     let wall = clock.elapsed();
 
-    if let Some(dir) = &args.out {
-        if let Err(e) = write_out(dir, &reports) {
+    if let (Some(dir), Some(build)) = (&args.out, build) {
+        let manifest = Manifest {
+            format: super::manifest::FORMAT.into(),
+            build,
+            swarm: Swarm {
+                scenario: "swarm".into(),
+                planted: planted.iter().map(|b| b.name().to_string()).collect(),
+                test_hook: hook.map(|_| "panic-in-host".to_string()),
+            },
+            seeds: SeedRange {
+                start: args.seeds.start,
+                end: args.seeds.end,
+            },
+            shard: shard.into(),
+            complete: reports.len() == seeds.len(),
+            results: reports.iter().map(SeedResult::of).collect(),
+        };
+        if let Err(e) = write_out(dir, &reports, &manifest) {
             eprintln!("error: cannot write under {}: {e}", dir.display());
             return super::EXIT_USAGE;
         }
@@ -94,8 +142,13 @@ pub fn run(args: SweepArgs) -> i32 {
     exit_code(&reports)
 }
 
-fn write_out(dir: &std::path::Path, reports: &[RunReport]) -> std::io::Result<()> {
+fn write_out(
+    dir: &std::path::Path,
+    reports: &[RunReport],
+    manifest: &Manifest,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    manifest.write(dir)?;
     std::fs::write(
         dir.join("junit.xml"),
         scenarios::report::junit("wekasim sweep", reports),

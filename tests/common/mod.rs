@@ -13,12 +13,15 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_LIVENESS: i32 = 3;
 pub const EXIT_CRASH: i32 = 4;
 
-/// A command for the built binary, with logging left at its default.
+/// A command for the built binary, with logging left at its default, and no sweep shard
+/// from the environment (the tests may run in a pod of a Kubernetes Indexed Job).
 pub fn wekasim(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wekasim"));
     cmd.args(args)
         .env_remove("RUST_LOG")
-        .env_remove("RUST_BACKTRACE");
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("WEKASIM_SHARD_COUNT");
     cmd
 }
 
