@@ -13,11 +13,13 @@
 //!
 //! Containers run read-only, without a network, as the caller's user, and are removed (`--rm`).
 
+mod common;
 mod docker_support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use common::{sweep_manifest as manifest, sweep_results as results};
 use serde_json::Value;
 
 const SHARDS: u64 = 4;
@@ -77,26 +79,6 @@ fn finish(child: Child, what: &str) -> (i32, String) {
         .code()
         .unwrap_or_else(|| panic!("killed\n{text}"));
     (code, text)
-}
-
-fn manifest(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("manifest.json"))
-        .unwrap_or_else(|e| panic!("{}/manifest.json: {e}", dir.display()));
-    serde_json::from_str(&text).expect("manifest.json is JSON")
-}
-
-/// Each seed's result without its wall time.
-fn results(m: &Value) -> Vec<Value> {
-    m["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.as_object_mut().expect("a result").remove("wall_ms");
-            r
-        })
-        .collect()
 }
 
 fn strings(args: &[&str]) -> Vec<String> {

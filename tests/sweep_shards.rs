@@ -8,7 +8,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{output, wekasim, Run, TempDir, EXIT_CRASH, EXIT_PASS, EXIT_USAGE};
+use common::{
+    output, sweep_manifest as manifest, sweep_results as results, wekasim, Run, TempDir,
+    EXIT_CRASH, EXIT_PASS, EXIT_USAGE,
+};
 use serde_json::Value;
 
 const EXIT_INCOMPLETE: i32 = 5;
@@ -23,26 +26,6 @@ fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
-}
-
-fn manifest(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("manifest.json"))
-        .unwrap_or_else(|e| panic!("{}/manifest.json: {e}", dir.display()));
-    serde_json::from_str(&text).expect("manifest.json is JSON")
-}
-
-/// Each seed's result without its wall time (the one thing that differs between two runs).
-fn results(m: &Value) -> Vec<Value> {
-    m["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.as_object_mut().expect("a result").remove("wall_ms");
-            r
-        })
-        .collect()
 }
 
 /// `sweep --seeds RANGE --shard I/N --out BASE/shard-I` for every I, with `env`; each must
@@ -163,15 +146,7 @@ fn the_shard_comes_from_the_environment_as_kubernetes_sets_it() {
         &[("JOB_COMPLETION_INDEX", "1"), ("WEKASIM_SHARD_COUNT", "3")],
     );
     assert_eq!(r.code, Some(EXIT_PASS), "{}", r.describe());
-    let seeds: Vec<u64> = r
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).expect("JSON")["seed"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let seeds = seeds_of(&r);
     assert_eq!(seeds, vec![1, 4], "{}", r.describe());
     assert!(
         r.stderr.contains("shard 1/3: 2 of the 7 seeds 0..7"),
@@ -186,16 +161,20 @@ fn the_shard_comes_from_the_environment_as_kubernetes_sets_it() {
         &["sweep", "--seeds", "0..7", "--shard", "2/3", "--json"],
         &[("JOB_COMPLETION_INDEX", "1"), ("WEKASIM_SHARD_COUNT", "3")],
     );
-    let seeds: Vec<u64> = r
-        .stdout
+    let seeds = seeds_of(&r);
+    assert_eq!(seeds, vec![2, 5], "{}", r.describe());
+}
+
+/// The seeds of the JSON reports a `sweep --json` printed, one per line, in order.
+fn seeds_of(r: &Run) -> Vec<u64> {
+    r.stdout
         .lines()
         .map(|l| {
             serde_json::from_str::<Value>(l).expect("JSON")["seed"]
                 .as_u64()
                 .unwrap()
         })
-        .collect();
-    assert_eq!(seeds, vec![2, 5], "{}", r.describe());
+        .collect()
 }
 
 /// Exit 2, an error naming `needle`, nothing on stdout, no panic.

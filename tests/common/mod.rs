@@ -102,3 +102,25 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The `manifest.json` a `sweep --out DIR` or `merge --out DIR` wrote.
+pub fn sweep_manifest(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("manifest.json"))
+        .unwrap_or_else(|e| panic!("{}/manifest.json: {e}", dir.display()));
+    serde_json::from_str(&text).expect("manifest.json is JSON")
+}
+
+/// A manifest's per-seed results without their wall time (the one thing that differs
+/// between two runs of the same seeds).
+pub fn sweep_results(m: &serde_json::Value) -> Vec<serde_json::Value> {
+    m["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.as_object_mut().expect("a result").remove("wall_ms");
+            r
+        })
+        .collect()
+}
