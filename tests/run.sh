@@ -23,13 +23,15 @@
 #    failing seed shrunk to a file that still fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tests/steps.sh
+trap 'step_report tests/run.sh' EXIT
 
 # The toolchain rust-toolchain.toml pins, and jq (the proof below reads JSON reports).
 bash tests/prerequisites.sh
 
 # The real OpenBao the Vault conformance test (tests/vault_conformance.rs) runs against,
 # in a project-local venv; installed once, reinstalled only if the version is not 2.7.2.
-echo "== OpenBao 2.7.2 in .venv"
+step "OpenBao 2.7.2 in .venv"
 if [ ! -x .venv/bin/python3 ]; then
   python3 -m venv .venv
 fi
@@ -49,7 +51,7 @@ fi
 # same venv: PyKMIP 0.11 with the cryptography and SQLAlchemy it was checked with (a later
 # cryptography may drop ciphers its server imports). Installed once, reinstalled only if a
 # version differs.
-echo "== PyKMIP 0.11.0 in .venv"
+step "PyKMIP 0.11.0 in .venv"
 pykmip_versions() {
   .venv/bin/python3 -c 'from importlib.metadata import version as v; print("pykmip", v("pykmip"), "cryptography", v("cryptography"), "sqlalchemy", v("sqlalchemy"))' 2>/dev/null
 }
@@ -71,7 +73,7 @@ pykmip_versions
 # 1.37 that kubernetes-validate 1.37.0 carries (strict: an unknown field fails), in the same
 # venv; installed once, reinstalled only if the version differs. Then what no schema knows:
 # the sweep Job's shard count, its merge Job's folders and the CI example's matrix agree.
-echo "== Kubernetes manifests (deploy/): kubernetes-validate 1.37.0 in .venv"
+step "Kubernetes manifests (deploy/): kubernetes-validate 1.37.0 in .venv"
 if [ "$(.venv/bin/kubernetes-validate --version 2>/dev/null)" != "1.37.0" ]; then
   if ! .venv/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0; then
     echo "FAIL: could not install kubernetes-validate==1.37.0 into .venv (see pip's error above)" >&2
@@ -91,13 +93,15 @@ fi
 # The container images the Docker tests run (tests/container_gate.rs, tests/compose.rs), built
 # locally from that OpenBao, the release kms-sim and the release wekasim (the sweep-shard image);
 # rebuilt only when their inputs changed.
-echo "== container images (tests/images.sh)"
+step "container images (tests/images.sh)"
 bash tests/images.sh
 
-echo "== cargo test --workspace"
+step "cargo test --workspace: build"
+cargo test --workspace --no-run
+step "cargo test --workspace: run"
 cargo test --workspace
 
-echo "== same seed, same hash: debug and release builds"
+step "same seed, same hash: debug and release builds"
 # Every library scenario over 2 seeds and 24 sweep seeds (a debug build is slow), as
 # `scenario seed hash` maps; tests/hashes.sh fails on a run without a hash.
 cargo build --quiet
@@ -110,17 +114,18 @@ if ! diff -u --label debug --label release target/hashes-debug.txt target/hashes
 fi
 echo "debug and release agree on $(wc -l <target/hashes-release.txt) runs"
 
-echo "== golden hashes: this machine and toolchain replay the committed runs (tests/golden.sh)"
+step "golden hashes: this machine and toolchain replay the committed runs (tests/golden.sh)"
 bash tests/golden.sh
 
-echo "== wekasim suite"
+step "wekasim suite"
 target/release/wekasim suite
 
-echo "== wekasim sweep: the swarm over seeds 0..6000 (clean build)"
+step "wekasim sweep: the swarm over seeds 0..6000 (clean build)"
 target/release/wekasim sweep --seeds 0..6000
 
-echo "== planted bugs: each must be caught within 500 seeds, by the check meant for it"
+step "planted bugs: the build that can plant them"
 cargo build --release --quiet --features planted-bugs
+step "planted bugs: each must be caught within 500 seeds, by the check meant for it"
 # `wekasim list --bugs` prints `BUG CHECK KIND` per bug: the table lives beside the
 # PlantedBug enum (cluster/src/hooks.rs), so a new bug cannot be left out of the proof.
 bugs=$(target/release/wekasim list --bugs)
@@ -160,7 +165,7 @@ while read -r bug check kind; do
   echo "caught $bug at swarm seed $seed by $actual_check ($actual_kind)"
 done <<<"$bugs"
 
-echo "== regressions: each still fails with its bug planted (and passes clean, in the suite)"
+step "regressions: each still fails with its bug planted (and passes clean, in the suite)"
 # A file's header, as `wekasim shrink` writes it, names the bug (`--plant BUG`) and the check
 # it fails (`fails the `CHECK` check`); its `seeds` are the seeds it runs with. Each seed,
 # with that bug planted, must fail that check.
@@ -198,16 +203,16 @@ for file in "${regressions[@]}"; do
   fi
 done
 
-echo "== live runs against OpenBao catch planted bugs (the CI gate's teeth)"
+step "live runs against OpenBao catch planted bugs (the CI gate's teeth)"
 cargo test --release --features planted-bugs --test live_planted
 cargo test --release --features planted-bugs --test container_gate planted_bug
 
-echo "== sweep shards in containers merge into one sweep, failing seeds included"
+step "sweep shards in containers merge into one sweep, failing seeds included"
 # tests/shard_containers.rs with a planted-bugs build: its binary in an image of the test's
 # own, two bugs planted, so failing seeds of two checks cross the shards.
 cargo test --release --features planted-bugs --test shard_containers
 
-echo "== shrink: a planted bug's failing seed shrinks to a scenario file that still fails"
+step "shrink: a planted bug's failing seed shrinks to a scenario file that still fails"
 # skip-one-rewrap's first failing seed from the sweep above: the shrunk file, which
 # names its bug, check and seed in its header, must fail that check (a regression in the making).
 shrunk=target/shrink-smoke.toml
@@ -221,5 +226,5 @@ if [ "$rc" != 1 ] || ! grep -q '^shrunk to [0-9]* steps in [0-9]* runs: ' target
   exit 1
 fi
 still_fails "$shrunk"
-# Leave the normal build in place: it refuses --plant.
+step "the normal release build again (it refuses --plant)"
 cargo build --release --quiet
