@@ -15,12 +15,13 @@ fi
 bin=$1 suite_seeds=$2 sweep_seeds=$3
 
 # One JSON report per run on stdout. Exit 1, 3 or 4 is a failing run, which still has a hash;
-# exit 2 (bad input) or anything else means the runs did not happen.
+# exit 2 (bad input) or anything else means the runs did not happen; exit 6 is a sweep of
+# 1,000 seeds or more that left a coverage probe unreached, whose runs all have hashes.
 reports() {
   local rc=0
   "$bin" "$@" --json 2>/dev/null || rc=$?
   case $rc in
-    0 | 1 | 3 | 4) ;;
+    0 | 1 | 3 | 4 | 6) ;;
     *) echo "FAIL: $bin $* --json exited $rc" >&2; return 1 ;;
   esac
 }

@@ -111,6 +111,25 @@ fn merged_shards_equal_one_sweep_of_the_same_seeds() {
         results(&whole),
         "merged shards differ from one sweep"
     );
+    // Coverage is per seed, so the shards' counts add up to the whole sweep's, probe by
+    // probe; and six seeds of the swarm reach some of the declared probes, not none.
+    assert_eq!(m["coverage"], whole["coverage"], "merged coverage differs");
+    let fired = whole["coverage"]
+        .as_object()
+        .expect("the manifest counts coverage per probe")
+        .values()
+        .filter(|r| r["runs"].as_u64() > Some(0))
+        .count();
+    assert!(
+        fired > 5,
+        "only {fired} probes fired in 6 seeds: {}",
+        whole["coverage"]
+    );
+    assert!(
+        r.stdout.contains("required probes fired in 6 seeds"),
+        "{}",
+        r.describe()
+    );
     let junit = std::fs::read_to_string(merged.join("junit.xml")).expect("junit.xml");
     assert_eq!(junit.matches("<testcase").count(), 6, "{junit}");
     for file in ["summary.txt", "summary.json", "failing.txt"] {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config_table::NodeId;
+use crate::probe::ProbeSink;
 
 /// A point inside a command where a crash is most dangerous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -150,6 +151,8 @@ pub struct Hooks {
     pub crash_point: Option<CrashPointHook>,
     /// Bugs to plant. Ignored unless the build has the `planted-bugs` feature.
     pub planted: BTreeSet<PlantedBug>,
+    /// Where the node's code probes are counted (see `probe`).
+    pub probes: ProbeSink,
 }
 
 impl fmt::Debug for Hooks {
@@ -157,6 +160,7 @@ impl fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("crash_point", &self.crash_point.is_some())
             .field("planted", &self.planted)
+            .field("probes", &self.probes)
             .finish()
     }
 }

@@ -19,6 +19,7 @@ pub mod http;
 pub mod kms;
 pub mod net;
 pub mod node;
+pub mod probe;
 pub mod rpc;
 pub mod secret;
 pub mod tls;

@@ -12,6 +12,7 @@
 //! Every mode is deterministic: a fault applies to every request while it is on, so
 //! the seed alone decides when requests meet it.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::vault::response::VaultError;
 
 /// What the service does to each request while the fault is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
     /// Serves normally.
@@ -69,6 +70,16 @@ struct Inner {
     delay: Duration,
     /// Requests that met a fault, for traces and reports.
     hits: u64,
+    /// Every fault that met at least one request, for the sweep's coverage: a fault
+    /// switched on while nothing asked proves nothing.
+    met: BTreeSet<Fault>,
+}
+
+impl Inner {
+    fn hit(&mut self) {
+        self.hits += 1;
+        self.met.insert(self.fault);
+    }
 }
 
 /// The switch a scenario holds; cheap to clone, shared with the serving host.
@@ -97,13 +108,27 @@ impl Chaos {
         self.lock().hits
     }
 
+    /// The faults that have met a request since this switch was made.
+    pub fn met(&self) -> BTreeSet<Fault> {
+        self.lock().met.clone()
+    }
+
+    /// A request met the current fault where the protocol answers it on the switch's
+    /// behalf (KMIP's General Failure for an HTTP status fault), which [`Chaos::hits`]
+    /// does not count.
+    pub fn met_by_protocol(&self) {
+        let mut inner = self.lock();
+        let fault = inner.fault;
+        inner.met.insert(fault);
+    }
+
     /// The fault an answer meets now and the delay of [`Fault::Slow`], counting a hit if
     /// it is a byte-level fault (for the wire below the protocol: see [`crate::wire`]; the
     /// protocol counts its own).
     pub fn meet(&self) -> (Fault, Duration) {
         let mut inner = self.lock();
         if inner.fault.is_byte_level() {
-            inner.hits += 1;
+            inner.hit();
         }
         (inner.fault, inner.delay)
     }
@@ -112,7 +137,7 @@ impl Chaos {
     pub fn refuses(&self) -> bool {
         let mut inner = self.lock();
         if inner.fault == Fault::Refuse {
-            inner.hits += 1;
+            inner.hit();
             true
         } else {
             false
@@ -139,7 +164,7 @@ async fn apply(State(chaos): State<Chaos>, req: Request, next: Next) -> Response
         ),
         _ => return next.run(req).await,
     };
-    chaos.lock().hits += 1;
+    chaos.lock().hit();
     VaultError::new(status, message).into_response()
 }
 

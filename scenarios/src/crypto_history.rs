@@ -119,6 +119,21 @@ impl CryptoHistory {
         Ok(())
     }
 
+    /// Whether the history holds what its checks need to mean something: a DEK that
+    /// sealed two block versions (a nonce could repeat), and two DEKs (one could repeat).
+    pub fn reach(&self) -> (bool, bool) {
+        let mut dek_sealed_twice = false;
+        let mut last = None;
+        for (dek, _) in self.sealed.keys() {
+            if last == Some(dek) {
+                dek_sealed_twice = true;
+                break;
+            }
+            last = Some(dek);
+        }
+        (dek_sealed_twice, self.deks.len() >= 2)
+    }
+
     /// One DEK, one filesystem's data.
     fn owner(&mut self, key: &Key, data_id: u32, fs: &str) -> Result<(), Violation> {
         let owner = self.deks.entry(fingerprint(key)).or_insert_with(|| Owner {

@@ -100,6 +100,7 @@ mod tests {
             trace_hash: "00".into(),
             events: 0,
             failure,
+            coverage: Default::default(),
             trace: Vec::new(),
         }
     }

@@ -25,6 +25,11 @@ impl SafeTrims {
         self.below.get(key).copied().unwrap_or(0)
     }
 
+    /// Whether any trim was called safe.
+    pub fn any(&self) -> bool {
+        !self.below.is_empty()
+    }
+
     /// Whether a trim called safe retired `version` of `key`.
     pub fn retired(&self, key: &str, version: u64) -> bool {
         version < self.below(key)

@@ -57,6 +57,13 @@ pub struct Knobs {
     /// it drew before the knob existed; shown only when on.
     #[serde(skip_serializing_if = "is_false")]
     pub store_faults: bool,
+    /// Operations that reach paths the others rarely do, each self-contained (see
+    /// `Op::OwnKeySnapshot`, `Op::KmsSetWrongKey`, `Op::UploadWithBackendsDown`,
+    /// `Op::UploadUnderStoreFault`): without them a sweep's coverage probes showed those
+    /// paths in no run or in too few. On in one run in four, drawn apart from the other
+    /// knobs, so a run without it draws the plan it drew before; shown only when on.
+    #[serde(skip_serializing_if = "is_false")]
+    pub reach: bool,
 }
 
 fn is_vault(kind: &KmsKind) -> bool {
@@ -70,6 +77,11 @@ fn is_false(on: &bool) -> bool {
 /// Whether a seed's swarm run has faults in front of the object store.
 fn store_faults(seed: u64) -> bool {
     derive_seed(seed, "swarm store faults").is_multiple_of(4)
+}
+
+/// Whether a seed's swarm run has the composite operations of `Knobs::reach`.
+fn reach(seed: u64) -> bool {
+    derive_seed(seed, "swarm reach").is_multiple_of(4)
 }
 
 /// The KMS kind of a seed's swarm run.
@@ -132,6 +144,27 @@ pub enum Op {
     },
     Idle {
         ms: u64,
+    },
+    /// `fs<n>` moves to its own key, every filesystem gets a block, `fs<n>` is uploaded as a snapshot, and the
+    /// snapshot is downloaded into a new filesystem (which must unwrap with that key).
+    OwnKeySnapshot {
+        fs: u32,
+    },
+    /// `security kms set` names a key the KMS does not have: the cluster's probe of the
+    /// new configuration must fail and the set be refused, leaving the old one in force.
+    KmsSetWrongKey,
+    /// Two backends crash, `fs<n>` is uploaded as a snapshot (which must copy every block
+    /// or fail), and every backend starts again.
+    UploadWithBackendsDown {
+        a: u32,
+        b: u32,
+        fs: u32,
+    },
+    /// A byte-level fault in front of the object store under an upload of `fs<n>` and a
+    /// download of it, then the store is healed.
+    UploadUnderStoreFault {
+        mode: Fault,
+        fs: u32,
     },
     /// The KMS refuses every connection for `secs`; with `restart`, every backend
     /// power-cycles while it is gone.
@@ -257,10 +290,31 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
         ops.push((2, store_fault_mode().prop_map(Op::StoreFault).boxed()));
         ops.push((2, Just(Op::StoreHeal).boxed()));
     }
+    if knobs.reach {
+        // Last again, for the same reason.
+        ops.push((
+            2,
+            (1u32..4).prop_map(|fs| Op::OwnKeySnapshot { fs }).boxed(),
+        ));
+        ops.push((1, Just(Op::KmsSetWrongKey).boxed()));
+        ops.push((
+            2,
+            (1..=n, 1..=n, 1u32..4)
+                .prop_filter("distinct", |(a, b, _)| a != b)
+                .prop_map(|(a, b, fs)| Op::UploadWithBackendsDown { a, b, fs })
+                .boxed(),
+        ));
+        ops.push((
+            2,
+            (store_fault_mode(), 1u32..4)
+                .prop_map(|(mode, fs)| Op::UploadUnderStoreFault { mode, fs })
+                .boxed(),
+        ));
+    }
     proptest::strategy::Union::new_weighted(ops).boxed()
 }
 
-fn plan(kms: KmsKind, store_faults: bool) -> impl Strategy<Value = Plan> {
+fn plan(kms: KmsKind, store_faults: bool, reach: bool) -> impl Strategy<Value = Plan> {
     (3u32..=7, any::<[bool; 8]>(), prop::bool::weighted(0.125))
         .prop_map(move |(backends, k, long_outages)| Knobs {
             backends,
@@ -275,6 +329,7 @@ fn plan(kms: KmsKind, store_faults: bool) -> impl Strategy<Value = Plan> {
             key_moves: k[7],
             long_outages,
             store_faults,
+            reach,
         })
         .prop_flat_map(|knobs| {
             let ops = proptest::collection::vec(op(&knobs), 4..24);
@@ -294,7 +349,7 @@ fn runner(seed: u64) -> TestRunner {
 }
 
 fn tree(seed: u64) -> impl ValueTree<Value = Plan> {
-    plan(kms_kind(seed), store_faults(seed))
+    plan(kms_kind(seed), store_faults(seed), reach(seed))
         .new_tree(&mut runner(seed))
         .expect("the swarm strategy always produces a plan")
 }
@@ -373,6 +428,24 @@ fn weka(command: String) -> Step {
     }
 }
 
+/// `fs snapshot upload` of `fs<n>` under the next snapshot name.
+fn upload(fs: u32, names: &mut Names) -> Step {
+    let snapshot = format!("s{}", names.uploads.len() + 1);
+    names.uploads.push(format!("fs{fs}/{snapshot}"));
+    weka(format!("weka fs snapshot upload fs{fs} {snapshot}"))
+}
+
+/// `fs download` of the latest snapshot uploaded so far into a new filesystem; none
+/// before the first upload.
+fn download(names: &mut Names) -> Option<Step> {
+    let locator = names.uploads.last()?;
+    names.downloads += 1;
+    Some(weka(format!(
+        "weka fs download dl{} default 10GiB 1GiB weka-snapshots {locator}",
+        names.downloads
+    )))
+}
+
 /// The key `fs update --kms-key-identifier` moves filesystems to.
 const FS_KEY: &str = "fs-key";
 
@@ -391,21 +464,42 @@ fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
         Op::MoveKey { fs, own: false } => vec![weka(format!(
             "weka fs update fs{fs} --use-cluster-kms-key-identifier"
         ))],
-        Op::SnapshotUpload { fs } => {
-            let snapshot = format!("s{}", names.uploads.len() + 1);
-            names.uploads.push(format!("fs{fs}/{snapshot}"));
-            vec![weka(format!("weka fs snapshot upload fs{fs} {snapshot}"))]
+        Op::SnapshotUpload { fs } => vec![upload(*fs, names)],
+        Op::Download => download(names).into_iter().collect(),
+        Op::OwnKeySnapshot { fs } => {
+            let mut steps = op_steps(&Op::MoveKey { fs: *fs, own: true }, kms, names);
+            // Every filesystem: `fs<n>` may not exist (then the move and upload fail).
+            steps.push(Step::Write {
+                fs: "all".into(),
+                blocks: 1,
+                cluster: None,
+                via: None,
+                expect: any,
+            });
+            steps.push(upload(*fs, names));
+            steps.extend(download(names));
+            steps
         }
-        Op::Download => match names.uploads.last() {
-            Some(locator) => {
-                names.downloads += 1;
-                vec![weka(format!(
-                    "weka fs download dl{} default 10GiB 1GiB weka-snapshots {locator}",
-                    names.downloads
-                ))]
-            }
-            None => Vec::new(),
-        },
+        Op::KmsSetWrongKey => {
+            let command = match kms {
+                KmsKind::Vault => "weka security kms set vault $VAULT_URL no-such-key --role-id $ROLE_ID --secret-id $SECRET_ID",
+                KmsKind::Kmip => "weka security kms set kmip $KMIP_ADDRESS no-such-uid --client-cert $KMIP_CLIENT_CERT --client-key $KMIP_CLIENT_KEY --ca-cert $KMIP_CA_CERT",
+            };
+            vec![weka(command.into())]
+        }
+        Op::UploadWithBackendsDown { a, b, fs } => vec![
+            Step::Crash { backend: *a },
+            Step::Crash { backend: *b },
+            upload(*fs, names),
+            Step::Start { backend: None },
+        ],
+        Op::UploadUnderStoreFault { mode, fs } => {
+            let mut steps = op_steps(&Op::StoreFault(*mode), kms, names);
+            steps.push(upload(*fs, names));
+            steps.extend(download(names));
+            steps.extend(op_steps(&Op::StoreHeal, kms, names));
+            steps
+        }
         Op::CreateFs { encrypted } => {
             names.created += 1;
             names.last_encrypted = *encrypted;
@@ -628,6 +722,18 @@ mod tests {
                     Op::Outage { secs, .. } => {
                         ("outage", k.long_outages && (10..=600).contains(&secs))
                     }
+                    Op::OwnKeySnapshot { fs } => {
+                        ("own-key-snapshot", k.reach && (1..4).contains(&fs))
+                    }
+                    Op::KmsSetWrongKey => ("kms-set-wrong-key", k.reach),
+                    Op::UploadWithBackendsDown { a, b, fs } => (
+                        "upload-with-backends-down",
+                        k.reach && a != b && backend(a) && backend(b) && (1..4).contains(&fs),
+                    ),
+                    Op::UploadUnderStoreFault { mode, fs } => (
+                        "upload-under-store-fault",
+                        k.reach && mode.is_byte_level() && (1..4).contains(&fs),
+                    ),
                 };
                 assert!(allowed, "seed {seed}: {op:?} with knobs {k:?}");
                 drawn.insert(name);
@@ -635,7 +741,7 @@ mod tests {
         }
         assert_eq!(
             drawn.len(),
-            25,
+            29,
             "operations never drawn in 300 seeds: {drawn:?}"
         );
     }

@@ -6,6 +6,7 @@
 use std::ops::Range;
 use std::path::Path;
 
+use scenarios::coverage::Tally;
 use scenarios::runner::{Failure, RunReport};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -28,6 +29,10 @@ pub struct Manifest {
     pub complete: bool,
     /// One per seed that ran, by seed.
     pub results: Vec<SeedResult>,
+    /// How often each coverage probe fired over these seeds (absent in a folder written
+    /// before probes were counted: then nothing fired).
+    #[serde(default)]
+    pub coverage: Tally,
 }
 
 /// The binary that ran the seeds. Shards merge only when the same binary ran them: the
@@ -172,6 +177,7 @@ impl SeedResult {
             events: self.events,
             live: None,
             failure: self.failure.clone(),
+            coverage: Default::default(),
             trace: Vec::new(),
         }
     }

@@ -6,12 +6,15 @@
 //! shards of different counts, two folders of the same shard and a folder given twice. A
 //! merge with shards missing (or a shard stopped early by `--until-fail`) names them and
 //! exits 5 (`EXIT_INCOMPLETE`) unless a seed that did run failed: then the worst failure's
-//! code, as for a complete merge (0 pass, 1 correctness, 3 liveness, 4 crash).
+//! code, as for a complete merge (0 pass, 1 correctness, 3 liveness, 4 crash). A complete
+//! merge of at least 1,000 seeds in which nothing failed exits 6 (`EXIT_COVERAGE`) when a
+//! declared coverage probe fired in no shard.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use scenarios::coverage::Tally;
 use scenarios::runner::{FailureKind, RunReport};
 use serde_json::json;
 
@@ -45,6 +48,8 @@ struct Merged {
     stopped_early: Vec<(u64, u64, u64)>,
     /// Every result, by seed.
     results: Vec<SeedResult>,
+    /// The shards' coverage, added up.
+    coverage: Tally,
 }
 
 pub fn run(args: MergeArgs) -> i32 {
@@ -64,7 +69,7 @@ pub fn run(args: MergeArgs) -> i32 {
         .collect();
     let code = match exit_code(&reports) {
         EXIT_PASS if merged.incomplete() => EXIT_INCOMPLETE,
-        code => code,
+        code => super::coverage::exit_code(code, &merged.coverage, merged.results.len()),
     };
     let text = text(&merged, code);
     let summary = summary_json(&merged, code);
@@ -121,6 +126,7 @@ fn merge(dirs: &[PathBuf]) -> Result<Merged, String> {
     let mut shards: Vec<(u64, PathBuf)> = Vec::new();
     let mut stopped_early = Vec::new();
     let mut results = Vec::new();
+    let mut coverage = Tally::new();
     for (dir, m) in &manifests {
         let differ = |what: &str, a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| {
             format!(
@@ -162,6 +168,7 @@ fn merge(dirs: &[PathBuf]) -> Result<Merged, String> {
             stopped_early.push((index, m.results.len() as u64, of));
         }
         results.extend(m.results.iter().cloned());
+        coverage.merge(&m.coverage);
     }
     shards.sort();
     stopped_early.sort();
@@ -177,6 +184,7 @@ fn merge(dirs: &[PathBuf]) -> Result<Merged, String> {
         missing,
         stopped_early,
         results,
+        coverage,
     })
 }
 
@@ -322,6 +330,7 @@ fn text(m: &Merged, code: i32) -> String {
             m.total()
         );
     }
+    t.push_str(&super::coverage::text(&m.coverage, m.results.len(), false));
     let _ = writeln!(t, "{} passed, {} failed", passed, m.results.len() - passed);
     t
 }
@@ -367,6 +376,7 @@ fn summary_json(m: &Merged, code: i32) -> serde_json::Value {
             "wall_ms": m.results.iter().map(|r| r.wall_ms).sum::<u64>(),
         },
         "exit_code": code,
+        "coverage": super::coverage::json(&m.coverage, m.results.len()),
         "groups": groups.iter().map(|g| json!({
             "check": g.check,
             "kind": g.kind,
@@ -435,6 +445,7 @@ fn write_out(
         shard: ShardId { index: 0, count: 1 },
         complete: !m.incomplete(),
         results: m.results.clone(),
+        coverage: m.coverage.clone(),
     }
     .write(out)?;
     // Each failing seed's run folder, from the shard that ran it.

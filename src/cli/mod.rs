@@ -8,6 +8,7 @@
 mod bench;
 mod bench_kmip;
 mod bench_vault;
+mod coverage;
 mod manifest;
 mod merge;
 mod parallel;
@@ -30,6 +31,9 @@ pub const EXIT_LIVENESS: i32 = 3;
 pub const EXIT_CRASH: i32 = 4;
 /// `merge`: shards missing or stopped early, and no seed that ran failed.
 pub const EXIT_INCOMPLETE: i32 = 5;
+/// `sweep` or `merge` of at least 1,000 seeds: nothing failed, but a declared coverage
+/// probe never fired (the schedules no longer reach a path).
+pub const EXIT_COVERAGE: i32 = 6;
 /// A live run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: i32 = 130;
 

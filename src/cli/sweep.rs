@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Args;
+use scenarios::coverage::Tally;
 use scenarios::runner::{FailureKind, RunReport, SimOptions, TestHook};
 use scenarios::wall::Stopwatch;
 
@@ -40,6 +41,9 @@ pub struct SweepArgs {
     /// Print one JSON report per seed instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Print every coverage probe's counts, not only the rarest and the missing.
+    #[arg(long)]
+    pub coverage: bool,
 }
 
 pub fn run(args: SweepArgs) -> i32 {
@@ -109,6 +113,10 @@ pub fn run(args: SweepArgs) -> i32 {
         eprintln!();
     }
     let wall = clock.elapsed();
+    let mut tally = Tally::new();
+    for r in &reports {
+        tally.add_run(&r.coverage);
+    }
 
     if let (Some(dir), Some(build)) = (&args.out, build) {
         let manifest = Manifest {
@@ -126,6 +134,7 @@ pub fn run(args: SweepArgs) -> i32 {
             shard: shard.into(),
             complete: reports.len() == seeds.len(),
             results: reports.iter().map(SeedResult::of).collect(),
+            coverage: tally.clone(),
         };
         if let Err(e) = write_out(dir, &reports, &manifest) {
             eprintln!("error: cannot write under {}: {e}", dir.display());
@@ -138,8 +147,17 @@ pub fn run(args: SweepArgs) -> i32 {
         }
     } else {
         summary(&reports, wall);
+        print!(
+            "{}",
+            super::coverage::text(&tally, reports.len(), args.coverage)
+        );
     }
-    exit_code(&reports)
+    // Coverage is the whole sweep's: a shard's gap is judged when the shards merge.
+    if shard == Shard::WHOLE {
+        super::coverage::exit_code(exit_code(&reports), &tally, reports.len())
+    } else {
+        exit_code(&reports)
+    }
 }
 
 fn write_out(

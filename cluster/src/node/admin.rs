@@ -8,6 +8,7 @@ use crate::events::Event;
 use crate::filesystem::{FsRecord, KmsBinding};
 use crate::hooks::{CrashPoint, PlantedBug};
 use crate::kms::{self, KmsConfig, KmsConnector, WrappedDek};
+use crate::probe::Probe;
 use crate::rpc::ProposeError;
 
 impl From<ProposeError> for AdminError {
@@ -274,6 +275,8 @@ impl Node {
                         from_version,
                         to_version,
                     });
+                } else {
+                    self.probe(Probe::RewrapLostRace);
                 }
                 done += 1;
             }

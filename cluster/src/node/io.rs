@@ -8,6 +8,7 @@ use crate::disk::StoredBlock;
 use crate::events::{Event, KMS_ERROR_ALERT};
 use crate::filesystem::{placement, FsRecord};
 use crate::hooks::PlantedBug;
+use crate::probe::Probe;
 use crate::rpc::{self, Request, Response};
 
 impl Node {
@@ -161,9 +162,14 @@ impl Node {
         block: u64,
     ) -> Result<(u64, StoredBlock), String> {
         let mut last_error = String::from("no replica holds it");
-        for target in self.replicas_of(record, block) {
+        for (tried, target) in self.replicas_of(record, block).into_iter().enumerate() {
             match self.get_block(target, record.id, block).await {
-                Ok(Some(stored)) => return Ok((target, stored)),
+                Ok(Some(stored)) => {
+                    if tried > 0 {
+                        self.probe(Probe::ReadFromAnotherReplica);
+                    }
+                    return Ok((target, stored));
+                }
                 Ok(None) => {}
                 Err(e) => last_error = e,
             }

@@ -26,6 +26,7 @@ use crate::filesystem::FsRecord;
 use crate::hooks::{CrashPoint, Hooks, PlantedBug};
 use crate::kms::{self, KmsConfig, KmsConnector};
 use crate::net::{BoxStream, Dialer};
+use crate::probe::{Probe, Probed};
 use crate::rpc::{self, ProposeError, Request, Response};
 
 /// Everything a node is told at boot. The runner derives every field from the scenario
@@ -247,6 +248,10 @@ impl Node {
         if !lock(&self.0.keys).contains_key(name) {
             self.0.parked_released.notify_one();
         }
+    }
+
+    fn probe(&self, probe: Probe) {
+        self.0.opts.hooks.probes.fire(probe);
     }
 
     fn planted(&self, bug: PlantedBug) -> bool {
@@ -485,7 +490,10 @@ impl Node {
             return conn.clone();
         }
         let iv_counter = self.planted(PlantedBug::KmipIvCounter);
-        let conn = kms::connect_planted(config, self.0.dialer.clone(), iv_counter);
+        let conn: Arc<dyn KmsConnector> = Arc::new(Probed {
+            inner: kms::connect_planted(config, self.0.dialer.clone(), iv_counter),
+            probes: self.0.opts.hooks.probes.clone(),
+        });
         if cached.len() == KEEP {
             cached.remove(0);
         }

@@ -10,10 +10,11 @@ use crate::admin::{AdminError, AdminOutput};
 use crate::config_table::ConfigCommand;
 use crate::disk::StoredBlock;
 use crate::events::Event;
-use crate::filesystem::{placement_within, FsRecord, Manifest, SnapshotRecord};
+use crate::filesystem::{placement_within, FsRecord, KmsBinding, Manifest, SnapshotRecord};
 use crate::http::HttpClient;
 use crate::kms::KMS_REQUEST_TIMEOUT;
 use crate::net::Dialer;
+use crate::probe::Probe;
 use crate::rpc::{Request, Response};
 
 const MANIFEST: &str = "manifest.json";
@@ -101,6 +102,7 @@ impl Node {
         }
         let members: Vec<u64> = self.0.opts.members.keys().copied().collect();
         if let Some(hidden) = placement_within(&members, record.id, self.0.opts.replicas, &silent) {
+            self.probe(Probe::SnapshotBlocksUnlisted);
             let names: Vec<String> = hidden.iter().map(|m| format!("backend{m}")).collect();
             return Err(AdminError::Snapshot {
                 locator: locator.to_string(),
@@ -222,6 +224,9 @@ impl Node {
         let dek = match &manifest.wrapped_dek {
             None => None,
             Some(wrapped) => {
+                if manifest.binding != KmsBinding::ClusterKey {
+                    self.probe(Probe::DownloadOwnKeySnapshot);
+                }
                 // The key the snapshot names, reached with this cluster's KMS.
                 let config = state
                     .kms_for_binding(&manifest.binding)

@@ -14,6 +14,7 @@ use super::{lock, Node, KMS_BATCH};
 use crate::events::{Event, KMS_ERROR_ALERT};
 use crate::hooks::PlantedBug;
 use crate::kms::{KmsConfig, WrappedDek};
+use crate::probe::Probe;
 
 impl Node {
     pub(super) async fn unwrap_loop(self) {
@@ -117,6 +118,9 @@ impl Node {
         } else {
             exp.min(t.unwrap_backoff_max)
         };
+        if exp >= t.unwrap_backoff_max {
+            self.probe(Probe::UnwrapBackoffAtCeiling);
+        }
         // Up to a quarter off, so backends spread out.
         let jitter = lock(&self.0.rng).gen_range(0..=capped.as_millis() as u64 / 4);
         capped - Duration::from_millis(jitter)

@@ -166,6 +166,12 @@ fn request(st: &mut State, item: &Item, owner: &str) -> Result<ResponseMessage, 
         let result = match ctx.st.effective_fault().failure(b.operation) {
             Some(failure) => {
                 ctx.st.fault_hits += 1;
+                if ctx.st.fault == super::faults::Fault::None {
+                    // The failure stands for the service-wide switch's HTTP fault.
+                    if let Some(chaos) = &ctx.st.chaos {
+                        chaos.met_by_protocol();
+                    }
+                }
                 Err(failure)
             }
             None => ops::dispatch(&mut ctx, b.operation, &b.payload),

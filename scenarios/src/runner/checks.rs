@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cluster::admin::{AdminCommand, AdminOutput};
+use cluster::config_table::ConfigState;
 use cluster::events::KMS_ERROR_ALERT;
+use cluster::filesystem::KmsBinding;
 use cluster::kms::WrappedDek;
 
 use super::world::World;
@@ -204,18 +206,19 @@ impl World<'_> {
         let newest: Vec<Option<u64>> = (0..self.clusters.len())
             .map(|c| self.most_advanced(c).map(|b| b.id))
             .collect();
+        // Every backend's config table, read once, by cluster.
+        let by_cluster: Vec<Vec<(u64, ConfigState)>> = (0..self.books.len())
+            .map(|c| {
+                self.backends
+                    .iter()
+                    .filter(|b| b.cluster == c)
+                    .map(|b| (b.id, b.disk.config_state()))
+                    .collect()
+            })
+            .collect();
+        self.probe_oracle_inputs(&held, &by_cluster);
         let result = oracle::deks_agree(&held, &mut self.known_deks).and_then(|()| {
             self.crypto.check(&views, &self.known_deks)?;
-            // Every backend's config table, read once, by cluster.
-            let by_cluster: Vec<Vec<_>> = (0..self.books.len())
-                .map(|c| {
-                    self.backends
-                        .iter()
-                        .filter(|b| b.cluster == c)
-                        .map(|b| (b.id, b.disk.config_state()))
-                        .collect()
-                })
-                .collect();
             for ((c, books), tables) in self.books.iter().enumerate().zip(&by_cluster) {
                 oracle::nothing_half_created(tables, &books.failed_creates)?;
                 if let Some((node, table)) = tables.iter().find(|(id, _)| Some(*id) == newest[c]) {
@@ -249,6 +252,60 @@ impl World<'_> {
         result.map_err(|Violation { oracle, detail }| {
             self.fail(FailureKind::Correctness, step, oracle, detail)
         })
+    }
+}
+
+impl World<'_> {
+    /// The coverage probes of the oracles (`oracle:` in `coverage`): each fires when the
+    /// oracle is about to judge an input on which it could fail, not an empty cluster.
+    fn probe_oracle_inputs(
+        &self,
+        held: &[(u64, BTreeMap<String, Key>)],
+        tables: &[Vec<(u64, ConfigState)>],
+    ) {
+        let hit = |name: &str| self.coverage.hit(name);
+        let mut holders: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, keys) in held {
+            for fs in keys.keys() {
+                *holders.entry(fs).or_default() += 1;
+            }
+        }
+        if holders.values().any(|&n| n >= 2) {
+            hit("oracle:deks-agree");
+        }
+        if self.books.iter().any(|b| !b.failed_creates.is_empty()) {
+            hit("oracle:nothing-half-created");
+        }
+        let filesystems = || {
+            tables
+                .iter()
+                .flatten()
+                .flat_map(|(_, table)| table.filesystems.values())
+        };
+        if filesystems().any(|f| matches!(f.binding, KmsBinding::OwnKey { .. })) {
+            hit("oracle:wrapped-dek-is-the-data-key");
+        }
+        if self.scenario.kms.kind == KmsKind::Kmip
+            && filesystems()
+                .filter(|f| f.wrapped_dek.is_some())
+                .nth(1)
+                .is_some()
+        {
+            hit("oracle:wrap-iv-unique");
+        }
+        if !self.snapshots.is_empty() {
+            hit("oracle:snapshots-downloadable");
+            if self.safe_trims.any() {
+                hit("oracle:snapshots-downloadable-after-trim");
+            }
+        }
+        let (dek_sealed_twice, two_deks) = self.crypto.reach();
+        if dek_sealed_twice {
+            hit("oracle:nonce-never-reused");
+        }
+        if two_deks {
+            hit("oracle:one-dek-per-filesystem");
+        }
     }
 }
 

@@ -12,7 +12,7 @@ mod faults;
 mod steps;
 mod world;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +20,7 @@ use cluster::hooks::PlantedBug;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::coverage::Counts;
 use crate::scenario::Scenario;
 use crate::trace;
 pub(crate) use world::lock;
@@ -158,6 +159,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<String>,
     pub failure: Option<Failure>,
+    /// How often each probe fired (see `coverage`); empty for a run that did not play.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub coverage: Counts,
     #[serde(skip)]
     pub trace: Vec<String>,
 }
@@ -225,29 +229,30 @@ pub fn play_on<'a>(
     // Wall time is reported beside the verdict and never enters the trace or its hash.
     let wall = crate::wall::Stopwatch::start();
     let shared_trace = trace::SharedTrace::default();
-    let (failure, sim) = match catch_unwind(AssertUnwindSafe(|| build(shared_trace.clone()))) {
-        Ok(Err(e)) => return Err(e),
-        Err(panic) => (Some(crashed(panic)), Duration::ZERO),
-        Ok(Ok(mut world)) => {
-            let played = catch_unwind(AssertUnwindSafe(|| world.play().err()));
-            let sim = world.elapsed();
-            // The teardown runs whatever happened: a live Vault outlives the run.
-            let teardown = catch_unwind(AssertUnwindSafe(|| world.teardown()))
-                .unwrap_or_else(|panic| Err(crashed(panic).detail));
-            let failure = match (played, teardown) {
-                (Err(panic), _) => Some(crashed(panic)),
-                (Ok(None), Err(e)) => Some(Failure {
-                    kind: FailureKind::Correctness,
-                    step: None,
-                    check: "teardown".into(),
-                    at_ms: sim.as_millis() as u64,
-                    detail: e,
-                }),
-                (Ok(failure), _) => failure,
-            };
-            (failure, sim)
-        }
-    };
+    let (failure, sim, coverage) =
+        match catch_unwind(AssertUnwindSafe(|| build(shared_trace.clone()))) {
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => (Some(crashed(panic)), Duration::ZERO, Counts::new()),
+            Ok(Ok(mut world)) => {
+                let played = catch_unwind(AssertUnwindSafe(|| world.play().err()));
+                let sim = world.elapsed();
+                // The teardown runs whatever happened: a live Vault outlives the run.
+                let teardown = catch_unwind(AssertUnwindSafe(|| world.teardown()))
+                    .unwrap_or_else(|panic| Err(crashed(panic).detail));
+                let failure = match (played, teardown) {
+                    (Err(panic), _) => Some(crashed(panic)),
+                    (Ok(None), Err(e)) => Some(Failure {
+                        kind: FailureKind::Correctness,
+                        step: None,
+                        check: "teardown".into(),
+                        at_ms: sim.as_millis() as u64,
+                        detail: e,
+                    }),
+                    (Ok(failure), _) => failure,
+                };
+                (failure, sim, world.coverage())
+            }
+        };
     let trace = trace::lock(&shared_trace);
     Ok(RunReport {
         scenario: scenario.scenario.name.clone(),
@@ -260,6 +265,7 @@ pub fn play_on<'a>(
         events: trace.lines().len(),
         live: None,
         failure,
+        coverage,
         trace: trace.lines().to_vec(),
     })
 }

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::fabric::{Fabric, Stuck};
 use super::{derive_seed, SimOptions};
+use crate::coverage::{Counts, Coverage};
 use crate::crypto_history::CryptoHistory;
 use crate::kms::KmsUnderTest;
 use crate::oracle::{Key, LeakScanner};
@@ -94,6 +95,8 @@ pub struct World<'a> {
     /// The runner's own draws: which backend serves a command, what data to write.
     pub(super) rng: ChaCha20Rng,
     pub(super) crashes: CrashSwitch,
+    /// The probes this run fired (see `coverage`).
+    pub(super) coverage: Coverage,
     /// The clusters' names (`main` first) and what the runner knows of each.
     pub(super) clusters: Vec<String>,
     pub(super) books: Vec<Books>,
@@ -193,9 +196,11 @@ impl<'a> World<'a> {
     ) -> World<'a> {
         let seed = opts.seed;
         let crashes = CrashSwitch::default();
+        let coverage = Coverage::default();
         let hooks = Hooks {
             crash_point: Some(crashes.hook()),
             planted: opts.planted.clone(),
+            probes: coverage.sink(),
         };
         let spec = &scenario.cluster;
         let mut clusters = vec![("main".to_string(), spec.backends, spec.replicas)];
@@ -219,7 +224,9 @@ impl<'a> World<'a> {
         let sink: EventSink = {
             let trace = trace.clone();
             let clock = fabric.clock();
+            let coverage = coverage.clone();
             Arc::new(move |node: u64, event: Event| {
+                coverage.event(&event);
                 let host = hosts.get(&node).map_or("?", String::as_str);
                 trace::lock(&trace).record(clock(), host, &event);
             })
@@ -279,6 +286,7 @@ impl<'a> World<'a> {
             trace,
             rng: ChaCha20Rng::seed_from_u64(derive_seed(seed, "runner")),
             crashes,
+            coverage,
             books: clusters.iter().map(|_| Books::default()).collect(),
             clusters: clusters.into_iter().map(|(name, _, _)| name).collect(),
             current: 0,
@@ -292,6 +300,14 @@ impl<'a> World<'a> {
             safe_trims: SafeTrims::default(),
             progress: None,
         }
+    }
+
+    /// The probes this run fired, with the faults that met a request at each switch.
+    pub fn coverage(&self) -> Counts {
+        self.coverage.faults_met("kms", self.fabric.chaos().met());
+        self.coverage
+            .faults_met("store", self.fabric.store_chaos().met());
+        self.coverage.counts()
     }
 
     /// Has `progress` told of each step as it starts.
