@@ -9,39 +9,10 @@
 mod common;
 
 use common::{
-    output, run, wekasim, Run, TempDir, EXIT_CORRECTNESS, EXIT_CRASH, EXIT_LIVENESS, EXIT_PASS,
-    EXIT_USAGE,
+    one_encrypted_fs_then, output, run, wekasim, Run, TempDir, EXIT_CORRECTNESS, EXIT_CRASH,
+    EXIT_LIVENESS, EXIT_PASS, EXIT_USAGE,
 };
 use serde_json::Value;
-
-/// A cluster with one encrypted filesystem, then `steps`.
-fn scenario(name: &str, steps: &str) -> String {
-    format!(
-        r#"[scenario]
-name = "{name}"
-description = "a failure path of the binary"
-
-[cluster]
-backends = 3
-replicas = 2
-block_size = 256
-
-[kms]
-type = "vault"
-key = "weka-key"
-
-[[step]]
-action = "weka"
-command = "weka security kms set vault $VAULT_URL weka-key --token $TOKEN"
-
-[[step]]
-action = "fs-create"
-name = "enc"
-count = 1
-encrypted = true
-{steps}"#
-    )
-}
 
 /// A read that succeeds where the scenario expects an error: a correctness failure.
 const READ_EXPECTED_TO_FAIL: &str = r#"
@@ -71,7 +42,7 @@ within = "1ms"
 /// Writes the scenario `name` with `steps` into a fresh directory and runs it with seed 7.
 fn run_seed_7(name: &str, steps: &str) -> (TempDir, Run) {
     let dir = TempDir::new(name);
-    dir.write("f.toml", &scenario(name, steps));
+    dir.write("f.toml", &one_encrypted_fs_then(name, steps));
     let r = run(&["run", &file_in(&dir), "--seed", "7"]);
     (dir, r)
 }

@@ -3,7 +3,9 @@
 # has (no download of a toolchain is possible here):
 # - the toolchain rust-toolchain.toml pins: when rustup does not know it by that name but
 #   the installed stable is that very version, it is linked under the pinned name;
-# - jq, which reads the JSON reports of the planted-bug proof (Debian's package).
+# - jq, which reads the JSON reports of the planted-bug proof (Debian's package);
+# - chromium, the headless browser tests/report_html.rs draws report.html in (Debian's
+#   package); without it that test fails, so a failed install stops here, loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +26,15 @@ fi
 
 if ! command -v jq >/dev/null; then
   apt-get update -qq && apt-get install -y -qq jq >/dev/null
+fi
+
+if ! command -v chromium >/dev/null; then
+  if ! { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; then
+    echo "FAIL: could not install chromium (apt-get install -y chromium, above); tests/report_html.rs needs it" >&2
+    exit 1
+  fi
+  if ! chromium --version; then
+    echo "FAIL: chromium was installed but does not start (above)" >&2
+    exit 1
+  fi
 fi

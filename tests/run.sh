@@ -26,7 +26,8 @@ cd "$(dirname "$0")/.."
 . tests/steps.sh
 trap 'step_report tests/run.sh' EXIT
 
-# The toolchain rust-toolchain.toml pins, and jq (the proof below reads JSON reports).
+# The toolchain rust-toolchain.toml pins, jq (the proof below reads JSON reports) and
+# chromium (tests/report_html.rs opens report.html in it, headless).
 bash tests/prerequisites.sh
 
 # The real OpenBao the Vault conformance test (tests/vault_conformance.rs) runs against,

@@ -418,7 +418,11 @@ fn write_out(
     )?;
     std::fs::write(
         out.join("junit.xml"),
-        scenarios::report::junit("wekasim sweep", reports),
+        scenarios::report::junit(
+            "wekasim sweep",
+            reports,
+            scenarios::report::RunFolders::Failing(out),
+        ),
     )?;
     let mut failing = String::new();
     for g in super::triage::groups(&m.results) {

@@ -169,7 +169,11 @@ fn write_out(
     manifest.write(dir)?;
     std::fs::write(
         dir.join("junit.xml"),
-        scenarios::report::junit("wekasim sweep", reports),
+        scenarios::report::junit(
+            "wekasim sweep",
+            reports,
+            scenarios::report::RunFolders::Failing(dir),
+        ),
     )?;
     for r in reports.iter().filter(|r| !r.passed()) {
         let scenario = scenarios::swarm::draw(r.seed).scenario(r.seed);

@@ -124,3 +124,33 @@ pub fn sweep_results(m: &serde_json::Value) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// A scenario file: a cluster of 3 backends with the KMS set and one encrypted filesystem
+/// (`enc`), then `steps` (TOML `[[step]]` tables).
+pub fn one_encrypted_fs_then(name: &str, steps: &str) -> String {
+    format!(
+        r#"[scenario]
+name = "{name}"
+description = "a scenario of a CLI test"
+
+[cluster]
+backends = 3
+replicas = 2
+block_size = 256
+
+[kms]
+type = "vault"
+key = "weka-key"
+
+[[step]]
+action = "weka"
+command = "weka security kms set vault $VAULT_URL weka-key --token $TOKEN"
+
+[[step]]
+action = "fs-create"
+name = "enc"
+count = 1
+encrypted = true
+{steps}"#
+    )
+}
