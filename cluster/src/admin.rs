@@ -422,6 +422,9 @@ pub enum AdminError {
     Kms(#[from] KmsError),
     #[error("filesystem {0} already exists")]
     FsExists(String),
+    /// `security kms set` over a live configuration that would strand committed DEKs.
+    #[error("security kms set refused: {0}; the KMS configuration was not changed")]
+    KmsChangeRefused(String),
     #[error("no filesystem named {0}")]
     NoSuchFs(String),
     #[error("filesystem {0} is locked: this backend has not unwrapped its key (KMSError)")]

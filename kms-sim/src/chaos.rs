@@ -68,6 +68,10 @@ impl Fault {
 struct Inner {
     fault: Fault,
     delay: Duration,
+    /// Where a protocol fault applies: every request (`None`), or only those on one
+    /// Vault key (a tenant's namespace locked or unavailable, its key out of reach while
+    /// the others answer).
+    key: Option<String>,
     /// Requests that met a fault, for traces and reports.
     hits: u64,
     /// Every fault that met at least one request, for the sweep's coverage: a fault
@@ -102,6 +106,13 @@ impl Chaos {
     /// The delay of [`Fault::Slow`].
     pub fn set_delay(&self, delay: Duration) {
         self.lock().delay = delay;
+    }
+
+    /// Limits the protocol's faults to requests on Vault key `key` (`None`: every
+    /// request). The byte-level faults act below HTTP, where no key is seen: they always
+    /// apply to every request.
+    pub fn set_key(&self, key: Option<String>) {
+        self.lock().key = key;
     }
 
     pub fn hits(&self) -> u64 {
@@ -152,6 +163,14 @@ impl Chaos {
 }
 
 async fn apply(State(chaos): State<Chaos>, req: Request, next: Next) -> Response {
+    // A Vault path on a key ends with its name: `transit/decrypt/<key>`, `transit/keys/<key>`.
+    let elsewhere = match &chaos.lock().key {
+        Some(key) => req.uri().path().rsplit('/').next() != Some(key.as_str()),
+        None => false,
+    };
+    if elsewhere {
+        return next.run(req).await;
+    }
     let (status, message) = match chaos.fault() {
         Fault::Error500 => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
         Fault::Error503 => (
@@ -219,6 +238,32 @@ mod tests {
             assert_eq!(call(app(&chaos)).await, (200, ANSWER.to_vec()), "{fault:?}");
         }
         assert_eq!(chaos.hits(), 3, "byte-level faults are the wire's to count");
+    }
+
+    /// A protocol fault limited to one key answers requests on that key only.
+    #[tokio::test(start_paused = true)]
+    async fn a_fault_on_one_key_spares_the_others() {
+        let chaos = Chaos::default();
+        let app = chaos.wrap(
+            Router::new()
+                .route("/v1/transit/decrypt/tenant-key", get(|| async { "{}" }))
+                .route("/v1/transit/decrypt/weka-key", get(|| async { "{}" })),
+        );
+        let on = |key: &str| {
+            Request::get(format!("/v1/transit/decrypt/{key}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        chaos.set(Fault::Error503);
+        chaos.set_key(Some("tenant-key".into()));
+        let (status, _) = crate::testing::call(app.clone(), on("tenant-key")).await;
+        assert_eq!(status, 503);
+        let (status, _) = crate::testing::call(app.clone(), on("weka-key")).await;
+        assert_eq!(status, 200, "another key's requests pass");
+        assert_eq!(chaos.hits(), 1);
+        chaos.set_key(None);
+        let (status, _) = crate::testing::call(app, on("weka-key")).await;
+        assert_eq!(status, 503, "unscoped again: every request");
     }
 
     /// One exchange with a server on a real port: what comes back within a second.

@@ -44,6 +44,7 @@ pub fn startup_unwrap(backends: u32, filesystems: u32) -> Scenario {
             Step::RestartAll,
             Step::WaitReady {
                 within: Duration::from_secs(60),
+                except: Vec::new(),
             },
         ],
     }

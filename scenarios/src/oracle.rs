@@ -9,7 +9,7 @@ use cluster::config_table::ConfigState;
 use cluster::dek::DEK_LEN;
 use cluster::disk::Disk;
 use cluster::filesystem::Manifest;
-use cluster::kms::{WrappedDek, Wrapping};
+use cluster::kms::{KmsConfig, WrappedDek, Wrapping};
 use kms_sim::object_store::ObjectStore;
 
 use crate::safe_trims::SafeTrims;
@@ -160,16 +160,18 @@ pub fn deks_agree(
     Ok(())
 }
 
-/// Every wrapped DEK a config table holds is one the KMS still unwraps with the key its
-/// filesystem is bound to, as `unwraps` judges (the KMS's own answer, where the harness
-/// can ask it): no key or version was retired, and no binding moved, under a live DEK.
+/// Every wrapped DEK a config table holds is one the KMS still unwraps under the
+/// configuration the table binds its filesystem to (the committed KMS configuration with
+/// the filesystem's key: its kind, key, and a Vault's mount and namespace), as `unwraps`
+/// judges (the KMS's own answer, where the harness can ask it): no key or version was
+/// retired, no binding moved, and no configuration committed, under a live DEK.
 /// Where the KMS's answer shows the DEK and the filesystem's data key is known
 /// (`data_key`), the two are the same (`wrapped-dek-is-the-data-key`): a table that wraps
 /// any other key loses the filesystem's data at the next unwrap.
 pub fn wrapped_deks_unwrappable(
     node: u64,
     table: &ConfigState,
-    unwraps: impl Fn(&str, &WrappedDek) -> Result<Option<Vec<u8>>, String>,
+    unwraps: impl Fn(&KmsConfig, &WrappedDek) -> Result<Option<Vec<u8>>, String>,
     data_key: impl Fn(&str) -> Option<Key>,
 ) -> Result<(), Violation> {
     for fs in table.members_encrypted() {
@@ -180,14 +182,15 @@ pub fn wrapped_deks_unwrappable(
             oracle: "wrapped-deks-unwrappable",
             detail,
         };
-        let Some(key) = table.kms_key_for(fs) else {
+        let Some(config) = table.kms_for(fs) else {
             return Err(violation(format!(
                 "backend{node}'s config table has {} encrypted with no KMS key to unwrap \
                  its DEK",
                 fs.name
             )));
         };
-        let dek = match unwraps(key, wrapped) {
+        let key = config.key_name();
+        let dek = match unwraps(&config, wrapped) {
             Ok(dek) => dek,
             Err(why) => {
                 return Err(violation(format!(
@@ -519,7 +522,7 @@ mod tests {
     #[test]
     fn a_wrapped_dek_is_judged_by_the_trims_of_its_own_key() {
         // The KMS retired versions of weka-key below 2, and nothing of fs-key.
-        let unwraps = |key: &str, wrapped: &WrappedDek| match key {
+        let unwraps = |config: &KmsConfig, wrapped: &WrappedDek| match config.key_name() {
             "weka-key" if wrapped.key_version < 2 => Err("too old".to_string()),
             _ => Ok(None),
         };
@@ -556,6 +559,48 @@ mod tests {
         assert!(v.detail.ends_with("too old"), "{}", v.detail);
     }
 
+    /// [`table_on_vault`] with `data` on the cluster key, wrapped by version 1.
+    fn table_with_data() -> ConfigState {
+        let mut table = table_on_vault();
+        table.filesystems.insert(
+            "data".into(),
+            FsRecord {
+                name: "data".into(),
+                id: 1,
+                data_id: 1,
+                capacity_gib: 10,
+                wrapped_dek: Some(wrapped(1)),
+                binding: KmsBinding::ClusterKey,
+            },
+        );
+        table
+    }
+
+    /// A DEK is judged under the configuration the table commits, not a key name alone:
+    /// the same key in another mount is another key.
+    #[test]
+    fn a_wrapped_dek_is_judged_under_the_committed_configuration() {
+        let unwraps = |config: &KmsConfig, _: &WrappedDek| match config {
+            KmsConfig::Vault(v) if v.transit_path == "transit" => Ok(None),
+            other => Err(format!(
+                "nothing to decrypt with under {}",
+                other.describe()
+            )),
+        };
+        let mut table = table_with_data();
+        wrapped_deks_unwrappable(1, &table, unwraps, |_| None).unwrap();
+        if let Some(KmsConfig::Vault(v)) = &mut table.kms {
+            v.transit_path = "elsewhere".into();
+        }
+        let v = wrapped_deks_unwrappable(1, &table, unwraps, |_| None).unwrap_err();
+        assert_eq!(v.oracle, "wrapped-deks-unwrappable");
+        assert!(
+            v.detail.contains("data wrapped by weka-key"),
+            "{}",
+            v.detail
+        );
+    }
+
     #[test]
     fn a_snapshot_without_an_acknowledged_block_is_caught() {
         let objects = ObjectStore::default();
@@ -583,19 +628,8 @@ mod tests {
     /// written with, is caught; the same DEK, or one the harness cannot see, is not.
     #[test]
     fn a_wrapped_dek_must_be_the_data_key() {
-        let mut table = table_on_vault();
-        table.filesystems.insert(
-            "data".into(),
-            FsRecord {
-                name: "data".into(),
-                id: 1,
-                data_id: 1,
-                capacity_gib: 10,
-                wrapped_dek: Some(wrapped(1)),
-                binding: KmsBinding::ClusterKey,
-            },
-        );
-        let to = |b: u8| move |_: &str, _: &WrappedDek| Ok(Some(key(b).to_vec()));
+        let table = table_with_data();
+        let to = |b: u8| move |_: &KmsConfig, _: &WrappedDek| Ok(Some(key(b).to_vec()));
         let data_key = |fs: &str| (fs == "data").then_some(key(7));
         wrapped_deks_unwrappable(1, &table, to(7), data_key).unwrap();
         wrapped_deks_unwrappable(1, &table, |_, _| Ok(None), data_key).unwrap();

@@ -523,6 +523,7 @@ fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
             let mut steps = vec![Step::KmsFault {
                 mode: Fault::Refuse,
                 delay: None,
+                key: None,
             }];
             if *restart {
                 steps.push(Step::RestartAll);
@@ -533,6 +534,7 @@ fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
             steps.push(Step::KmsFault {
                 mode: Fault::None,
                 delay: None,
+                key: None,
             });
             steps
         }
@@ -552,10 +554,12 @@ fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
         Op::KmsFault(mode) => vec![Step::KmsFault {
             mode: *mode,
             delay: (*mode == Fault::Slow).then_some(Duration::from_millis(800)),
+            key: None,
         }],
         Op::KmsHeal => vec![Step::KmsFault {
             mode: Fault::None,
             delay: None,
+            key: None,
         }],
         Op::StoreFault(mode) => vec![Step::ObjectStoreFault {
             mode: *mode,

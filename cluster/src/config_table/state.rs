@@ -26,13 +26,18 @@ pub struct ConfigState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ConfigCommand {
+    /// A new KMS configuration. `proved` lists the wrapped DEKs its proposer unwrapped
+    /// under it (see [`ConfigState::kms_change_dependents`]); the change commits only if
+    /// they are still every DEK it touches. `None` (entries from before the proof, and
+    /// the last step of a rewrap to a new KMIP key, which moved every DEK itself) commits
+    /// unchecked.
     SetKms {
         config: KmsConfig,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proved: Option<Vec<(String, WrappedDek)>>,
     },
     /// A filesystem, with its DEK already wrapped by the KMS (never the plaintext).
-    CreateFs {
-        record: FsRecord,
-    },
+    CreateFs { record: FsRecord },
     /// Replaces a DEK's wrapping, only if it is still wrapped as `expected` (so two
     /// racing rewraps cannot lose one another's result).
     Rewrap {
@@ -49,15 +54,10 @@ pub enum ConfigCommand {
         binding: KmsBinding,
     },
     /// Records an uploaded snapshot.
-    AddSnapshot {
-        record: SnapshotRecord,
-    },
+    AddSnapshot { record: SnapshotRecord },
     /// Planted-bug builds only.
     #[cfg(feature = "planted-bugs")]
-    DebugNote {
-        key: String,
-        value: String,
-    },
+    DebugNote { key: String, value: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +76,13 @@ pub enum ConfigResponse {
 impl ConfigState {
     pub fn apply(&mut self, cmd: &ConfigCommand) -> ConfigResponse {
         match cmd {
-            ConfigCommand::SetKms { config } => {
+            ConfigCommand::SetKms { config, proved } => {
+                if let Some(reason) = proved
+                    .as_ref()
+                    .and_then(|proved| self.kms_change_unproved(config, proved))
+                {
+                    return ConfigResponse::Rejected { reason };
+                }
                 self.kms = Some(config.clone());
                 ConfigResponse::Ok
             }

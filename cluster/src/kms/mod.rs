@@ -3,6 +3,7 @@
 //! A connector wraps DEKs (sends them to the KMS to be encrypted under its key) and
 //! unwraps them again. Only the wrapped form ever leaves the node's memory.
 
+mod each;
 mod kmip;
 mod vault;
 
@@ -17,6 +18,7 @@ use crate::http::{HttpClient, HttpError};
 use crate::net::{BoxFuture, Dialer};
 use crate::secret::Secret;
 
+pub use each::unwrap_each;
 pub use kmip::{parse_wrapping, wrapping_key, KmipConnector, KmipRandom, KmipTransport, Wrapping};
 pub use vault::VaultConnector;
 

@@ -1,8 +1,9 @@
 //! Admin commands as a backend carries them out.
 
+use super::unwrap::by_config;
 use super::{find_fs, lock, serves, Node, KMS_BATCH};
 use crate::admin::{check_rewrap, AdminCommand, AdminError, AdminOutput, FsSummary, KmsSummary};
-use crate::config_table::{ConfigCommand, ConfigResponse, ConfigState};
+use crate::config_table::{name_list, own_key_refusal, ConfigCommand, ConfigResponse, ConfigState};
 use crate::dek::Dek;
 use crate::events::Event;
 use crate::filesystem::{FsRecord, KmsBinding};
@@ -68,10 +69,71 @@ impl Node {
             });
             return Err(e.into());
         }
+        let refused = |node: &Self, why: String| {
+            let error = AdminError::KmsChangeRefused(why);
+            node.emit(Event::KmsSetRefused {
+                error: error.to_string(),
+            });
+            error
+        };
+        let proved = self
+            .prove_kms_change(&self.config(), &config)
+            .await
+            .map_err(|why| refused(self, why))?;
         let describe = config.describe();
-        self.propose(ConfigCommand::SetKms { config }).await?;
+        let answer = self
+            .propose(ConfigCommand::SetKms {
+                config,
+                proved: Some(proved),
+            })
+            .await?;
+        if let ConfigResponse::Rejected { reason } = answer {
+            return Err(refused(self, reason));
+        }
         self.emit(Event::KmsConfigured { kms: describe });
         Ok(AdminOutput::Done)
+    }
+
+    /// Before `security kms set` replaces a live configuration: refuses a change SPEC
+    /// allows only through rewrap, then unwraps, under the new configuration, every
+    /// committed DEK the change touches. Answers what it proved, for the commit to check
+    /// again; or why the change would strand a filesystem.
+    async fn prove_kms_change(
+        &self,
+        state: &ConfigState,
+        new: &KmsConfig,
+    ) -> Result<Vec<(String, WrappedDek)>, String> {
+        if let Some(why) = state.kms_change_refusal(new) {
+            return Err(why);
+        }
+        let dependents = state.kms_change_dependents(new);
+        let groups = by_config(
+            dependents
+                .iter()
+                .map(|d| (d.config.clone(), d.fs.clone(), d.wrapped.clone())),
+        );
+        let mut stranded: Vec<String> = Vec::new();
+        let mut first_error = None;
+        self.unwrap_groups(&groups, |group, results| {
+            for ((fs, _), result) in groups[group].1.iter().zip(results) {
+                if let Err(e) = result {
+                    stranded.push(fs.clone());
+                    first_error.get_or_insert(e);
+                }
+            }
+        })
+        .await;
+        if let Some(e) = first_error {
+            stranded.sort();
+            return Err(format!(
+                "under the new configuration ({}) the KMS does not unwrap the keys of \
+                 filesystems {} ({e}), so they would stay locked from the next restart on; \
+                 give a configuration that reaches the key and version they are wrapped by",
+                new.describe(),
+                name_list(&stranded)
+            ));
+        }
+        Ok(dependents.into_iter().map(|d| (d.fs, d.wrapped)).collect())
     }
 
     /// `fs create`: an encrypted filesystem gets a fresh DEK, wrapped by the KMS before
@@ -370,8 +432,11 @@ impl Node {
             }
         }
         let describe = target.describe();
-        self.propose(ConfigCommand::SetKms { config: target })
-            .await?;
+        self.propose(ConfigCommand::SetKms {
+            config: target,
+            proved: None,
+        })
+        .await?;
         self.emit(Event::KmsConfigured { kms: describe });
         Ok(AdminOutput::Rewrapped {
             filesystems: on_cluster_key.len(),
@@ -395,7 +460,12 @@ impl Node {
             ))
         })?;
         let binding = match kms_key {
-            Some(key) => KmsBinding::OwnKey { key },
+            Some(key) => {
+                if let Some(why) = state.kms.as_ref().and_then(own_key_refusal) {
+                    return Err(AdminError::Usage(why));
+                }
+                KmsBinding::OwnKey { key }
+            }
             None => KmsBinding::ClusterKey,
         };
         // Both exist exactly when the cluster has a KMS configured.

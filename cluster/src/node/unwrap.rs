@@ -5,15 +5,22 @@
 //! Retries never stop (the KMS may come back at any time, and WEKA keeps retrying), but
 //! each wait is bounded: it doubles from `unwrap_backoff_initial` up to
 //! `unwrap_backoff_max`, with seeded jitter so backends do not retry in lockstep.
+//!
+//! Tenants are isolated: each round asks for every key group's DEKs, and a batch one bad
+//! DEK fails is split, so one filesystem's broken key (its own key trimmed or destroyed,
+//! its namespace out of reach) never keeps another filesystem locked.
 
+use std::task::Poll;
 use std::time::Duration;
 
 use rand::Rng;
 
 use super::{lock, Node, KMS_BATCH};
+use crate::dek::Dek;
 use crate::events::{Event, KMS_ERROR_ALERT};
 use crate::hooks::PlantedBug;
-use crate::kms::{KmsConfig, WrappedDek};
+use crate::kms::{unwrap_each, KmsConfig, KmsError, WrappedDek};
+use crate::net::BoxFuture;
 use crate::probe::Probe;
 
 impl Node {
@@ -24,24 +31,16 @@ impl Node {
             let state = state_rx.borrow_and_update().clone();
             // Grouped by the KMS configuration that wraps them (the cluster key, or a
             // filesystem's own key).
-            let mut pending: Vec<(KmsConfig, Vec<(String, WrappedDek)>)> = Vec::new();
-            {
+            let pending = {
                 let keys = lock(&self.0.keys);
                 let creating = lock(&self.0.creating);
                 let missing = state
                     .members_encrypted()
                     .filter(|f| !keys.contains_key(&f.name) && !creating.contains_key(&f.name));
-                for f in missing {
-                    let (Some(config), Some(wrapped)) = (state.kms_for(f), f.wrapped_dek.clone())
-                    else {
-                        continue;
-                    };
-                    match pending.iter_mut().find(|(c, _)| *c == config) {
-                        Some((_, group)) => group.push((f.name.clone(), wrapped)),
-                        None => pending.push((config, vec![(f.name.clone(), wrapped)])),
-                    }
-                }
-            }
+                by_config(missing.filter_map(|f| {
+                    Some((state.kms_for(f)?, f.name.clone(), f.wrapped_dek.clone()?))
+                }))
+            };
             let waiting: usize = pending.iter().map(|(_, g)| g.len()).sum();
             if waiting == 0 {
                 failures = 0;
@@ -56,28 +55,32 @@ impl Node {
                 continue;
             }
 
+            // Every group, every round, at once; each DEK on its own answer, and each
+            // group's keys in use as soon as its answer is in.
             let mut error = None;
-            'groups: for (config, group) in &pending {
-                let connector = self.connector(config);
-                for chunk in group.chunks(KMS_BATCH) {
-                    let wrapped: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
-                    match connector.unwrap(&wrapped).await {
-                        Ok(deks) => {
-                            for ((fs, w), _) in chunk.iter().zip(&deks) {
-                                self.emit(Event::DekUnwrapped {
-                                    fs: fs.clone(),
-                                    key_version: w.key_version,
-                                });
-                            }
-                            self.add_keys(chunk.iter().map(|(fs, _)| fs.clone()).zip(deks));
+            let mut still_locked = 0;
+            self.unwrap_groups(&pending, |group, results| {
+                let mut unlocked = Vec::new();
+                for ((fs, w), result) in pending[group].1.iter().zip(results) {
+                    match result {
+                        Ok(dek) => {
+                            self.emit(Event::DekUnwrapped {
+                                fs: fs.clone(),
+                                key_version: w.key_version,
+                            });
+                            unlocked.push((fs.clone(), dek));
                         }
                         Err(e) => {
-                            error = Some(e);
-                            break 'groups;
+                            still_locked += 1;
+                            error.get_or_insert(e);
                         }
                     }
                 }
-            }
+                if !unlocked.is_empty() {
+                    self.add_keys(unlocked);
+                }
+            })
+            .await;
 
             match error {
                 None => {
@@ -90,7 +93,7 @@ impl Node {
                     let delay = self.backoff(failures);
                     self.emit(Event::UnwrapFailed {
                         attempt: failures,
-                        pending: waiting,
+                        pending: still_locked,
                         error: e.to_string(),
                         retry_in_ms: delay.as_millis() as u64,
                     });
@@ -106,6 +109,48 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Unwraps every group at once, each with its own configuration's connector, and
+    /// hands `done` each group's results (by its index) as soon as they are in. Every
+    /// group is asked, whatever another's answer and however long it takes: one key's
+    /// failure (its own key trimmed or destroyed, its credentials revoked, its namespace
+    /// hanging) must not keep or hold another's filesystems locked. Within a group, a
+    /// batch that one bad DEK fails is split so the others unlock (see [`unwrap_each`]).
+    pub(super) async fn unwrap_groups(
+        &self,
+        groups: &[(KmsConfig, Vec<(String, WrappedDek)>)],
+        mut done: impl FnMut(usize, GroupResults),
+    ) {
+        let mut asks: Vec<Option<BoxFuture<'_, GroupResults>>> = groups
+            .iter()
+            .map(|(config, group)| {
+                let connector = self.connector(config);
+                let wrapped: Vec<WrappedDek> = group.iter().map(|(_, w)| w.clone()).collect();
+                let ask: BoxFuture<'_, _> =
+                    Box::pin(
+                        async move { unwrap_each(connector.as_ref(), &wrapped, KMS_BATCH).await },
+                    );
+                Some(ask)
+            })
+            .collect();
+        // Polled in group order at every wake-up, so a seed replays the same run.
+        std::future::poll_fn(|cx| {
+            for (i, slot) in asks.iter_mut().enumerate() {
+                if let Some(ask) = slot {
+                    if let Poll::Ready(results) = ask.as_mut().poll(cx) {
+                        *slot = None;
+                        done(i, results);
+                    }
+                }
+            }
+            if asks.iter().all(Option::is_none) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     fn backoff(&self, failures: u32) -> Duration {
@@ -125,4 +170,22 @@ impl Node {
         let jitter = lock(&self.0.rng).gen_range(0..=capped.as_millis() as u64 / 4);
         capped - Duration::from_millis(jitter)
     }
+}
+
+/// One group's answers: each DEK, or why it did not unwrap, in the group's order.
+pub(super) type GroupResults = Vec<Result<Dek, KmsError>>;
+
+/// Wrapped DEKs grouped by the KMS configuration that unwraps them, each group in the
+/// order its items came, the groups in the order each first appeared.
+pub(super) fn by_config(
+    items: impl IntoIterator<Item = (KmsConfig, String, WrappedDek)>,
+) -> Vec<(KmsConfig, Vec<(String, WrappedDek)>)> {
+    let mut groups: Vec<(KmsConfig, Vec<(String, WrappedDek)>)> = Vec::new();
+    for (config, fs, wrapped) in items {
+        match groups.iter_mut().find(|(c, _)| *c == config) {
+            Some((_, group)) => group.push((fs, wrapped)),
+            None => groups.push((config, vec![(fs, wrapped)])),
+        }
+    }
+    groups
 }

@@ -100,12 +100,23 @@ impl VaultSim {
     /// What [`VaultSim::decrypts`] would decrypt `ciphertext` to: the plaintext bytes (for a
     /// harness that checks a wrapped key is the key it should be; never to be shown).
     pub fn decrypt(&self, mount: &str, key: &str, ciphertext: &str) -> Result<Vec<u8>, String> {
+        self.decrypt_in(None, mount, key, ciphertext)
+    }
+
+    /// [`VaultSim::decrypt`] in `namespace` (the root namespace if `None`).
+    pub fn decrypt_in(
+        &self,
+        namespace: Option<&str>,
+        mount: &str,
+        key: &str,
+        ciphertext: &str,
+    ) -> Result<Vec<u8>, String> {
         let st = self.lock();
-        let transit = match st
-            .namespaces
-            .get(ROOT_NS)
-            .and_then(|ns| ns.mounts.get(mount))
-        {
+        let ns = namespace.unwrap_or(ROOT_NS);
+        let Some(ns_state) = st.namespaces.get(ns) else {
+            return Err(format!("no namespace {ns}"));
+        };
+        let transit = match ns_state.mounts.get(mount) {
             Some(Mount::Transit(t)) => t,
             Some(_) => return Err(format!("{mount}/ is not a transit mount")),
             None => return Err(format!("no mount at {mount}/")),

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use cluster::admin::AdminCommand;
-use cluster::kms::WrappedDek;
+use cluster::kms::{KmsConfig, WrappedDek};
 use cluster::net::Dialer;
 
 use crate::runner::fabric::Fabric;
@@ -105,11 +105,12 @@ pub trait KmsUnderTest {
         self.identify(cluster_key, wrapped.key_version)
     }
 
-    /// What the KMS as it stands now would unwrap `wrapped` with `key` to (`Err` says
-    /// why it would not); `None` where the harness cannot ask without disturbing the run
-    /// (a live KMS, whose every request the run counts and faults). The DEK it answers is
-    /// for the oracles' comparison only: never shown.
-    fn unwraps(&self, key: &str, wrapped: &WrappedDek) -> Option<Result<Vec<u8>, String>>;
+    /// What the KMS as it stands now would unwrap `wrapped` to for a cluster configured
+    /// as `config` (`Err` says why it would not: another kind of KMS, another key, mount
+    /// or namespace, a retired version); `None` where the harness cannot ask without
+    /// disturbing the run (a live KMS, whose every request the run counts and faults).
+    /// The DEK it answers is for the oracles' comparison only: never shown.
+    fn unwraps(&self, config: &KmsConfig, wrapped: &WrappedDek) -> Option<Result<Vec<u8>, String>>;
 
     /// Carries out a lifecycle step; the answer says what happened, for the trace.
     fn lifecycle(&mut self, action: Lifecycle, fabric: &mut dyn Fabric) -> Result<String, String>;

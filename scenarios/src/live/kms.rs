@@ -133,6 +133,7 @@ impl VaultHost for LiveVaultHost {
 
     fn decrypts(
         &self,
+        _namespace: Option<&str>,
         _mount: &str,
         _key: &str,
         _ciphertext: &str,

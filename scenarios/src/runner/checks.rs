@@ -8,7 +8,7 @@ use cluster::admin::{AdminCommand, AdminOutput};
 use cluster::config_table::ConfigState;
 use cluster::events::KMS_ERROR_ALERT;
 use cluster::filesystem::KmsBinding;
-use cluster::kms::WrappedDek;
+use cluster::kms::{KmsConfig, WrappedDek};
 
 use super::world::World;
 use super::{Failure, FailureKind};
@@ -95,22 +95,35 @@ impl World<'_> {
     }
 
     /// Steps until every backend is up and serves every filesystem with no `KMSError`.
+    /// Steps until every backend is up and serves every filesystem but those of `except`
+    /// (which may stay locked, with `KMSError` raised for them).
     pub(super) fn wait_ready(
         &mut self,
         step: Option<usize>,
         within: Duration,
+        except: &[String],
     ) -> Result<(), Failure> {
-        self.wait_until(step, within, "filesystems-ready", Self::not_ready)
+        self.wait_until(step, within, "filesystems-ready", |world| {
+            world.not_ready(except)
+        })
     }
 
-    fn not_ready(&self) -> Vec<String> {
+    fn not_ready(&self, except: &[String]) -> Vec<String> {
         let running = self.running();
         let mut waiting = Vec::new();
         for b in &self.backends {
             let expected = self.books[b.cluster].filesystems.len();
+            let ready = |node: &cluster::node::Node| {
+                if except.is_empty() {
+                    return node.is_ready(expected);
+                }
+                let status = node.status();
+                status.ready.len() + status.locked.len() >= expected
+                    && status.locked.iter().all(|fs| except.contains(fs))
+            };
             match running.iter().find(|(id, _)| *id == b.id) {
                 None => waiting.push(format!("{} is not up", b.host)),
-                Some((_, node)) if !node.is_ready(expected) => {
+                Some((_, node)) if !ready(node) => {
                     let status = node.status();
                     waiting.push(format!(
                         "{} locked [{}] alerts [{}]",
@@ -230,7 +243,7 @@ impl World<'_> {
                     oracle::wrapped_deks_unwrappable(
                         *node,
                         table,
-                        |key, wrapped| kms_unwraps(self.kms.as_ref(), key, wrapped),
+                        |config, wrapped| kms_unwraps(self.kms.as_ref(), config, wrapped),
                         data_key,
                     )?;
                 }
@@ -309,18 +322,19 @@ impl World<'_> {
     }
 }
 
-/// Whether the KMS still unwraps `wrapped` with `key`, and to what: its own answer where
-/// it can be asked out of band (`Some` DEK); otherwise (live) the versions the run's
-/// rotations and trims left (`None`: unwrappable, to a DEK the harness cannot see).
+/// Whether the KMS still unwraps `wrapped` under `config`, and to what: its own answer
+/// where it can be asked out of band (`Some` DEK); otherwise (live) the versions the run's
+/// rotations and trims left of `config`'s key (`None`: unwrappable, to a DEK the harness
+/// cannot see).
 fn kms_unwraps(
     kms: &dyn KmsUnderTest,
-    key: &str,
+    config: &KmsConfig,
     wrapped: &WrappedDek,
 ) -> Result<Option<Vec<u8>>, String> {
-    if let Some(answer) = kms.unwraps(key, wrapped) {
+    if let Some(answer) = kms.unwraps(config, wrapped) {
         return answer.map(Some);
     }
-    let (key, version) = kms.identify_wrapped(key, wrapped);
+    let (key, version) = kms.identify_wrapped(config.key_name(), wrapped);
     let versions = kms.versions(&key);
     if version < versions.min_decryption {
         return Err(format!(

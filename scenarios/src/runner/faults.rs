@@ -68,11 +68,15 @@ impl World<'_> {
 
     pub(super) fn fault(&mut self, at: Option<usize>, step: &Step) -> Result<(), Failure> {
         let what = match step {
-            Step::KmsFault { mode, delay } => {
+            Step::KmsFault { mode, delay, key } => {
                 let chaos = self.fabric.chaos();
                 chaos.set_delay(delay.unwrap_or_default());
+                chaos.set_key(key.clone());
                 chaos.set(*mode);
-                format!("kms {mode:?}")
+                match key {
+                    Some(key) => format!("kms {mode:?} on key {key}"),
+                    None => format!("kms {mode:?}"),
+                }
             }
             Step::ObjectStoreFault { mode, delay } => {
                 let chaos = self.fabric.store_chaos();

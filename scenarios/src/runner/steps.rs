@@ -99,7 +99,7 @@ impl World<'_> {
         }
         self.heal_all();
         let bound = self.opts.liveness_bound;
-        self.wait_ready(None, bound)?;
+        self.wait_ready(None, bound, &[])?;
         for cluster in 0..self.clusters.len() {
             self.current = cluster;
             self.read_verify(None, "all", Expect::Ok)?;
@@ -293,7 +293,7 @@ impl World<'_> {
             Step::CrashAt { backend, point } => {
                 self.crashes.arm(backend.map(u64::from), *point);
             }
-            Step::WaitReady { within } => self.wait_ready(at, *within)?,
+            Step::WaitReady { within, except } => self.wait_ready(at, *within, except)?,
             Step::ExpectLocked { within, backends } => {
                 let only = self.backend_ids(backends.as_deref());
                 self.expect_locked(at, *within, only)?;

@@ -217,7 +217,17 @@ impl Scenario {
                     .map(|_| ())
                     .map_err(|e| format!("command {command:?}: {e}"))
             }
-            Step::KmsFault { mode, delay } => fault_delay(*mode, *delay),
+            Step::KmsFault {
+                key: Some(_), mode, ..
+            } if self.kms.kind == KmsKind::Kmip || mode.is_byte_level() || *mode == Fault::None => {
+                Err(format!(
+                "key = ... scopes a Vault protocol fault (error-500, error-503, rate-limit) to \
+                 one key; it does not go with {} on a {} KMS",
+                kebab(mode),
+                if self.kms.kind == KmsKind::Kmip { "KMIP" } else { "Vault" }
+            ))
+            }
+            Step::KmsFault { mode, delay, .. } => fault_delay(*mode, *delay),
             Step::ObjectStoreFault { mode, .. }
                 if *mode != Fault::None && !mode.is_byte_level() =>
             {
@@ -367,7 +377,8 @@ within = "5s"
         assert_eq!(
             s.steps[1],
             Step::WaitReady {
-                within: Duration::from_secs(5)
+                within: Duration::from_secs(5),
+                except: Vec::new(),
             }
         );
     }
@@ -423,6 +434,25 @@ within = "5s"
         assert!(err.contains("needs a delay"), "{err}");
         let err = Scenario::parse(&step("hang", "delay = \"1s\"\n")).unwrap_err();
         assert!(err.contains("delay only goes with"), "{err}");
+    }
+
+    /// A KMS fault scoped to one key is a Vault protocol answer: refused with a byte-level
+    /// mode, with `none`, and on a KMIP KMS.
+    #[test]
+    fn a_fault_on_one_key_is_a_vault_protocol_fault() {
+        let step = |mode: &str| {
+            format!("{GOOD}\n[[step]]\naction = \"kms-fault\"\nmode = \"{mode}\"\nkey = \"tenant-key\"\n")
+        };
+        for mode in ["error-500", "error-503", "rate-limit"] {
+            Scenario::parse(&step(mode)).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        }
+        for mode in ["hang", "refuse", "none"] {
+            let err = Scenario::parse(&step(mode)).unwrap_err();
+            assert!(err.contains("scopes a Vault protocol fault"), "{err}");
+        }
+        let kmip = step("error-503").replace("[scenario]", "[kms]\ntype = \"kmip\"\n\n[scenario]");
+        let err = Scenario::parse(&kmip).unwrap_err();
+        assert!(err.contains("KMIP KMS"), "{err}");
     }
 
     #[test]

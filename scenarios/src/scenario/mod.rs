@@ -276,6 +276,11 @@ pub enum Step {
             skip_serializing_if = "Option::is_none"
         )]
         delay: Option<Duration>,
+        /// Vault only, with a protocol fault (`error-500`, `error-503`, `rate-limit`): the
+        /// fault answers requests on this one key and no other (one tenant's key out of
+        /// reach, as a locked or unavailable namespace is).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// Turns a fault on in front of the snapshot object store (`mode = "none"` turns it
     /// off). The store speaks no protocol of its own faults: only the byte-level modes
@@ -347,6 +352,10 @@ pub enum Step {
     WaitReady {
         #[serde(with = "duration_text")]
         within: Duration,
+        /// Filesystems that may stay locked meanwhile (a tenant whose key is out of
+        /// reach): every other one must be served, and `KMSError` may stay raised.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        except: Vec<String>,
     },
     /// Waits until every running backend has raised `KMSError` and keeps its encrypted
     /// filesystems locked while unencrypted ones stay ready; fails after `within`.

@@ -84,11 +84,12 @@ impl VaultHost for SimVaultHost {
 
     fn decrypts(
         &self,
+        namespace: Option<&str>,
         mount: &str,
         key: &str,
         ciphertext: &str,
     ) -> Option<Result<Vec<u8>, String>> {
-        Some(self.vault.decrypt(mount, key, ciphertext))
+        Some(self.vault.decrypt_in(namespace, mount, key, ciphertext))
     }
 
     fn outlives_run(&self) -> bool {

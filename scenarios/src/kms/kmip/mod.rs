@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use cluster::admin::{AdminCommand, KmsSetKmip};
-use cluster::kms::{parse_wrapping, WrappedDek, Wrapping};
+use cluster::kms::{parse_wrapping, KmsConfig, WrappedDek, Wrapping};
 use cluster::net::Dialer;
 use cluster::secret::Secret;
 
@@ -272,7 +272,15 @@ impl<H: KmipHost> KmsUnderTest for KmipUnderTest<H> {
         }
     }
 
-    fn unwraps(&self, _key: &str, wrapped: &WrappedDek) -> Option<Result<Vec<u8>, String>> {
+    /// A KMIP wrapping names the key that made it, and the cluster decrypts with that key
+    /// whatever its configuration's key UID; another kind of KMS cannot.
+    fn unwraps(&self, config: &KmsConfig, wrapped: &WrappedDek) -> Option<Result<Vec<u8>, String>> {
+        if !matches!(config, KmsConfig::Kmip(_)) {
+            return Some(Err(format!(
+                "the cluster is configured with {}, which does not unwrap a KMIP-wrapped DEK",
+                config.describe()
+            )));
+        }
         match parse_wrapping(&wrapped.ciphertext) {
             Ok(wrapping) => self.host.decrypts(&wrapping),
             Err(e) => Some(Err(e.to_string())),

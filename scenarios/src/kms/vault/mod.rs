@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cluster::admin::{AdminCommand, KmsSetVault};
 use cluster::http::HttpClient;
-use cluster::kms::WrappedDek;
+use cluster::kms::{KmsConfig, WrappedDek};
 use cluster::net::Dialer;
 use cluster::secret::Secret;
 use serde_json::json;
@@ -46,10 +46,16 @@ pub trait VaultHost {
     /// Requests that reached the Vault.
     fn requests(&self) -> u64;
 
-    /// What `ciphertext` decrypts to now under `key` at `mount`, asked out of band; `None`
-    /// where that cannot be asked without a request of the run's own.
-    fn decrypts(&self, mount: &str, key: &str, ciphertext: &str)
-        -> Option<Result<Vec<u8>, String>>;
+    /// What `ciphertext` decrypts to now under `key` at `mount` in `namespace` (the root
+    /// namespace if `None`), asked out of band; `None` where that cannot be asked without
+    /// a request of the run's own.
+    fn decrypts(
+        &self,
+        namespace: Option<&str>,
+        mount: &str,
+        key: &str,
+        ciphertext: &str,
+    ) -> Option<Result<Vec<u8>, String>>;
 
     /// Whether the Vault outlives the run, so that what the run created must be removed.
     fn outlives_run(&self) -> bool;
@@ -209,9 +215,21 @@ impl<H: VaultHost> KmsUnderTest for VaultUnderTest<H> {
         books.versions.get(key).copied().unwrap_or_default()
     }
 
-    fn unwraps(&self, key: &str, wrapped: &WrappedDek) -> Option<Result<Vec<u8>, String>> {
-        self.host
-            .decrypts(&self.plan.mount, key, &wrapped.ciphertext)
+    fn unwraps(&self, config: &KmsConfig, wrapped: &WrappedDek) -> Option<Result<Vec<u8>, String>> {
+        let KmsConfig::Vault(v) = config else {
+            return Some(Err(format!(
+                "the cluster is configured with {}, which does not unwrap a Vault-wrapped DEK",
+                config.describe()
+            )));
+        };
+        // In the namespace and mount the configuration names: the same key name elsewhere
+        // is another key.
+        self.host.decrypts(
+            v.namespace.as_deref(),
+            &v.transit_path,
+            &v.key_name,
+            &wrapped.ciphertext,
+        )
     }
 
     fn lifecycle(&mut self, action: Lifecycle, fabric: &mut dyn Fabric) -> Result<String, String> {
