@@ -146,11 +146,8 @@ pub fn run(args: SweepArgs) -> i32 {
             println!("{}", serde_json::to_string(r).unwrap_or_default());
         }
     } else {
-        summary(&reports, wall);
-        print!(
-            "{}",
-            super::coverage::text(&tally, reports.len(), args.coverage)
-        );
+        let coverage = super::coverage::text(&tally, reports.len(), args.coverage);
+        summary(&reports, wall, &coverage);
     }
     // Coverage is the whole sweep's: a shard's gap is judged when the shards merge.
     if shard == Shard::WHOLE {
@@ -182,7 +179,8 @@ fn write_out(
     Ok(())
 }
 
-fn summary(reports: &[RunReport], wall: std::time::Duration) {
+/// The totals, a repro line per failure, the coverage, and the verdict as the last line.
+fn summary(reports: &[RunReport], wall: std::time::Duration, coverage: &str) {
     let count = |kind: FailureKind| {
         reports
             .iter()
@@ -210,5 +208,6 @@ fn summary(reports: &[RunReport], wall: std::time::Duration) {
     for r in reports.iter().filter(|r| !r.passed()) {
         println!("{}", r.verdict_line());
     }
+    print!("{coverage}");
     println!("{} passed, {} failed", passed, reports.len() - passed);
 }
