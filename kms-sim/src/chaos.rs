@@ -163,15 +163,15 @@ impl Chaos {
 }
 
 async fn apply(State(chaos): State<Chaos>, req: Request, next: Next) -> Response {
-    // A Vault path on a key ends with its name: `transit/decrypt/<key>`, `transit/keys/<key>`.
-    let elsewhere = match &chaos.lock().key {
-        Some(key) => req.uri().path().rsplit('/').next() != Some(key.as_str()),
-        None => false,
+    let fault = {
+        let inner = chaos.lock();
+        // A Vault path on a key ends with its name: `transit/decrypt/<key>`, `transit/keys/<key>`.
+        match &inner.key {
+            Some(key) if req.uri().path().rsplit('/').next() != Some(key.as_str()) => Fault::None,
+            _ => inner.fault,
+        }
     };
-    if elsewhere {
-        return next.run(req).await;
-    }
-    let (status, message) = match chaos.fault() {
+    let (status, message) = match fault {
         Fault::Error500 => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
         Fault::Error503 => (
             StatusCode::SERVICE_UNAVAILABLE,

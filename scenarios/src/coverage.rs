@@ -46,13 +46,6 @@ impl Coverage {
         }
     }
 
-    /// The faults that met a request at a switch (`kms` or `store`).
-    pub fn faults_met(&self, switch: &str, met: impl IntoIterator<Item = Fault>) {
-        for fault in met.into_iter().filter(|f| *f != Fault::None) {
-            self.hit(&fault_probe(switch, fault));
-        }
-    }
-
     /// The sink the nodes' code probes fire into.
     pub fn sink(&self) -> ProbeSink {
         let coverage = self.clone();
@@ -61,6 +54,14 @@ impl Coverage {
 
     pub fn counts(&self) -> Counts {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Adds to `counts` the faults that met a request at a switch (`kms` or `store`): once
+/// each, as a run's fault probes.
+pub fn add_faults_met(counts: &mut Counts, switch: &str, met: impl IntoIterator<Item = Fault>) {
+    for fault in met.into_iter().filter(|f| *f != Fault::None) {
+        *counts.entry(fault_probe(switch, fault)).or_default() += 1;
     }
 }
 

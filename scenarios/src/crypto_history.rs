@@ -47,6 +47,8 @@ pub struct CryptoHistory {
     /// disk holds another.
     judged: BTreeMap<(u64, u32, u64), StoredBlock>,
     sealed: BTreeMap<(Fingerprint, [u8; NONCE_LEN]), Sealing>,
+    /// Whether some DEK has sealed two block versions (for [`CryptoHistory::reach`]).
+    dek_sealed_twice: bool,
     deks: BTreeMap<Fingerprint, Owner>,
     /// Filesystems (`cluster/fs`) whose DEK was judged by [`CryptoHistory::owner`]: a
     /// filesystem's DEK and data never change once known, so once is enough.
@@ -122,16 +124,7 @@ impl CryptoHistory {
     /// Whether the history holds what its checks need to mean something: a DEK that
     /// sealed two block versions (a nonce could repeat), and two DEKs (one could repeat).
     pub fn reach(&self) -> (bool, bool) {
-        let mut dek_sealed_twice = false;
-        let mut last = None;
-        for (dek, _) in self.sealed.keys() {
-            if last == Some(dek) {
-                dek_sealed_twice = true;
-                break;
-            }
-            last = Some(dek);
-        }
-        (dek_sealed_twice, self.deks.len() >= 2)
+        (self.dek_sealed_twice, self.deks.len() >= 2)
     }
 
     /// One DEK, one filesystem's data.
@@ -179,6 +172,13 @@ impl CryptoHistory {
                 })
             }
             None => {
+                let (dek, _) = pair;
+                self.dek_sealed_twice = self.dek_sealed_twice
+                    || self
+                        .sealed
+                        .range((dek, [0; NONCE_LEN])..=(dek, [0xff; NONCE_LEN]))
+                        .next()
+                        .is_some();
                 self.sealed.insert(
                     pair,
                     Sealing {

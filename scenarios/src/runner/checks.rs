@@ -94,7 +94,6 @@ impl World<'_> {
         }
     }
 
-    /// Steps until every backend is up and serves every filesystem with no `KMSError`.
     /// Steps until every backend is up and serves every filesystem but those of `except`
     /// (which may stay locked, with `KMSError` raised for them).
     pub(super) fn wait_ready(

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::fabric::{Fabric, Stuck};
 use super::{derive_seed, SimOptions};
-use crate::coverage::{Counts, Coverage};
+use crate::coverage::{add_faults_met, Counts, Coverage};
 use crate::crypto_history::CryptoHistory;
 use crate::kms::KmsUnderTest;
 use crate::oracle::{Key, LeakScanner};
@@ -304,10 +304,10 @@ impl<'a> World<'a> {
 
     /// The probes this run fired, with the faults that met a request at each switch.
     pub fn coverage(&self) -> Counts {
-        self.coverage.faults_met("kms", self.fabric.chaos().met());
-        self.coverage
-            .faults_met("store", self.fabric.store_chaos().met());
-        self.coverage.counts()
+        let mut counts = self.coverage.counts();
+        add_faults_met(&mut counts, "kms", self.fabric.chaos().met());
+        add_faults_met(&mut counts, "store", self.fabric.store_chaos().met());
+        counts
     }
 
     /// Has `progress` told of each step as it starts.

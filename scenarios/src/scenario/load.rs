@@ -218,15 +218,10 @@ impl Scenario {
                     .map_err(|e| format!("command {command:?}: {e}"))
             }
             Step::KmsFault {
-                key: Some(_), mode, ..
-            } if self.kms.kind == KmsKind::Kmip || mode.is_byte_level() || *mode == Fault::None => {
-                Err(format!(
-                "key = ... scopes a Vault protocol fault (error-500, error-503, rate-limit) to \
-                 one key; it does not go with {} on a {} KMS",
-                kebab(mode),
-                if self.kms.kind == KmsKind::Kmip { "KMIP" } else { "Vault" }
-            ))
-            }
+                mode,
+                delay,
+                key: Some(_),
+            } => key_scope(*mode, self.kms.kind).and_then(|()| fault_delay(*mode, *delay)),
             Step::KmsFault { mode, delay, .. } => fault_delay(*mode, *delay),
             Step::ObjectStoreFault { mode, .. }
                 if *mode != Fault::None && !mode.is_byte_level() =>
@@ -270,8 +265,23 @@ impl Scenario {
     }
 }
 
-/// A `weka` step's command as it will run, with stand-ins for what the Vault setup
-/// produces (the placeholders' values do not change what parses).
+/// `key = ...` on a `kms-fault` step: a Vault protocol fault answers on one key only.
+fn key_scope(mode: Fault, kind: KmsKind) -> Result<(), String> {
+    if kind == KmsKind::Vault && !mode.is_byte_level() && mode != Fault::None {
+        return Ok(());
+    }
+    Err(format!(
+        "key = ... scopes a Vault protocol fault (error-500, error-503, rate-limit) to one \
+         key; it does not go with {} on a {} KMS",
+        kebab(&mode),
+        if kind == KmsKind::Kmip {
+            "KMIP"
+        } else {
+            "Vault"
+        }
+    ))
+}
+
 /// A fault's delay goes with `slow`, and only with it.
 fn fault_delay(mode: Fault, delay: Option<Duration>) -> Result<(), String> {
     match (mode, delay) {
@@ -291,6 +301,8 @@ fn kebab(fault: &Fault) -> String {
     }
 }
 
+/// A `weka` step's command as it will run, with stand-ins for what the Vault setup
+/// produces (the placeholders' values do not change what parses).
 fn weka_command(command: &str) -> Result<AdminCommand, String> {
     // Placeholders stand for what the KMS setup creates; any file a command names reads
     // as a certificate-shaped placeholder (its contents are the KMS under test's).
