@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::buggify::Buggify;
 use crate::config_table::NodeId;
 use crate::probe::ProbeSink;
 
@@ -16,6 +17,34 @@ use crate::probe::ProbeSink;
 pub enum CrashPoint {
     /// The KMS has answered (a wrap or a rewrap) and nothing is committed yet.
     AfterKmsBeforeCommit,
+    /// A new filesystem (created or downloaded) is committed and its DEK not yet in this
+    /// backend's memory: the committed filesystem must still unlock, here and elsewhere.
+    AfterCommitBeforeKeyInMemory,
+    /// A download is committed and has copied its first block of several: the filesystem
+    /// exists with part of its data.
+    MidDownload,
+    /// A snapshot's blocks are in the object store and listed, its manifest not yet
+    /// written.
+    BetweenBlocksAndManifest,
+}
+
+impl CrashPoint {
+    pub const ALL: [CrashPoint; 4] = [
+        CrashPoint::AfterKmsBeforeCommit,
+        CrashPoint::AfterCommitBeforeKeyInMemory,
+        CrashPoint::MidDownload,
+        CrashPoint::BetweenBlocksAndManifest,
+    ];
+
+    /// The point's name in scenario files and probes (`after-kms-before-commit`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CrashPoint::AfterKmsBeforeCommit => "after-kms-before-commit",
+            CrashPoint::AfterCommitBeforeKeyInMemory => "after-commit-before-key-in-memory",
+            CrashPoint::MidDownload => "mid-download",
+            CrashPoint::BetweenBlocksAndManifest => "between-blocks-and-manifest",
+        }
+    }
 }
 
 /// Known bugs, planted to prove the harness notices them.
@@ -57,10 +86,20 @@ pub enum PlantedBug {
     /// connector, as if a counter in memory were as good as randomness: two backends, or
     /// one after a restart, wrap different DEKs under one key with the same IV.
     KmipIvCounter,
+    /// `security kms rewrap` reads each filesystem's wrapping again just before it commits
+    /// and expects that one, so its compare-and-set always matches: a filesystem moved to a
+    /// key of its own meanwhile, by an admin on another backend, gets the cluster key's
+    /// wrapping back under its own-key binding, and the acknowledged move is lost.
+    LostUpdateOnRewrap,
+    /// `fs download` unwraps the snapshot's DEK with the key its manifest names, but
+    /// records the new filesystem on the cluster key, as if every snapshot came from one:
+    /// a snapshot of a filesystem on its own key downloads into a filesystem whose
+    /// committed wrapping its binding's key cannot unwrap.
+    DownloadIgnoresOwnKey,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 14] = [
         PlantedBug::CommitBeforeKms,
         PlantedBug::SkipOneRewrap,
         PlantedBug::GiveUpUnwrap,
@@ -73,6 +112,8 @@ impl PlantedBug {
         PlantedBug::BackoffWithoutCeiling,
         PlantedBug::NameReservedAfterFailedCreate,
         PlantedBug::KmipIvCounter,
+        PlantedBug::LostUpdateOnRewrap,
+        PlantedBug::DownloadIgnoresOwnKey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +130,8 @@ impl PlantedBug {
             PlantedBug::BackoffWithoutCeiling => "backoff-without-ceiling",
             PlantedBug::NameReservedAfterFailedCreate => "name-reserved-after-failed-create",
             PlantedBug::KmipIvCounter => "kmip-iv-counter",
+            PlantedBug::LostUpdateOnRewrap => "lost-update-on-rewrap",
+            PlantedBug::DownloadIgnoresOwnKey => "download-ignores-own-key",
         }
     }
 
@@ -122,6 +165,11 @@ impl PlantedBug {
             PlantedBug::NameReservedAfterFailedCreate => ("errors-tell-the-truth", "correctness"),
             // The second backend to wrap a DEK under the key reuses the first one's IV.
             PlantedBug::KmipIvCounter => ("wrap-iv-unique", "correctness"),
+            // A move acknowledged in a race is found overwritten right after the race.
+            PlantedBug::LostUpdateOnRewrap => ("acknowledged-effects", "correctness"),
+            // The KMS's own unwrap of the committed wrapping under the recorded binding
+            // fails right after the download.
+            PlantedBug::DownloadIgnoresOwnKey => ("wrapped-deks-unwrappable", "correctness"),
         };
         Catch { check, kind }
     }
@@ -153,6 +201,8 @@ pub struct Hooks {
     pub planted: BTreeSet<PlantedBug>,
     /// Where the node's code probes are counted (see `probe`).
     pub probes: ProbeSink,
+    /// The fault sites active in this run (see `buggify`); none outside the harness.
+    pub buggify: Buggify,
 }
 
 impl fmt::Debug for Hooks {
@@ -161,6 +211,7 @@ impl fmt::Debug for Hooks {
             .field("crash_point", &self.crash_point.is_some())
             .field("planted", &self.planted)
             .field("probes", &self.probes)
+            .field("buggify", &self.buggify)
             .finish()
     }
 }

@@ -9,6 +9,7 @@
 //! [`net::Dialer`], events go out through [`events::EventSink`].
 
 pub mod admin;
+pub mod buggify;
 pub mod config_table;
 pub mod dek;
 pub mod disk;

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::buggify::{Buggify, Site, KMS_DELAY_MAX};
 use crate::dek::Dek;
 use crate::kms::{KmsConnector, KmsError, WrappedDek};
 use crate::net::BoxFuture;
@@ -41,10 +42,16 @@ pub enum Probe {
     SnapshotBlocksUnlisted,
     /// `fs download` of a snapshot whose filesystem was on a key of its own.
     DownloadOwnKeySnapshot,
+    /// A fault site fired (see `buggify`): a KMS request held back.
+    BuggifyKmsDelay,
+    /// A fault site fired: a KMS request failed without reaching the KMS.
+    BuggifyKmsSpuriousError,
+    /// A fault site fired: a committed change proposed once more.
+    BuggifyDuplicatedProposal,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 13] = [
+    pub const ALL: [Probe; 16] = [
         Probe::KmsUnreachable,
         Probe::KmsTimeout,
         Probe::KmsSealed,
@@ -58,6 +65,9 @@ impl Probe {
         Probe::ReadFromAnotherReplica,
         Probe::SnapshotBlocksUnlisted,
         Probe::DownloadOwnKeySnapshot,
+        Probe::BuggifyKmsDelay,
+        Probe::BuggifyKmsSpuriousError,
+        Probe::BuggifyDuplicatedProposal,
     ];
 
     /// The probe's name, as the sweep's coverage table prints it.
@@ -76,6 +86,9 @@ impl Probe {
             Probe::ReadFromAnotherReplica => "cluster:read-from-another-replica",
             Probe::SnapshotBlocksUnlisted => "cluster:snapshot-blocks-unlisted",
             Probe::DownloadOwnKeySnapshot => "cluster:download-own-key-snapshot",
+            Probe::BuggifyKmsDelay => "cluster:buggify-kms-delay",
+            Probe::BuggifyKmsSpuriousError => "cluster:buggify-kms-spurious-error",
+            Probe::BuggifyDuplicatedProposal => "cluster:buggify-duplicated-proposal",
         }
     }
 
@@ -122,14 +135,30 @@ impl fmt::Debug for ProbeSink {
     }
 }
 
-/// A connector that fires the probe of each failure it passes on, and changes nothing
-/// else.
+/// A connector that fires the probe of each failure it passes on, and is where the KMS
+/// fault sites are (a request held back, a request failed before it left).
 pub struct Probed {
     pub inner: Arc<dyn KmsConnector>,
     pub probes: ProbeSink,
+    pub buggify: Buggify,
 }
 
 impl Probed {
+    /// The fault sites every request passes.
+    async fn sites(&self) -> Result<(), KmsError> {
+        if self.buggify.fires(Site::KmsDelay) {
+            self.probes.fire(Probe::BuggifyKmsDelay);
+            tokio::time::sleep(self.buggify.delay(KMS_DELAY_MAX)).await;
+        }
+        if self.buggify.fires(Site::KmsSpuriousError) {
+            self.probes.fire(Probe::BuggifyKmsSpuriousError);
+            return Err(KmsError::Unreachable(
+                "connection reset before the request was sent (a fault site)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn seen<T>(&self, result: Result<T, KmsError>) -> Result<T, KmsError> {
         if let Err(e) = &result {
             if let Some(probe) = Probe::of_kms_error(e) {
@@ -142,25 +171,37 @@ impl Probed {
 
 impl KmsConnector for Probed {
     fn probe(&self) -> BoxFuture<'_, Result<(), KmsError>> {
-        Box::pin(async move { self.seen(self.inner.probe().await) })
+        Box::pin(async move {
+            self.seen(self.sites().await)?;
+            self.seen(self.inner.probe().await)
+        })
     }
 
     fn wrap<'a>(&'a self, deks: &'a [Dek]) -> BoxFuture<'a, Result<Vec<WrappedDek>, KmsError>> {
-        Box::pin(async move { self.seen(self.inner.wrap(deks).await) })
+        Box::pin(async move {
+            self.seen(self.sites().await)?;
+            self.seen(self.inner.wrap(deks).await)
+        })
     }
 
     fn unwrap<'a>(
         &'a self,
         wrapped: &'a [WrappedDek],
     ) -> BoxFuture<'a, Result<Vec<Dek>, KmsError>> {
-        Box::pin(async move { self.seen(self.inner.unwrap(wrapped).await) })
+        Box::pin(async move {
+            self.seen(self.sites().await)?;
+            self.seen(self.inner.unwrap(wrapped).await)
+        })
     }
 
     fn rewrap<'a>(
         &'a self,
         wrapped: &'a [WrappedDek],
     ) -> BoxFuture<'a, Result<Vec<WrappedDek>, KmsError>> {
-        Box::pin(async move { self.seen(self.inner.rewrap(wrapped).await) })
+        Box::pin(async move {
+            self.seen(self.sites().await)?;
+            self.seen(self.inner.rewrap(wrapped).await)
+        })
     }
 }
 

@@ -64,6 +64,17 @@ pub struct Knobs {
     /// knobs, so a run without it draws the plan it drew before; shown only when on.
     #[serde(skip_serializing_if = "is_false")]
     pub reach: bool,
+    /// Admins racing one another: commands sent at once to different backends (see
+    /// `Op::Race`). On in one run in four, drawn apart from the other knobs, so a run
+    /// without it draws the plan it drew before; shown only when on.
+    #[serde(skip_serializing_if = "is_false")]
+    pub racing_admins: bool,
+    /// Fault sites inside the cluster's code (`cluster::buggify`: KMS requests held back
+    /// or failed before they leave, committed changes proposed again), each active in
+    /// about a quarter of these runs and firing in about a quarter of its visits. On in
+    /// one run in two, drawn apart from the other knobs; shown only when on.
+    #[serde(skip_serializing_if = "is_false")]
+    pub buggify: bool,
 }
 
 fn is_vault(kind: &KmsKind) -> bool {
@@ -82,6 +93,16 @@ fn store_faults(seed: u64) -> bool {
 /// Whether a seed's swarm run has the composite operations of `Knobs::reach`.
 fn reach(seed: u64) -> bool {
     derive_seed(seed, "swarm reach").is_multiple_of(4)
+}
+
+/// Whether a seed's swarm run has admins racing one another (`Knobs::racing_admins`).
+fn racing_admins(seed: u64) -> bool {
+    derive_seed(seed, "swarm racing admins").is_multiple_of(4)
+}
+
+/// Whether a seed's swarm run has the cluster's fault sites on (`Knobs::buggify`).
+fn buggify(seed: u64) -> bool {
+    derive_seed(seed, "swarm buggify").is_multiple_of(2)
 }
 
 /// The KMS kind of a seed's swarm run.
@@ -172,6 +193,19 @@ pub enum Op {
         secs: u64,
         restart: bool,
     },
+    /// Admins send these commands at once, each to a different backend; with a rewrap
+    /// among them, the key is rotated first so that the rewrap has work to race.
+    Race(Vec<Racer>),
+}
+
+/// One admin's command in a race.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Racer {
+    Create { encrypted: bool },
+    Rewrap,
+    MoveKey { fs: u32, own: bool },
+    Upload { fs: u32 },
+    Download,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -311,10 +345,37 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
                 .boxed(),
         ));
     }
+    if knobs.racing_admins {
+        // Last again, for the same reason.
+        ops.push((
+            3,
+            proptest::collection::vec(racer(), 2..=4)
+                .prop_map(Op::Race)
+                .boxed(),
+        ));
+    }
     proptest::strategy::Union::new_weighted(ops).boxed()
 }
 
-fn plan(kms: KmsKind, store_faults: bool, reach: bool) -> impl Strategy<Value = Plan> {
+/// A command for a race: the moves and rewraps that contend for one filesystem's wrapping
+/// weigh most, creates and snapshots race beside them.
+fn racer() -> impl Strategy<Value = Racer> {
+    prop_oneof![
+        2 => prop::bool::weighted(0.8).prop_map(|encrypted| Racer::Create { encrypted }),
+        3 => Just(Racer::Rewrap),
+        4 => (1u32..4, prop::bool::weighted(0.7)).prop_map(|(fs, own)| Racer::MoveKey { fs, own }),
+        1 => (1u32..4).prop_map(|fs| Racer::Upload { fs }),
+        1 => Just(Racer::Download),
+    ]
+}
+
+fn plan(
+    kms: KmsKind,
+    store_faults: bool,
+    reach: bool,
+    racing_admins: bool,
+    buggify: bool,
+) -> impl Strategy<Value = Plan> {
     (3u32..=7, any::<[bool; 8]>(), prop::bool::weighted(0.125))
         .prop_map(move |(backends, k, long_outages)| Knobs {
             backends,
@@ -330,6 +391,8 @@ fn plan(kms: KmsKind, store_faults: bool, reach: bool) -> impl Strategy<Value = 
             long_outages,
             store_faults,
             reach,
+            racing_admins,
+            buggify,
         })
         .prop_flat_map(|knobs| {
             let ops = proptest::collection::vec(op(&knobs), 4..24);
@@ -349,9 +412,15 @@ fn runner(seed: u64) -> TestRunner {
 }
 
 fn tree(seed: u64) -> impl ValueTree<Value = Plan> {
-    plan(kms_kind(seed), store_faults(seed), reach(seed))
-        .new_tree(&mut runner(seed))
-        .expect("the swarm strategy always produces a plan")
+    plan(
+        kms_kind(seed),
+        store_faults(seed),
+        reach(seed),
+        racing_admins(seed),
+        buggify(seed),
+    )
+    .new_tree(&mut runner(seed))
+    .expect("the swarm strategy always produces a plan")
 }
 
 /// The plan a seed draws.
@@ -382,7 +451,10 @@ impl Plan {
             expect_error: None,
             expect: Expect::Ok,
         }];
-        let mut names = Names::default();
+        let mut names = Names {
+            seed,
+            ..Names::default()
+        };
         for op in &self.ops {
             steps.extend(op_steps(op, k.kms, &mut names));
         }
@@ -417,6 +489,9 @@ struct Names {
     last_encrypted: bool,
     downloads: u32,
     uploads: Vec<String>,
+    /// The run's seed, and the crash points armed so far: each draws its point from them.
+    seed: u64,
+    crash_points: u32,
 }
 
 fn weka(command: String) -> Step {
@@ -587,10 +662,18 @@ fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
         Op::Crash { backend } => vec![Step::Crash { backend: *backend }],
         Op::StartAll => vec![Step::Start { backend: None }],
         Op::RestartAll => vec![Step::RestartAll],
-        Op::CrashPoint => vec![Step::CrashAt {
-            backend: None,
-            point: CrashPoint::AfterKmsBeforeCommit,
-        }],
+        Op::CrashPoint => {
+            // Drawn from the seed beside the plan, not by proptest: the plans stay as
+            // they were drawn before there were several points.
+            names.crash_points += 1;
+            let label = format!("swarm crash point {}", names.crash_points);
+            let all = CrashPoint::ALL;
+            let point = all[(derive_seed(names.seed, &label) % all.len() as u64) as usize];
+            vec![Step::CrashAt {
+                backend: None,
+                point,
+            }]
+        }
         Op::RotateRewrapTrim => {
             let mut steps = match kms {
                 // Rotation is an admin's planned operation: Vault is unsealed for it.
@@ -616,7 +699,60 @@ fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
         Op::Idle { ms } => vec![Step::Idle {
             duration: Duration::from_millis(*ms),
         }],
+        Op::Race(racers) => race_steps(racers, kms, names),
     }
+}
+
+/// A race's steps: a rotation first if a rewrap races (so it has something to do), then
+/// the commands at once.
+fn race_steps(racers: &[Racer], kms: KmsKind, names: &mut Names) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if racers.contains(&Racer::Rewrap) {
+        if kms == KmsKind::Vault {
+            steps.push(Step::KmsUnseal);
+        }
+        steps.push(Step::KmsRotate);
+    }
+    let mut commands = Vec::new();
+    for racer in racers {
+        let op = match racer {
+            Racer::Create { encrypted } => {
+                names.created += 1;
+                names.last_encrypted = *encrypted;
+                let flag = if *encrypted { " --encrypted" } else { "" };
+                commands.push(format!(
+                    "weka fs create fs{} default 10GiB{flag}",
+                    names.created
+                ));
+                continue;
+            }
+            Racer::Rewrap => {
+                commands.push(
+                    match kms {
+                        KmsKind::Vault => "weka security kms rewrap",
+                        KmsKind::Kmip => "weka security kms rewrap --new-key-uid $KMIP_KEY_UID",
+                    }
+                    .to_string(),
+                );
+                continue;
+            }
+            Racer::MoveKey { fs, own } => Op::MoveKey { fs: *fs, own: *own },
+            Racer::Upload { fs } => Op::SnapshotUpload { fs: *fs },
+            Racer::Download => Op::Download,
+        };
+        for step in op_steps(&op, kms, names) {
+            if let Step::Weka { command, .. } = step {
+                commands.push(command);
+            }
+        }
+    }
+    match commands.len() {
+        // A download before any upload has no command: a race of one is a plain step.
+        0 => {}
+        1 => steps.push(weka(commands.remove(0))),
+        _ => steps.push(Step::Race { commands }),
+    }
+    steps
 }
 
 /// Runs the swarm plan of `seed`.
@@ -738,6 +874,17 @@ mod tests {
                         "upload-under-store-fault",
                         k.reach && mode.is_byte_level() && (1..4).contains(&fs),
                     ),
+                    Op::Race(ref racers) => (
+                        "race",
+                        k.racing_admins
+                            && (2..=4).contains(&racers.len())
+                            && racers.iter().all(|r| match *r {
+                                Racer::MoveKey { fs, .. } | Racer::Upload { fs } => {
+                                    (1..4).contains(&fs)
+                                }
+                                _ => true,
+                            }),
+                    ),
                 };
                 assert!(allowed, "seed {seed}: {op:?} with knobs {k:?}");
                 drawn.insert(name);
@@ -745,7 +892,7 @@ mod tests {
         }
         assert_eq!(
             drawn.len(),
-            29,
+            30,
             "operations never drawn in 300 seeds: {drawn:?}"
         );
     }

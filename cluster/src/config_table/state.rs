@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::filesystem::{FsRecord, KmsBinding, SnapshotRecord};
-use crate::kms::{KmsConfig, WrappedDek};
+use crate::kms::{self, KmsConfig, WrappedDek};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigState {
@@ -15,6 +15,14 @@ pub struct ConfigState {
     /// Snapshots uploaded to the object store, by locator.
     #[serde(default)]
     pub snapshots: BTreeMap<String, SnapshotRecord>,
+    /// Vault: the oldest version of the cluster key a DEK on it may still be committed
+    /// under, raised by every rewrap's commit and cleared when the cluster key changes. A
+    /// create, download or move that wrapped its DEK before a racing rewrap and commits
+    /// after it is refused ([`ConfigResponse::StaleWrapping`]) instead of leaving a DEK on
+    /// a version the admin, told the rewrap is done, may retire. (KMIP needs no floor: its
+    /// wrappings name their key, which must be the cluster's.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_key_floor: Option<u64>,
     /// Only in a build that plants bugs: where one of them leaks a key.
     #[cfg(feature = "planted-bugs")]
     #[serde(default)]
@@ -71,6 +79,11 @@ pub enum ConfigResponse {
     Rejected {
         reason: String,
     },
+    /// A DEK to be put on the cluster key was wrapped by a key or version a rewrap has
+    /// since left behind: wrap it again with the cluster key as it now stands, and retry.
+    StaleWrapping {
+        reason: String,
+    },
 }
 
 impl ConfigState {
@@ -83,14 +96,27 @@ impl ConfigState {
                 {
                     return ConfigResponse::Rejected { reason };
                 }
+                if self.kms_key() != Some(config.key_name()) {
+                    self.cluster_key_floor = None;
+                }
                 self.kms = Some(config.clone());
                 ConfigResponse::Ok
             }
             ConfigCommand::CreateFs { record } => {
-                if self.filesystems.contains_key(&record.name) {
+                if let Some(existing) = self.filesystems.get(&record.name) {
+                    // The same create again (a retry whose answer was lost): the same
+                    // answer. A wrapped DEK is drawn fresh by every create, so only a
+                    // retry carries the one committed.
+                    if same_create(existing, record) {
+                        return ConfigResponse::FsCreated { id: existing.id };
+                    }
                     return ConfigResponse::Rejected {
                         reason: format!("filesystem {} already exists", record.name),
                     };
+                }
+                if let Some(stale) = self.stale_on_cluster_key(&record.binding, &record.wrapped_dek)
+                {
+                    return stale;
                 }
                 self.next_fs_id += 1;
                 let id = self.next_fs_id;
@@ -112,7 +138,10 @@ impl ConfigState {
                 expected,
                 wrapped,
                 binding,
-            } => self.replace_wrapping(fs, expected, wrapped, Some(binding)),
+            } => match self.stale_on_cluster_key(binding, &Some(wrapped.clone())) {
+                Some(stale) => stale,
+                None => self.replace_wrapping(fs, expected, wrapped, Some(binding)),
+            },
             ConfigCommand::AddSnapshot { record } => {
                 self.snapshots
                     .insert(record.locator.clone(), record.clone());
@@ -137,10 +166,24 @@ impl ConfigState {
         binding: Option<&KmsBinding>,
     ) -> ConfigResponse {
         match self.filesystems.get_mut(fs) {
+            // The same change again (a retry whose answer was lost): already applied.
+            Some(rec)
+                if rec.wrapped_dek.as_ref() == Some(wrapped)
+                    && binding.is_none_or(|b| *b == rec.binding) =>
+            {
+                ConfigResponse::Ok
+            }
             Some(rec) if rec.wrapped_dek.as_ref() == Some(expected) => {
                 rec.wrapped_dek = Some(wrapped.clone());
                 if let Some(binding) = binding {
                     rec.binding = binding.clone();
+                }
+                // A rewrap of a Vault DEK on the cluster key: nothing older may join it.
+                if binding.is_none()
+                    && rec.binding == KmsBinding::ClusterKey
+                    && kms::wrapping_key(&wrapped.ciphertext).is_none()
+                {
+                    self.cluster_key_floor = self.cluster_key_floor.max(Some(wrapped.key_version));
                 }
                 ConfigResponse::Ok
             }
@@ -151,6 +194,38 @@ impl ConfigState {
                 reason: format!("no filesystem {fs}"),
             },
         }
+    }
+
+    /// Whether a DEK bound as `binding` and wrapped as `wrapped` would join the cluster
+    /// key behind a rewrap: a KMIP wrapping by another key than the cluster's, a Vault
+    /// wrapping by a version below [`Self::cluster_key_floor`].
+    fn stale_on_cluster_key(
+        &self,
+        binding: &KmsBinding,
+        wrapped: &Option<WrappedDek>,
+    ) -> Option<ConfigResponse> {
+        let (KmsBinding::ClusterKey, Some(wrapped)) = (binding, wrapped) else {
+            return None;
+        };
+        let reason = match kms::wrapping_key(&wrapped.ciphertext) {
+            Some(by) => {
+                let current = self.kms_key()?;
+                (by != current).then(|| {
+                    format!("its DEK is wrapped by key {by}, but the cluster key is now {current}")
+                })?
+            }
+            None => {
+                let floor = self.cluster_key_floor?;
+                (wrapped.key_version < floor).then(|| {
+                    format!(
+                        "its DEK is wrapped by key version {}, but the cluster key was \
+                         rewrapped to version {floor}",
+                        wrapped.key_version
+                    )
+                })?
+            }
+        };
+        Some(ConfigResponse::StaleWrapping { reason })
     }
 
     /// The KMS configuration that wraps `fs`'s DEK: the cluster's, with the
@@ -186,5 +261,110 @@ impl ConfigState {
 
     pub fn members_encrypted(&self) -> impl Iterator<Item = &FsRecord> {
         self.filesystems.values().filter(|f| f.encrypted())
+    }
+}
+
+/// Whether `proposed` is the create that committed `existing` (proposed again): the same
+/// wrapped DEK (drawn fresh by every create) and the same settings. An unencrypted
+/// filesystem has no DEK to tell two creates apart; the same settings answer the same.
+fn same_create(existing: &FsRecord, proposed: &FsRecord) -> bool {
+    existing.wrapped_dek == proposed.wrapped_dek
+        && existing.binding == proposed.binding
+        && existing.capacity_gib == proposed.capacity_gib
+        && (proposed.data_id == 0 || proposed.data_id == existing.data_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault(version: u64) -> WrappedDek {
+        WrappedDek {
+            ciphertext: format!("vault:v{version}:AAAA"),
+            key_version: version,
+        }
+    }
+
+    fn create(name: &str, wrapped: WrappedDek, binding: KmsBinding) -> ConfigCommand {
+        ConfigCommand::CreateFs {
+            record: FsRecord {
+                name: name.into(),
+                id: 0,
+                data_id: 0,
+                capacity_gib: 1,
+                wrapped_dek: Some(wrapped),
+                binding,
+            },
+        }
+    }
+
+    #[test]
+    fn a_dek_left_behind_by_a_rewrap_cannot_join_the_cluster_key() {
+        let mut state = ConfigState::default();
+        let created = |r: ConfigResponse| matches!(r, ConfigResponse::FsCreated { .. });
+        assert!(created(state.apply(&create(
+            "a",
+            vault(1),
+            KmsBinding::ClusterKey
+        ))));
+        // Before any rewrap, any version joins.
+        assert!(created(state.apply(&create(
+            "b",
+            vault(1),
+            KmsBinding::ClusterKey
+        ))));
+        let rewrap = ConfigCommand::Rewrap {
+            fs: "a".into(),
+            expected: vault(1),
+            wrapped: vault(3),
+        };
+        assert_eq!(state.apply(&rewrap), ConfigResponse::Ok);
+        assert_eq!(state.cluster_key_floor, Some(3));
+        // Wrapped before the rewrap, committed after it: refused, to be wrapped again.
+        match state.apply(&create("c", vault(2), KmsBinding::ClusterKey)) {
+            ConfigResponse::StaleWrapping { reason } => {
+                assert!(
+                    reason.contains("version 2") && reason.contains("version 3"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected a stale wrapping, got {other:?}"),
+        }
+        assert!(!state.filesystems.contains_key("c"));
+        assert!(created(state.apply(&create(
+            "c",
+            vault(3),
+            KmsBinding::ClusterKey
+        ))));
+        // A key of its own has no floor; a move back to the cluster key has the floor's.
+        let own = KmsBinding::OwnKey { key: "k2".into() };
+        assert!(created(state.apply(&create("d", vault(1), own))));
+        let back = |wrapped| ConfigCommand::Rebind {
+            fs: "d".into(),
+            expected: vault(1),
+            wrapped,
+            binding: KmsBinding::ClusterKey,
+        };
+        assert!(matches!(
+            state.apply(&back(vault(2))),
+            ConfigResponse::StaleWrapping { .. }
+        ));
+        assert_eq!(state.apply(&back(vault(3))), ConfigResponse::Ok);
+        // A change proposed twice applies once and answers the same both times.
+        let again = state.apply(&create("c", vault(3), KmsBinding::ClusterKey));
+        assert_eq!(
+            again,
+            ConfigResponse::FsCreated {
+                id: state.filesystems["c"].id
+            }
+        );
+        assert!(matches!(
+            state.apply(&create("c", vault(4), KmsBinding::ClusterKey)),
+            ConfigResponse::Rejected { .. }
+        ));
+        assert_eq!(state.apply(&back(vault(3))), ConfigResponse::Ok);
+        assert_eq!(state.filesystems["d"].binding, KmsBinding::ClusterKey);
+        // b, left at version 1 by the rewrap, is what the rewrap's rescan moves.
+        assert_eq!(state.filesystems["b"].wrapped_dek, Some(vault(1)));
     }
 }

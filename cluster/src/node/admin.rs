@@ -1,15 +1,14 @@
 //! Admin commands as a backend carries them out.
 
 use super::unwrap::by_config;
-use super::{find_fs, lock, serves, Node, KMS_BATCH};
-use crate::admin::{check_rewrap, AdminCommand, AdminError, AdminOutput, FsSummary, KmsSummary};
+use super::{find_fs, lock, serves, Node, STALE_RETRIES};
+use crate::admin::{AdminCommand, AdminError, AdminOutput, FsSummary, KmsSummary};
 use crate::config_table::{name_list, own_key_refusal, ConfigCommand, ConfigResponse, ConfigState};
 use crate::dek::Dek;
 use crate::events::Event;
 use crate::filesystem::{FsRecord, KmsBinding};
 use crate::hooks::{CrashPoint, PlantedBug};
-use crate::kms::{self, KmsConfig, KmsConnector, WrappedDek};
-use crate::probe::Probe;
+use crate::kms::{self, KmsConfig, WrappedDek};
 use crate::rpc::ProposeError;
 
 impl From<ProposeError> for AdminError {
@@ -221,16 +220,34 @@ impl Node {
         if self.planted(PlantedBug::CommitBeforeKms) {
             return self.create_before_kms(name, &dek, config, record).await;
         }
-        let wrapped = self.wrap_one(config, &dek).await?;
-        let key_version = wrapped.key_version;
-        self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
-        let id = self.commit_fs(record(wrapped)).await?;
+        let mut config = config.clone();
+        let mut tries = 0;
+        let (id, key_version) = loop {
+            let wrapped = self.wrap_one(&config, &dek).await?;
+            let key_version = wrapped.key_version;
+            self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
+            match self.try_commit_fs(record(wrapped)).await? {
+                Ok(id) => break (id, key_version),
+                // A rewrap committed meanwhile: wrap again with the key as it now stands.
+                Err(_) if tries < STALE_RETRIES => {
+                    tries += 1;
+                    config = self.current_kms().await?;
+                }
+                Err(reason) => return Err(AdminError::NotCommitted(reason)),
+            }
+        };
         self.leak_on_rare_path(id, name, &dek).await;
+        self.crash_point(CrashPoint::AfterCommitBeforeKeyInMemory)
+            .await;
         self.add_keys([(name.to_string(), dek)]);
         Ok((id, Some(key_version)))
     }
 
-    async fn wrap_one(&self, config: &KmsConfig, dek: &Dek) -> Result<WrappedDek, AdminError> {
+    pub(super) async fn wrap_one(
+        &self,
+        config: &KmsConfig,
+        dek: &Dek,
+    ) -> Result<WrappedDek, AdminError> {
         self.connector(config)
             .wrap(std::slice::from_ref(dek))
             .await?
@@ -295,155 +312,6 @@ impl Node {
     #[cfg(not(feature = "planted-bugs"))]
     async fn leak_on_rare_path(&self, _id: u32, _name: &str, _dek: &Dek) {}
 
-    /// `security kms rewrap`: every filesystem on the cluster key gets its DEK wrapped by
-    /// the newest key version. Each filesystem commits on its own, only if its wrapping is
-    /// still the one that was rewrapped, so a failure or crash midway leaves each one
-    /// wrapped by the old or the new version, never neither.
-    async fn kms_rewrap(&self) -> Result<AdminOutput, AdminError> {
-        self.read_barrier().await?;
-        let state = self.config();
-        let config = state.kms.clone().ok_or(AdminError::KmsNotConfigured)?;
-        // A KMIP key does not version: its rewrap is `kms_rewrap_to`.
-        check_rewrap(&config, None)?;
-        let mut targets = on_cluster_key(&state);
-        if self.planted(PlantedBug::SkipOneRewrap) {
-            targets.pop();
-        }
-        let connector = self.connector(&config);
-        let mut done = 0;
-        let mut newest = None;
-        for chunk in targets.chunks(KMS_BATCH) {
-            let old: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
-            let new = self
-                .rewrap_batch(connector.as_ref(), &old, done, targets.len())
-                .await?;
-            for ((fs, old), new) in chunk.iter().zip(new) {
-                newest = newest.max(Some(new.key_version));
-                if *old == new {
-                    continue;
-                }
-                let (from_version, to_version) = (old.key_version, new.key_version);
-                let answer = self
-                    .propose(ConfigCommand::Rewrap {
-                        fs: fs.clone(),
-                        expected: old.clone(),
-                        wrapped: new,
-                    })
-                    .await?;
-                // Anything but Ok: someone else re-wrapped it meanwhile, and theirs stands.
-                if answer == ConfigResponse::Ok {
-                    self.emit(Event::Rewrapped {
-                        fs: fs.clone(),
-                        from_version,
-                        to_version,
-                    });
-                } else {
-                    self.probe(Probe::RewrapLostRace);
-                }
-                done += 1;
-            }
-        }
-        if self.planted(PlantedBug::TrimUnderSnapshot) {
-            let on_cluster_key = state
-                .snapshots
-                .values()
-                .filter(|r| r.kms_key.as_deref() == Some(config.key_name()));
-            for mut record in on_cluster_key.cloned() {
-                record.key_version = newest;
-                self.propose(ConfigCommand::AddSnapshot { record }).await?;
-            }
-        }
-        Ok(AdminOutput::Rewrapped {
-            filesystems: targets.len(),
-            key_version: newest,
-        })
-    }
-
-    /// Rewraps one batch; a failure is told with how far the whole rewrap got (`done` of
-    /// `total`). Then the crash point between the KMS's answer and the commit.
-    async fn rewrap_batch(
-        &self,
-        connector: &dyn KmsConnector,
-        old: &[WrappedDek],
-        done: usize,
-        total: usize,
-    ) -> Result<Vec<WrappedDek>, AdminError> {
-        match connector.rewrap(old).await {
-            Ok(new) => {
-                self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
-                Ok(new)
-            }
-            Err(e) => {
-                self.emit(Event::RewrapFailed {
-                    error: e.to_string(),
-                    done,
-                    left: total - done,
-                });
-                Err(e.into())
-            }
-        }
-    }
-
-    /// `security kms rewrap --new-key-uid`: the DEKs of filesystems on a KMIP cluster key
-    /// move to another key. Each filesystem commits on its own, only if its wrapping is
-    /// still the one that was rewrapped, so a failure or crash midway leaves each one
-    /// wrapped by the old key or the new, never neither; both unwrap, because a KMIP
-    /// wrapping names its own key. The configuration moves to the new key last, once
-    /// every filesystem is on it; run again after a failure, it skips those already moved.
-    async fn kms_rewrap_to(&self, new_key_uid: String) -> Result<AdminOutput, AdminError> {
-        self.read_barrier().await?;
-        let state = self.config();
-        let config = state.kms.clone().ok_or(AdminError::KmsNotConfigured)?;
-        check_rewrap(&config, Some(&new_key_uid))?;
-        let target = config.with_key(&new_key_uid);
-        let on_cluster_key = on_cluster_key(&state);
-        let targets: Vec<&(String, WrappedDek)> = on_cluster_key
-            .iter()
-            .filter(|(_, w)| kms::wrapping_key(&w.ciphertext) != Some(new_key_uid.as_str()))
-            .collect();
-        // The connector for the new key: it decrypts each DEK with the key its wrapping
-        // names and encrypts it with the new one.
-        let connector = self.connector(&target);
-        let mut done = 0;
-        for chunk in targets.chunks(KMS_BATCH) {
-            let old: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
-            let new = self
-                .rewrap_batch(connector.as_ref(), &old, done, targets.len())
-                .await?;
-            for ((fs, old), new) in chunk.iter().zip(new) {
-                let answer = self
-                    .propose(ConfigCommand::Rewrap {
-                        fs: fs.clone(),
-                        expected: old.clone(),
-                        wrapped: new,
-                    })
-                    .await?;
-                // Anything but Ok: someone else re-wrapped it meanwhile, and theirs stands.
-                if answer == ConfigResponse::Ok {
-                    self.emit(Event::RewrappedToKey {
-                        fs: fs.clone(),
-                        from_key: kms::wrapping_key(&old.ciphertext)
-                            .unwrap_or_default()
-                            .to_string(),
-                        to_key: new_key_uid.clone(),
-                    });
-                }
-                done += 1;
-            }
-        }
-        let describe = target.describe();
-        self.propose(ConfigCommand::SetKms {
-            config: target,
-            proved: None,
-        })
-        .await?;
-        self.emit(Event::KmsConfigured { kms: describe });
-        Ok(AdminOutput::Rewrapped {
-            filesystems: on_cluster_key.len(),
-            key_version: None,
-        })
-    }
-
     /// `fs update --kms-key-identifier` / `--use-cluster-kms-key-identifier`: the DEK
     /// stays (the data is never re-encrypted); only its wrapping moves to the other key.
     async fn fs_update(
@@ -496,7 +364,9 @@ impl Node {
                 binding,
             })
             .await?;
-        if let ConfigResponse::Rejected { reason } = answer {
+        if let ConfigResponse::Rejected { reason } | ConfigResponse::StaleWrapping { reason } =
+            answer
+        {
             return Err(AdminError::NotCommitted(reason));
         }
         self.emit(Event::FsKeyMoved {
@@ -507,15 +377,38 @@ impl Node {
         Ok(AdminOutput::Done)
     }
 
-    pub(super) async fn commit_fs(&self, record: FsRecord) -> Result<u32, AdminError> {
+    /// Commits a new filesystem. `Ok(Err(reason))`: the table refused its DEK's wrapping
+    /// as left behind by a rewrap that committed meanwhile (wrap it again and retry).
+    pub(super) async fn try_commit_fs(
+        &self,
+        record: FsRecord,
+    ) -> Result<Result<u32, String>, AdminError> {
         let name = record.name.clone();
         match self.propose(ConfigCommand::CreateFs { record }).await? {
-            ConfigResponse::FsCreated { id } => Ok(id),
+            ConfigResponse::FsCreated { id } => Ok(Ok(id)),
+            ConfigResponse::StaleWrapping { reason } => Ok(Err(reason)),
             ConfigResponse::Rejected { .. } => Err(AdminError::FsExists(name)),
             ConfigResponse::Ok => Err(AdminError::NotCommitted(
                 "the config table answered a create without an id".into(),
             )),
         }
+    }
+
+    /// Commits a new filesystem whose wrapping cannot be left behind by a rewrap (none,
+    /// or one the caller does not wrap again).
+    pub(super) async fn commit_fs(&self, record: FsRecord) -> Result<u32, AdminError> {
+        self.try_commit_fs(record)
+            .await?
+            .map_err(AdminError::NotCommitted)
+    }
+
+    /// The cluster's KMS configuration as last committed (after a read barrier).
+    pub(super) async fn current_kms(&self) -> Result<KmsConfig, AdminError> {
+        self.read_barrier().await?;
+        self.config()
+            .kms
+            .clone()
+            .ok_or(AdminError::KmsNotConfigured)
     }
 
     fn fs_list(&self) -> AdminOutput {
@@ -541,13 +434,4 @@ impl Node {
             .collect();
         AdminOutput::Filesystems { filesystems }
     }
-}
-
-/// The filesystems on the cluster key, each with its wrapped DEK: what a rewrap moves.
-fn on_cluster_key(state: &ConfigState) -> Vec<(String, WrappedDek)> {
-    state
-        .members_encrypted()
-        .filter(|f| f.binding == KmsBinding::ClusterKey)
-        .filter_map(|f| f.wrapped_dek.clone().map(|w| (f.name.clone(), w)))
-        .collect()
 }

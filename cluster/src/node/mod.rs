@@ -3,6 +3,7 @@
 
 mod admin;
 mod io;
+mod rewrap;
 mod snapshot;
 mod unwrap;
 
@@ -16,6 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use tokio::sync::watch;
 
 use crate::admin::{AdminError, NodeStatus};
+use crate::buggify::Site;
 use crate::config_table::{
     ConfigCommand, ConfigResponse, ConfigState, LogStore, Network, NodeId, Raft, StateMachineStore,
 };
@@ -134,6 +136,12 @@ fn find_fs(state: &ConfigState, name: &str) -> Result<FsRecord, AdminError> {
 
 /// DEKs go to the KMS (unwrap, rewrap) in batches of at most this many.
 const KMS_BATCH: usize = 100;
+
+/// How many times a command wraps again when the config table refuses its wrapping as
+/// left behind by a racing rewrap, and how many rescans a rewrap makes for filesystems
+/// that joined the cluster key behind it. Each retry follows a commit that moved the key
+/// on, so more than a few means admins rewrapping in a loop.
+const STALE_RETRIES: usize = 3;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The node is single-threaded in simulation; a poisoned lock means a panic already
@@ -351,6 +359,17 @@ impl Node {
 
     /// Commits a change through whichever node leads, waiting out an election.
     pub(crate) async fn propose(&self, cmd: ConfigCommand) -> Result<ConfigResponse, ProposeError> {
+        let first = self.propose_once(&cmd).await?;
+        // The fault site of a retry whose first answer was lost: the change goes again,
+        // and the retry's answer is the one the command sees.
+        if self.0.opts.hooks.buggify.fires(Site::DuplicatedProposal) {
+            self.probe(Probe::BuggifyDuplicatedProposal);
+            return self.propose_once(&cmd).await;
+        }
+        Ok(first)
+    }
+
+    async fn propose_once(&self, cmd: &ConfigCommand) -> Result<ConfigResponse, ProposeError> {
         let deadline = tokio::time::Instant::now() + self.0.opts.timing.propose_timeout;
         self.via_leader(
             deadline,
@@ -493,6 +512,7 @@ impl Node {
         let conn: Arc<dyn KmsConnector> = Arc::new(Probed {
             inner: kms::connect_planted(config, self.0.dialer.clone(), iv_counter),
             probes: self.0.opts.hooks.probes.clone(),
+            buggify: self.0.opts.hooks.buggify.clone(),
         });
         if cached.len() == KEEP {
             cached.remove(0);

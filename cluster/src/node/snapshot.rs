@@ -5,12 +5,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{find_fs, lock, Node, ObjectStoreConfig};
+use super::{find_fs, lock, Node, ObjectStoreConfig, STALE_RETRIES};
 use crate::admin::{AdminError, AdminOutput};
 use crate::config_table::ConfigCommand;
+use crate::dek::Dek;
 use crate::disk::StoredBlock;
 use crate::events::Event;
 use crate::filesystem::{placement_within, FsRecord, KmsBinding, Manifest, SnapshotRecord};
+use crate::hooks::{CrashPoint, PlantedBug};
 use crate::http::HttpClient;
 use crate::kms::KMS_REQUEST_TIMEOUT;
 use crate::net::Dialer;
@@ -181,6 +183,7 @@ impl Node {
             },
         })
         .await?;
+        self.crash_point(CrashPoint::BetweenBlocksAndManifest).await;
         self.object("PUT", &bucket, &format!("{locator}/{MANIFEST}"), body)
             .await?;
         self.emit(Event::SnapshotUploaded {
@@ -193,6 +196,28 @@ impl Node {
             locator,
             blocks: blocks.len(),
         })
+    }
+
+    /// Commits a downloaded filesystem. The snapshot's wrapping may be behind the cluster
+    /// key (a version a rewrap since left behind, or, with KMIP, another key): then the
+    /// table refuses it, and the DEK is wrapped again by the cluster key as it stands.
+    async fn commit_download(
+        &self,
+        record: &mut FsRecord,
+        dek: Option<&Dek>,
+    ) -> Result<u32, AdminError> {
+        let mut tries = 0;
+        loop {
+            match (self.try_commit_fs(record.clone()).await?, dek) {
+                (Ok(id), _) => return Ok(id),
+                (Err(_), Some(dek)) if tries < STALE_RETRIES => {
+                    tries += 1;
+                    let config = self.current_kms().await?;
+                    record.wrapped_dek = Some(self.wrap_one(&config, dek).await?);
+                }
+                (Err(reason), _) => return Err(AdminError::NotCommitted(reason)),
+            }
+        }
     }
 
     /// `fs download`: the snapshot's DEK must unwrap with this cluster's KMS before
@@ -241,19 +266,27 @@ impl Node {
                 Some(dek)
             }
         };
-        let record = FsRecord {
+        let mut record = FsRecord {
             name: name.clone(),
             id: 0,
             data_id: manifest.data_id,
             capacity_gib: capacity_gib.max(manifest.capacity_gib),
             wrapped_dek: manifest.wrapped_dek.clone(),
-            binding: manifest.binding.clone(),
+            binding: if self.planted(PlantedBug::DownloadIgnoresOwnKey) && dek.is_some() {
+                KmsBinding::ClusterKey
+            } else {
+                manifest.binding.clone()
+            },
         };
         // Parked so the unwrap loop does not ask the KMS again for this key.
         if let Some(dek) = &dek {
             lock(&self.0.creating).insert(name.clone(), dek.clone());
         }
-        let committed = self.commit_fs(record.clone()).await;
+        let committed = self.commit_download(&mut record, dek.as_ref()).await;
+        if committed.is_ok() {
+            self.crash_point(CrashPoint::AfterCommitBeforeKeyInMemory)
+                .await;
+        }
         if let (Ok(_), Some(dek)) = (&committed, &dek) {
             // Held from the commit on: a block that cannot be copied fails the download,
             // but leaves the committed filesystem with its key, not locked.
@@ -262,7 +295,7 @@ impl Node {
         self.release_parked(&name);
         let id = committed?;
         let record = FsRecord { id, ..record };
-        for &block in &manifest.blocks {
+        for (copied, &block) in manifest.blocks.iter().enumerate() {
             let bytes = self
                 .object(
                     "GET",
@@ -280,6 +313,9 @@ impl Node {
                 ciphertext: bytes[12..].to_vec(),
             };
             self.put_replicas(&record, block, &stored).await?;
+            if copied == 0 && manifest.blocks.len() > 1 {
+                self.crash_point(CrashPoint::MidDownload).await;
+            }
         }
         let key_version = record.key_version();
         self.emit(Event::FsDownloaded {

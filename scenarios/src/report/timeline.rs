@@ -561,7 +561,8 @@ fn kind(step: &Step) -> &'static str {
         | Step::FsCreate { .. }
         | Step::Write { .. }
         | Step::ReadVerify { .. }
-        | Step::Weka { .. } => "admin",
+        | Step::Weka { .. }
+        | Step::Race { .. } => "admin",
         // Waiting, watching, starting what is down; every other step breaks something.
         Step::Start { .. }
         | Step::WaitReady { .. }

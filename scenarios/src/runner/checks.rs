@@ -325,7 +325,7 @@ impl World<'_> {
 /// where it can be asked out of band (`Some` DEK); otherwise (live) the versions the run's
 /// rotations and trims left of `config`'s key (`None`: unwrappable, to a DEK the harness
 /// cannot see).
-fn kms_unwraps(
+pub(super) fn kms_unwraps(
     kms: &dyn KmsUnderTest,
     config: &KmsConfig,
     wrapped: &WrappedDek,

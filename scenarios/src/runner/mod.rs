@@ -9,6 +9,7 @@
 mod checks;
 pub mod fabric;
 mod faults;
+mod race;
 mod steps;
 mod world;
 

@@ -25,6 +25,20 @@ pub(super) enum Answer {
     Lost(String),
 }
 
+impl Answer {
+    /// What a backend's reply to an admin command came to.
+    pub(super) fn of(backend: u64, reply: Result<Response, rpc::RpcError>) -> Answer {
+        match reply {
+            Ok(Response::Admin(Ok(out))) => Answer::Done(out),
+            Ok(Response::Admin(Err(e))) => Answer::Refused(e),
+            Ok(_) => Answer::Lost(format!(
+                "backend{backend} answered an admin command with another kind of answer"
+            )),
+            Err(e) => Answer::Lost(format!("backend{backend}: {e}")),
+        }
+    }
+}
+
 impl World<'_> {
     pub(super) fn fail(
         &self,
@@ -110,27 +124,26 @@ impl World<'_> {
     /// Sends one admin command to a backend and waits for its answer. A command that
     /// gets no answer is an [`Answer::Lost`]: what that means is up to the step.
     pub(super) fn admin(&mut self, backend: u64, cmd: AdminCommand) -> Answer {
-        let addr = self
-            .backends
-            .iter()
-            .find(|b| b.id == backend)
-            .map(|b| b.addr.clone())
-            .unwrap_or_default();
+        let addr = self.addr_of(backend);
         let dialer = self.fabric.dialer();
         let job = async move {
             rpc::call(dialer.as_ref(), &addr, &Request::Admin(cmd), ADMIN_BOUND).await
         };
         match self.run_job(ADMIN_BOUND + Duration::from_secs(1), job) {
-            Ok(Ok(Response::Admin(Ok(out)))) => Answer::Done(out),
-            Ok(Ok(Response::Admin(Err(e)))) => Answer::Refused(e),
-            Ok(Ok(_)) => Answer::Lost(format!(
-                "backend{backend} answered an admin command with another kind of answer"
-            )),
-            Ok(Err(e)) => Answer::Lost(format!("backend{backend}: {e}")),
+            Ok(reply) => Answer::of(backend, reply),
             Err(_) => Answer::Lost(format!(
                 "backend{backend} did not answer within {ADMIN_BOUND:?}"
             )),
         }
+    }
+
+    /// A backend's address (empty for an unknown id: the call then fails to connect).
+    pub(super) fn addr_of(&self, backend: u64) -> String {
+        self.backends
+            .iter()
+            .find(|b| b.id == backend)
+            .map(|b| b.addr.clone())
+            .unwrap_or_default()
     }
 
     /// A backend of the current cluster chosen by the seed among those running (and in
@@ -271,6 +284,7 @@ impl World<'_> {
                 expect,
                 ..
             } => self.weka(at, command, expect_error.as_deref(), *expect)?,
+            Step::Race { commands } => self.race(at, commands)?,
             Step::RestartAll => {
                 for i in 0..self.backends.len() {
                     self.restart(i);
@@ -376,7 +390,12 @@ impl World<'_> {
                 }
                 Ok(())
             }
-            Answer::Lost(_) if expect == Expect::Any => Ok(()),
+            Answer::Lost(_) if expect == Expect::Any => {
+                // No answer: this try may have committed (a crash after the commit), so an
+                // earlier failure under the name no longer means it must not exist.
+                self.books[current].failed_creates.remove(&name);
+                Ok(())
+            }
             Answer::Done(_) => Err(self.fail(
                 FailureKind::Correctness,
                 at,
@@ -394,7 +413,7 @@ impl World<'_> {
     }
 
     /// Whether the most advanced config table of cluster `cluster` has filesystem `fs`.
-    fn exists(&self, cluster: usize, fs: &str) -> bool {
+    pub(super) fn exists(&self, cluster: usize, fs: &str) -> bool {
         self.most_advanced(cluster)
             .is_some_and(|b| b.disk.config_state().filesystems.contains_key(fs))
     }
@@ -419,17 +438,7 @@ impl World<'_> {
         expect_error: Option<&str>,
         expect: Expect,
     ) -> Result<(), Failure> {
-        let line = self.kms.substitute(command);
-        // Checked at load time; a failure here can only come from a substitution.
-        // Files a command names (`--client-cert F`) are the KMS under test's to give.
-        let kms = self.kms.as_ref();
-        let read = |path: &str| {
-            kms.read_file(path)
-                .ok_or_else(|| format!("no such file: {path}"))
-        };
-        let mut cmd = cluster::weka_cli::parse_with_files(&line, &read)
-            .map_err(|e| self.fail(FailureKind::Correctness, at, "weka", e))?;
-        self.kms.complete(&mut cmd);
+        let cmd = self.parse_weka(at, command)?;
         if matches!(
             cmd,
             AdminCommand::FsCreate { .. } | AdminCommand::FsDownload { .. }
@@ -469,9 +478,30 @@ impl World<'_> {
         }
     }
 
+    /// A WEKA CLI command as the cluster gets it: the KMS's address, credentials and
+    /// files filled in.
+    pub(super) fn parse_weka(
+        &mut self,
+        at: Option<usize>,
+        command: &str,
+    ) -> Result<AdminCommand, Failure> {
+        let line = self.kms.substitute(command);
+        // Checked at load time; a failure here can only come from a substitution.
+        // Files a command names (`--client-cert F`) are the KMS under test's to give.
+        let kms = self.kms.as_ref();
+        let read = |path: &str| {
+            kms.read_file(path)
+                .ok_or_else(|| format!("no such file: {path}"))
+        };
+        let mut cmd = cluster::weka_cli::parse_with_files(&line, &read)
+            .map_err(|e| self.fail(FailureKind::Correctness, at, "weka", e))?;
+        self.kms.complete(&mut cmd);
+        Ok(cmd)
+    }
+
     /// What a snapshot of `fs` must read back as: the blocks as they stand now. The
     /// upload was acknowledged, so it must hold every one of them already.
-    fn remember_snapshot(
+    pub(super) fn remember_snapshot(
         &mut self,
         at: Option<usize>,
         fs: &str,
@@ -522,7 +552,7 @@ impl World<'_> {
     }
 }
 
-fn command_name(cmd: &AdminCommand) -> &'static str {
+pub(super) fn command_name(cmd: &AdminCommand) -> &'static str {
     match cmd {
         AdminCommand::KmsSet(_) | AdminCommand::KmsSetKmip(_) => "security kms set",
         AdminCommand::KmsShow => "security kms",

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cluster::buggify::{Buggify, Site};
 use cluster::disk::Disk;
 use cluster::events::{Event, EventSink};
 use cluster::hooks::{CrashPoint, CrashPointHook, Hooks};
@@ -169,6 +170,12 @@ pub(super) enum RunnerEvent<'a> {
     Fault {
         what: String,
     },
+    /// One command of a race and what came of it.
+    Raced {
+        backend: u64,
+        command: &'static str,
+        outcome: &'static str,
+    },
     Phase {
         name: &'a str,
     },
@@ -177,6 +184,22 @@ pub(super) enum RunnerEvent<'a> {
         check: Option<&'a str>,
         kms_requests: u64,
     },
+}
+
+/// The fault sites of a run whose scenario asks for them (`[scenario.knobs] buggify =
+/// "true"`, as the swarm's `buggify` knob writes it): each site active in about one such
+/// run in four, drawn from the seed.
+fn buggify(scenario: &Scenario, seed: u64) -> Buggify {
+    if scenario.scenario.knobs.get("buggify").map(String::as_str) != Some("true") {
+        return Buggify::default();
+    }
+    let active = Site::ALL
+        .into_iter()
+        .filter(|site| {
+            derive_seed(seed, &format!("buggify site {}", site.name())).is_multiple_of(4)
+        })
+        .collect();
+    Buggify::new(active, derive_seed(seed, "buggify"))
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -201,6 +224,7 @@ impl<'a> World<'a> {
             crash_point: Some(crashes.hook()),
             planted: opts.planted.clone(),
             probes: coverage.sink(),
+            buggify: buggify(scenario, seed),
         };
         let spec = &scenario.cluster;
         let mut clusters = vec![("main".to_string(), spec.backends, spec.replicas)];

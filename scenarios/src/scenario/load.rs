@@ -52,6 +52,19 @@ fn step_filesystems(step: &Step) -> (bool, Vec<String>) {
                 _ => (false, Vec::new()),
             }
         }
+        // A racing create may succeed; nothing in a race must.
+        Step::Race { commands } => (
+            true,
+            commands
+                .iter()
+                .filter_map(|c| match weka_command(c) {
+                    Ok(
+                        AdminCommand::FsCreate { name, .. } | AdminCommand::FsDownload { name, .. },
+                    ) => Some(name),
+                    _ => None,
+                })
+                .collect(),
+        ),
         _ => (false, Vec::new()),
     }
 }
@@ -216,6 +229,18 @@ impl Scenario {
                 weka_command(command)
                     .map(|_| ())
                     .map_err(|e| format!("command {command:?}: {e}"))
+            }
+            Step::Race { commands } => {
+                if commands.len() < 2 {
+                    return Err(format!(
+                        "a race needs at least 2 commands, not {}",
+                        commands.len()
+                    ));
+                }
+                for (i, command) in commands.iter().enumerate() {
+                    weka_command(command).map_err(|e| format!("commands[{i}] {command:?}: {e}"))?;
+                }
+                Ok(())
             }
             Step::KmsFault {
                 mode,

@@ -245,6 +245,14 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Expect::is_ok")]
         expect: Expect,
     },
+    /// Racing admins: WEKA CLI commands sent at once, each by its own admin session to a
+    /// different backend (chosen by the seed among those running). Any of them may
+    /// succeed or fail, as racing commands may; what was acknowledged must then be in the
+    /// config table exactly once, and no acknowledged change lost (the
+    /// `acknowledged-effects` check).
+    Race {
+        commands: Vec<String>,
+    },
     /// Power-cycles every backend at once: memory (and every DEK in it) is lost, disks stay.
     RestartAll,
     /// Restarts one backend (1-based).
@@ -407,6 +415,7 @@ impl Step {
             Step::Write { .. } => "write",
             Step::ReadVerify { .. } => "read-verify",
             Step::Weka { .. } => "weka",
+            Step::Race { .. } => "race",
             Step::RestartAll => "restart-all",
             Step::Restart { .. } => "restart",
             Step::Crash { .. } => "crash",
