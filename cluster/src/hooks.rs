@@ -143,8 +143,9 @@ impl PlantedBug {
         let (check, kind) = match self {
             // The KMS refused the wrap, yet the filesystem is in the config table.
             PlantedBug::CommitBeforeKms => ("nothing-half-created", "correctness"),
-            // The skipped filesystem stays wrapped by a version the trim retires.
-            PlantedBug::SkipOneRewrap => ("wrapped-deks-unwrappable", "correctness"),
+            // The rewrap is acknowledged with the skipped filesystem on the old version
+            // (before a trim retires it and strands it: `wrapped-deks-unwrappable`).
+            PlantedBug::SkipOneRewrap => ("acknowledged-effects", "correctness"),
             // The filesystems after the first failure stay locked for good.
             PlantedBug::GiveUpUnwrap => ("filesystems-ready", "liveness"),
             PlantedBug::PlaintextDekRarePath => ("no-plaintext-dek-at-rest", "correctness"),

@@ -97,6 +97,25 @@ impl World<'_> {
             .map_err(|detail| self.fail(FailureKind::Correctness, at, ORACLE, detail))
     }
 
+    /// The same check for a command that ran alone and was acknowledged: its effect must
+    /// stand too (a rewrap that skipped a filesystem is caught when it answers, not when a
+    /// trim later strands the filesystem).
+    pub(super) fn judge_acknowledged(
+        &self,
+        at: Option<usize>,
+        backend: u64,
+        cmd: AdminCommand,
+        out: AdminOutput,
+    ) -> Result<(), Failure> {
+        let alone = [Raced {
+            backend,
+            cmd,
+            answer: Answer::Done(out),
+        }];
+        self.judge_race(&alone)
+            .map_err(|detail| self.fail(FailureKind::Correctness, at, ORACLE, detail))
+    }
+
     /// A backend per command, all different while there are enough running: the seed
     /// shuffles the running backends and the commands take them in turn.
     fn race_targets(&mut self, n: usize) -> Vec<u64> {
@@ -189,7 +208,7 @@ impl World<'_> {
     }
 
     /// The `acknowledged-effects` check: every acknowledged command's effect stands in the
-    /// most advanced config table of the cluster. Where two acknowledged commands of the
+    /// most advanced config table of the cluster. Where two acknowledged commands of a
     /// race change the same thing, either may have the last word.
     fn judge_race(&self, raced: &[Raced]) -> Result<(), String> {
         let Some(state) = self

@@ -173,8 +173,19 @@ impl World<'_> {
         cmd: AdminCommand,
         expect: Expect,
     ) -> Result<Option<AdminOutput>, Failure> {
-        let what = command_name(&cmd);
         let backend = self.pick_backend();
+        self.command_on(step, backend, cmd, expect)
+    }
+
+    /// Sends `cmd` to `backend` and holds the answer to `expect`.
+    pub(super) fn command_on(
+        &mut self,
+        step: Option<usize>,
+        backend: u64,
+        cmd: AdminCommand,
+        expect: Expect,
+    ) -> Result<Option<AdminOutput>, Failure> {
+        let what = command_name(&cmd);
         let answer = self.admin(backend, cmd);
         match (answer, expect) {
             (Answer::Done(out), Expect::Ok | Expect::Any) => Ok(Some(out)),
@@ -454,9 +465,13 @@ impl World<'_> {
                 AdminCommand::SnapshotUpload { fs, .. } => Some(fs.clone()),
                 _ => None,
             };
-            let out = self.command(at, cmd, expect)?;
+            let backend = self.pick_backend();
+            let out = self.command_on(at, backend, cmd.clone(), expect)?;
             if rewrap {
                 self.last_rewrap_ok = out.is_some();
+            }
+            if let Some(out) = &out {
+                self.judge_acknowledged(at, backend, cmd, out.clone())?;
             }
             if let (
                 Some(fs),
