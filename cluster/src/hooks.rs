@@ -57,10 +57,14 @@ pub enum PlantedBug {
     /// connector, as if a counter in memory were as good as randomness: two backends, or
     /// one after a restart, wrap different DEKs under one key with the same IV.
     KmipIvCounter,
+    /// A block read trusts the first replica's copy as the fast path and checks the
+    /// checksum only of copies from a fallback replica: a rotted or misdirected copy on
+    /// the first replica is returned as the block.
+    ReadSkipsChecksum,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 13] = [
         PlantedBug::CommitBeforeKms,
         PlantedBug::SkipOneRewrap,
         PlantedBug::GiveUpUnwrap,
@@ -73,6 +77,7 @@ impl PlantedBug {
         PlantedBug::BackoffWithoutCeiling,
         PlantedBug::NameReservedAfterFailedCreate,
         PlantedBug::KmipIvCounter,
+        PlantedBug::ReadSkipsChecksum,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +94,7 @@ impl PlantedBug {
             PlantedBug::BackoffWithoutCeiling => "backoff-without-ceiling",
             PlantedBug::NameReservedAfterFailedCreate => "name-reserved-after-failed-create",
             PlantedBug::KmipIvCounter => "kmip-iv-counter",
+            PlantedBug::ReadSkipsChecksum => "read-skips-checksum",
         }
     }
 
@@ -122,6 +128,8 @@ impl PlantedBug {
             PlantedBug::NameReservedAfterFailedCreate => ("errors-tell-the-truth", "correctness"),
             // The second backend to wrap a DEK under the key reuses the first one's IV.
             PlantedBug::KmipIvCounter => ("wrap-iv-unique", "correctness"),
+            // A damaged copy on a block's first replica comes back as the block.
+            PlantedBug::ReadSkipsChecksum => ("acknowledged-writes-read-back", "correctness"),
         };
         Catch { check, kind }
     }

@@ -41,10 +41,21 @@ pub enum Probe {
     SnapshotBlocksUnlisted,
     /// `fs download` of a snapshot whose filesystem was on a key of its own.
     DownloadOwnKeySnapshot,
+    /// A block read found a replica's copy failing its checksum (bit rot, a misdirected
+    /// write) and skipped it.
+    BlockChecksumMismatch,
+    /// A replica's disk failed a block read (a latent sector error) and the read went on
+    /// to the next replica.
+    BlockReadIoError,
+    /// A read wrote a good copy over a replica's bad one.
+    BlockRepaired,
+    /// A block write's read-back did not find it (a lost or misdirected write) and the
+    /// disk wrote it again.
+    WriteRewritten,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 13] = [
+    pub const ALL: [Probe; 17] = [
         Probe::KmsUnreachable,
         Probe::KmsTimeout,
         Probe::KmsSealed,
@@ -58,6 +69,10 @@ impl Probe {
         Probe::ReadFromAnotherReplica,
         Probe::SnapshotBlocksUnlisted,
         Probe::DownloadOwnKeySnapshot,
+        Probe::BlockChecksumMismatch,
+        Probe::BlockReadIoError,
+        Probe::BlockRepaired,
+        Probe::WriteRewritten,
     ];
 
     /// The probe's name, as the sweep's coverage table prints it.
@@ -76,6 +91,10 @@ impl Probe {
             Probe::ReadFromAnotherReplica => "cluster:read-from-another-replica",
             Probe::SnapshotBlocksUnlisted => "cluster:snapshot-blocks-unlisted",
             Probe::DownloadOwnKeySnapshot => "cluster:download-own-key-snapshot",
+            Probe::BlockChecksumMismatch => "cluster:block-checksum-mismatch",
+            Probe::BlockReadIoError => "cluster:block-read-io-error",
+            Probe::BlockRepaired => "cluster:read-repaired",
+            Probe::WriteRewritten => "cluster:write-read-back-rewrote",
         }
     }
 

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use cluster::disk::faults::DiskFaultMode;
 use cluster::hooks::CrashPoint;
 use kms_sim::chaos::Fault;
 use proptest::prelude::*;
@@ -64,6 +65,13 @@ pub struct Knobs {
     /// knobs, so a run without it draws the plan it drew before; shown only when on.
     #[serde(skip_serializing_if = "is_false")]
     pub reach: bool,
+    /// Storage faults on one backend's disk (bit rot, latent sector errors, misdirected
+    /// and lost writes), each followed by writes and a read-back of every block; the
+    /// runner's fault atlas keeps a fault-free replica of every block. On in one run in
+    /// four, drawn apart from the other knobs, so a run without it draws the plan it drew
+    /// before; shown only when on.
+    #[serde(skip_serializing_if = "is_false")]
+    pub disk_faults: bool,
 }
 
 fn is_vault(kind: &KmsKind) -> bool {
@@ -82,6 +90,11 @@ fn store_faults(seed: u64) -> bool {
 /// Whether a seed's swarm run has the composite operations of `Knobs::reach`.
 fn reach(seed: u64) -> bool {
     derive_seed(seed, "swarm reach").is_multiple_of(4)
+}
+
+/// Whether a seed's swarm run has storage faults on a backend's disk.
+fn disk_faults(seed: u64) -> bool {
+    derive_seed(seed, "swarm disk faults").is_multiple_of(4)
 }
 
 /// The KMS kind of a seed's swarm run.
@@ -172,6 +185,15 @@ pub enum Op {
         secs: u64,
         restart: bool,
     },
+    /// Storage faults of `mode` on a disk the runner's atlas picks, meeting `percent` of
+    /// its block reads and writes, then two blocks written to every filesystem and a
+    /// read-back of every acknowledged block.
+    DiskFault {
+        mode: DiskFaultMode,
+        percent: u32,
+    },
+    /// No more storage faults on any disk (damage done stays until a read repairs it).
+    DiskHeal,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -311,10 +333,32 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
                 .boxed(),
         ));
     }
+    if knobs.disk_faults {
+        // Last again, for the same reason.
+        let mode = prop_oneof![
+            Just(DiskFaultMode::BitRot),
+            Just(DiskFaultMode::LatentSectorError),
+            Just(DiskFaultMode::MisdirectedWrite),
+            Just(DiskFaultMode::LostWrite),
+        ];
+        let percent = prop_oneof![Just(25u32), Just(50), Just(100)];
+        ops.push((
+            3,
+            (mode, percent)
+                .prop_map(|(mode, percent)| Op::DiskFault { mode, percent })
+                .boxed(),
+        ));
+        ops.push((1, Just(Op::DiskHeal).boxed()));
+    }
     proptest::strategy::Union::new_weighted(ops).boxed()
 }
 
-fn plan(kms: KmsKind, store_faults: bool, reach: bool) -> impl Strategy<Value = Plan> {
+fn plan(
+    kms: KmsKind,
+    store_faults: bool,
+    reach: bool,
+    disk_faults: bool,
+) -> impl Strategy<Value = Plan> {
     (3u32..=7, any::<[bool; 8]>(), prop::bool::weighted(0.125))
         .prop_map(move |(backends, k, long_outages)| Knobs {
             backends,
@@ -330,6 +374,7 @@ fn plan(kms: KmsKind, store_faults: bool, reach: bool) -> impl Strategy<Value = 
             long_outages,
             store_faults,
             reach,
+            disk_faults,
         })
         .prop_flat_map(|knobs| {
             let ops = proptest::collection::vec(op(&knobs), 4..24);
@@ -349,9 +394,14 @@ fn runner(seed: u64) -> TestRunner {
 }
 
 fn tree(seed: u64) -> impl ValueTree<Value = Plan> {
-    plan(kms_kind(seed), store_faults(seed), reach(seed))
-        .new_tree(&mut runner(seed))
-        .expect("the swarm strategy always produces a plan")
+    plan(
+        kms_kind(seed),
+        store_faults(seed),
+        reach(seed),
+        disk_faults(seed),
+    )
+    .new_tree(&mut runner(seed))
+    .expect("the swarm strategy always produces a plan")
 }
 
 /// The plan a seed draws.
@@ -616,6 +666,28 @@ fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
         Op::Idle { ms } => vec![Step::Idle {
             duration: Duration::from_millis(*ms),
         }],
+        Op::DiskFault { mode, percent } => vec![
+            Step::DiskFault {
+                backend: None,
+                mode: *mode,
+                probability: Some(f64::from(*percent) / 100.0),
+            },
+            // A write, for the write faults to meet, and a read-back of every block.
+            Step::Write {
+                fs: "all".into(),
+                blocks: 2,
+                cluster: None,
+                via: None,
+                expect: any,
+            },
+            Step::ReadVerify {
+                fs: "all".into(),
+                cluster: None,
+                via: None,
+                expect: any,
+            },
+        ],
+        Op::DiskHeal => vec![Step::DiskHeal { backend: None }],
     }
 }
 
@@ -738,6 +810,11 @@ mod tests {
                         "upload-under-store-fault",
                         k.reach && mode.is_byte_level() && (1..4).contains(&fs),
                     ),
+                    Op::DiskFault { percent, .. } => (
+                        "disk-fault",
+                        k.disk_faults && [25, 50, 100].contains(&percent),
+                    ),
+                    Op::DiskHeal => ("disk-heal", k.disk_faults),
                 };
                 assert!(allowed, "seed {seed}: {op:?} with knobs {k:?}");
                 drawn.insert(name);
@@ -745,7 +822,7 @@ mod tests {
         }
         assert_eq!(
             drawn.len(),
-            29,
+            31,
             "operations never drawn in 300 seeds: {drawn:?}"
         );
     }
