@@ -96,10 +96,14 @@ pub enum PlantedBug {
     /// a snapshot of a filesystem on its own key downloads into a filesystem whose
     /// committed wrapping its binding's key cannot unwrap.
     DownloadIgnoresOwnKey,
+    /// A block read trusts the first replica's copy as the fast path and checks the
+    /// checksum only of copies from a fallback replica: a rotted or misdirected copy on
+    /// the first replica is returned as the block.
+    ReadSkipsChecksum,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 14] = [
+    pub const ALL: [PlantedBug; 15] = [
         PlantedBug::CommitBeforeKms,
         PlantedBug::SkipOneRewrap,
         PlantedBug::GiveUpUnwrap,
@@ -114,6 +118,7 @@ impl PlantedBug {
         PlantedBug::KmipIvCounter,
         PlantedBug::LostUpdateOnRewrap,
         PlantedBug::DownloadIgnoresOwnKey,
+        PlantedBug::ReadSkipsChecksum,
     ];
 
     pub fn name(self) -> &'static str {
@@ -132,6 +137,7 @@ impl PlantedBug {
             PlantedBug::KmipIvCounter => "kmip-iv-counter",
             PlantedBug::LostUpdateOnRewrap => "lost-update-on-rewrap",
             PlantedBug::DownloadIgnoresOwnKey => "download-ignores-own-key",
+            PlantedBug::ReadSkipsChecksum => "read-skips-checksum",
         }
     }
 
@@ -171,6 +177,8 @@ impl PlantedBug {
             // The KMS's own unwrap of the committed wrapping under the recorded binding
             // fails right after the download.
             PlantedBug::DownloadIgnoresOwnKey => ("wrapped-deks-unwrappable", "correctness"),
+            // A damaged copy on a block's first replica comes back as the block.
+            PlantedBug::ReadSkipsChecksum => ("acknowledged-writes-read-back", "correctness"),
         };
         Catch { check, kind }
     }

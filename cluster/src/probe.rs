@@ -48,10 +48,21 @@ pub enum Probe {
     BuggifyKmsSpuriousError,
     /// A fault site fired: a committed change proposed once more.
     BuggifyDuplicatedProposal,
+    /// A block read found a replica's copy failing its checksum (bit rot, a misdirected
+    /// write) and skipped it.
+    BlockChecksumMismatch,
+    /// A replica's disk failed a block read (a latent sector error) and the read went on
+    /// to the next replica.
+    BlockReadIoError,
+    /// A read wrote a good copy over a replica's bad one.
+    BlockRepaired,
+    /// A block write's read-back did not find it (a lost or misdirected write) and the
+    /// disk wrote it again.
+    WriteRewritten,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 16] = [
+    pub const ALL: [Probe; 20] = [
         Probe::KmsUnreachable,
         Probe::KmsTimeout,
         Probe::KmsSealed,
@@ -68,6 +79,10 @@ impl Probe {
         Probe::BuggifyKmsDelay,
         Probe::BuggifyKmsSpuriousError,
         Probe::BuggifyDuplicatedProposal,
+        Probe::BlockChecksumMismatch,
+        Probe::BlockReadIoError,
+        Probe::BlockRepaired,
+        Probe::WriteRewritten,
     ];
 
     /// The probe's name, as the sweep's coverage table prints it.
@@ -89,6 +104,10 @@ impl Probe {
             Probe::BuggifyKmsDelay => "cluster:buggify-kms-delay",
             Probe::BuggifyKmsSpuriousError => "cluster:buggify-kms-spurious-error",
             Probe::BuggifyDuplicatedProposal => "cluster:buggify-duplicated-proposal",
+            Probe::BlockChecksumMismatch => "cluster:block-checksum-mismatch",
+            Probe::BlockReadIoError => "cluster:block-read-io-error",
+            Probe::BlockRepaired => "cluster:read-repaired",
+            Probe::WriteRewritten => "cluster:write-read-back-rewrote",
         }
     }
 

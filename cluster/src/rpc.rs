@@ -38,6 +38,13 @@ pub enum Request {
         fs_id: u32,
         block: u64,
     },
+    /// A good copy of a block, for a replica whose own copy a read found bad: stored
+    /// only if the copy there still fails its checksum or cannot be read.
+    RepairBlock {
+        fs_id: u32,
+        block: u64,
+        stored: StoredBlock,
+    },
     /// The blocks of a filesystem this backend stores.
     ListBlocks {
         fs_id: u32,
@@ -61,6 +68,10 @@ pub enum Response {
     Stored,
     Block(Option<StoredBlock>),
     Blocks(Vec<u64>),
+    /// The disk failed a block read or write (a bad sector, a write that never landed).
+    DiskError(String),
+    /// Whether a `RepairBlock` replaced the copy.
+    Repaired(bool),
     Admin(Result<AdminOutput, AdminError>),
 }
 

@@ -8,6 +8,7 @@
 //! - `event:` cluster events that mark a path worth reaching (a failure, a crash point);
 //! - `kms-fault:` / `store-fault:` a fault switched on in front of the KMS or the object
 //!   store that met at least one request (a fault nothing met proves nothing);
+//! - `disk-fault:` a storage fault on a backend's disk that met a block read or write;
 //! - `oracle:` an oracle that judged a non-trivial input (a snapshot to download, two
 //!   backends holding one DEK), not just an empty cluster.
 //!
@@ -16,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use cluster::disk::faults::DiskFaultMode;
 use cluster::events::Event;
 use cluster::hooks::CrashPoint;
 use cluster::probe::{Probe, ProbeSink};
@@ -159,6 +161,11 @@ pub fn declared() -> Vec<String> {
             .map(|f| fault_probe("store", *f)),
     );
     names.extend(ORACLE_PROBES.iter().map(|n| n.to_string()));
+    names.extend(
+        DiskFaultMode::ALL
+            .iter()
+            .map(|m| format!("disk-fault:{}", m.name())),
+    );
     names.sort();
     names
 }

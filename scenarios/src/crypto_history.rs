@@ -102,6 +102,13 @@ impl CryptoHistory {
                 if self.judged.get(&place) == Some(stored) {
                     continue;
                 }
+                // A copy that fails its checksum is the disk's damage (bit rot, a write
+                // that landed on the wrong block), not a sealing by the cluster: the
+                // checksum marks it, and no read may serve it (the read-back checks see
+                // to that). A sealing is judged where its checksum says it belongs.
+                if !stored.verify(fs_id, block) {
+                    continue;
+                }
                 // A block of a filesystem this disk's table does not show yet, or whose
                 // key no backend has held yet, waits for a later check.
                 let Some(fs) = filesystems.get(&fs_id) else {
@@ -241,10 +248,12 @@ mod tests {
 
     fn block(key: &Key, nonce: [u8; 12], data_id: u32, block: u64, data: &[u8]) -> StoredBlock {
         let dek = Dek::from_bytes(key).unwrap();
-        StoredBlock {
+        StoredBlock::new(
+            1,
+            block,
             nonce,
-            ciphertext: dek::seal(&dek, &nonce, &dek::block_aad(data_id, block), data),
-        }
+            dek::seal(&dek, &nonce, &dek::block_aad(data_id, block), data),
+        )
     }
 
     #[test]
@@ -273,10 +282,7 @@ mod tests {
     fn a_block_sealed_without_its_place_fails() {
         let mut h = CryptoHistory::default();
         let dek = Dek::from_bytes(&KEY).unwrap();
-        let loose = StoredBlock {
-            nonce: [2; 12],
-            ciphertext: dek::seal(&dek, &[2; 12], b"", b"data"),
-        };
+        let loose = StoredBlock::new(1, 0, [2; 12], dek::seal(&dek, &[2; 12], b"", b"data"));
         let v = h.judge(&KEY, 1, 0, &loose, "x".into()).unwrap_err();
         assert_eq!(v.oracle, "block-bound-to-its-place");
     }

@@ -405,13 +405,9 @@ mod tests {
         let disk = Disk::default();
         let mut data = vec![0u8; 100];
         data[40..72].copy_from_slice(&key(7));
-        disk.lock().blocks.insert(
-            (1, 0),
-            StoredBlock {
-                nonce: [0; 12],
-                ciphertext: data,
-            },
-        );
+        disk.lock()
+            .blocks
+            .insert((1, 0), StoredBlock::new(1, 0, [0; 12], data));
         let mut scanner = LeakScanner::default();
         scanner.update(&BTreeMap::from([("fs".to_string(), key(7))]));
         let v = scanner

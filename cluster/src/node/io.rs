@@ -1,10 +1,11 @@
 //! The data path: each block is encrypted under its filesystem's DEK on the node that
 //! writes it, and the ciphertext is stored on `replicas` backends.
 
+use super::replica_read::{first_valid, BlockReadError, ReadLog};
 use super::{find_fs, lock, Node};
 use crate::admin::{AdminError, AdminOutput};
 use crate::dek::{self, Dek};
-use crate::disk::StoredBlock;
+use crate::disk::{StoredBlock, WriteOutcome};
 use crate::events::{Event, KMS_ERROR_ALERT};
 use crate::filesystem::{placement, FsRecord};
 use crate::hooks::PlantedBug;
@@ -88,15 +89,9 @@ impl Node {
             Some(dek) => {
                 let nonce = dek::block_nonce(self.id(), self.next_nonce_seq());
                 let aad = self.block_aad(record.data_id, block);
-                StoredBlock {
-                    nonce,
-                    ciphertext: dek::seal(&dek, &nonce, &aad, data),
-                }
+                StoredBlock::new(record.id, block, nonce, dek::seal(&dek, &nonce, &aad, data))
             }
-            None => StoredBlock {
-                nonce: [0; 12],
-                ciphertext: data.to_vec(),
-            },
+            None => StoredBlock::new(record.id, block, [0; 12], data.to_vec()),
         };
         let replicas = self.put_replicas(&record, block, &stored).await?;
         self.emit(Event::BlockWritten {
@@ -136,12 +131,7 @@ impl Node {
         stored: &StoredBlock,
     ) -> Result<(), String> {
         if target == self.id() {
-            self.0
-                .disk
-                .lock()
-                .blocks
-                .insert((fs_id, block), stored.clone());
-            return Ok(());
+            return self.store_here(fs_id, block, stored);
         }
         let req = Request::PutBlock {
             fs_id,
@@ -150,31 +140,77 @@ impl Node {
         };
         match self.call(target, &req).await? {
             Response::Stored => Ok(()),
+            Response::DiskError(e) => Err(format!("backend {target}: {e}")),
             _ => Err(format!("backend {target} answered a block write oddly")),
         }
     }
 
-    /// The block from the first of its replicas that holds it, and which one that is;
-    /// else why none gave it.
+    /// Writes a block to this backend's disk, which reads it back (see
+    /// [`crate::disk::Disk::write_block`]); a write that never landed is an error.
+    pub(super) fn store_here(
+        &self,
+        fs_id: u32,
+        block: u64,
+        stored: &StoredBlock,
+    ) -> Result<(), String> {
+        match self.0.disk.write_block(fs_id, block, stored) {
+            WriteOutcome::Stored { rewrites } => {
+                if rewrites > 0 {
+                    self.probe(Probe::WriteRewritten);
+                }
+                Ok(())
+            }
+            WriteOutcome::Failed(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The block from the first of its replicas that holds a copy that verifies, and
+    /// which one that is; else why none gave one (see [`super::replica_read`]). The
+    /// replicas whose copy was bad are repaired from the good copy once one is found.
     pub(super) async fn first_replica(
         &self,
         record: &FsRecord,
         block: u64,
     ) -> Result<(u64, StoredBlock), String> {
-        let mut last_error = String::from("no replica holds it");
-        for (tried, target) in self.replicas_of(record, block).into_iter().enumerate() {
-            match self.get_block(target, record.id, block).await {
-                Ok(Some(stored)) => {
-                    if tried > 0 {
-                        self.probe(Probe::ReadFromAnotherReplica);
-                    }
-                    return Ok((target, stored));
-                }
-                Ok(None) => {}
-                Err(e) => last_error = e,
+        let replicas = self.replicas_of(record, block);
+        let mut log = ReadLog::default();
+        // The planted bug's fast path: the first replica's copy is trusted as it comes.
+        let trust_first = self.planted(PlantedBug::ReadSkipsChecksum);
+        let get = |target| self.get_block(target, record.id, block);
+        let found = first_valid(record.id, block, &replicas, trust_first, get, &mut log).await;
+        for _ in 0..log.mismatches {
+            self.probe(Probe::BlockChecksumMismatch);
+        }
+        for _ in 0..log.io_errors {
+            self.probe(Probe::BlockReadIoError);
+        }
+        let (tried, from, stored) = found.map_err(|e| e.to_string())?;
+        if tried > 0 {
+            self.probe(Probe::ReadFromAnotherReplica);
+        }
+        self.repair(&log.bad, record.id, block, &stored).await;
+        Ok((from, stored))
+    }
+
+    /// Writes a good copy over the bad ones of `targets`, best effort: a replica that
+    /// does not take it is repaired by a later read. Each replica keeps a copy of its
+    /// own that verifies (a newer write may have landed meanwhile).
+    async fn repair(&self, targets: &[u64], fs_id: u32, block: u64, good: &StoredBlock) {
+        for &target in targets {
+            let repaired = if target == self.id() {
+                self.0.disk.repair_block(fs_id, block, good)
+            } else {
+                let req = Request::RepairBlock {
+                    fs_id,
+                    block,
+                    stored: good.clone(),
+                };
+                matches!(self.call(target, &req).await, Ok(Response::Repaired(true)))
+            };
+            if repaired {
+                self.probe(Probe::BlockRepaired);
             }
         }
-        Err(last_error)
     }
 
     async fn get_block(
@@ -182,16 +218,24 @@ impl Node {
         target: u64,
         fs_id: u32,
         block: u64,
-    ) -> Result<Option<StoredBlock>, String> {
+    ) -> Result<Option<StoredBlock>, BlockReadError> {
         if target == self.id() {
-            return Ok(self.0.disk.lock().blocks.get(&(fs_id, block)).cloned());
+            return self
+                .0
+                .disk
+                .read_block(fs_id, block)
+                .map_err(|e| BlockReadError::Disk(format!("backend {target}: {e}")));
         }
         match self
             .call(target, &Request::GetBlock { fs_id, block })
-            .await?
+            .await
+            .map_err(BlockReadError::Unreachable)?
         {
             Response::Block(b) => Ok(b),
-            _ => Err(format!("backend {target} answered a block read oddly")),
+            Response::DiskError(e) => Err(BlockReadError::Disk(format!("backend {target}: {e}"))),
+            _ => Err(BlockReadError::Unreachable(format!(
+                "backend {target} answered a block read oddly"
+            ))),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod io;
+mod replica_read;
 mod rewrap;
 mod snapshot;
 mod unwrap;
@@ -333,14 +334,20 @@ impl Node {
                 fs_id,
                 block,
                 stored,
-            } => {
-                self.0.disk.lock().blocks.insert((fs_id, block), stored);
-                Response::Stored
-            }
+            } => match self.store_here(fs_id, block, &stored) {
+                Ok(()) => Response::Stored,
+                Err(e) => Response::DiskError(e),
+            },
+            Request::RepairBlock {
+                fs_id,
+                block,
+                stored,
+            } => Response::Repaired(self.0.disk.repair_block(fs_id, block, &stored)),
             Request::ListBlocks { fs_id } => Response::Blocks(self.0.disk.block_ids(fs_id)),
-            Request::GetBlock { fs_id, block } => {
-                Response::Block(self.0.disk.lock().blocks.get(&(fs_id, block)).cloned())
-            }
+            Request::GetBlock { fs_id, block } => match self.0.disk.read_block(fs_id, block) {
+                Ok(b) => Response::Block(b),
+                Err(e) => Response::DiskError(e.to_string()),
+            },
             Request::Admin(cmd) => Response::Admin(self.admin(cmd).await),
         }
     }

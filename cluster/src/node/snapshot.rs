@@ -118,14 +118,14 @@ impl Node {
         }
         let mut blocks = Vec::new();
         for block in ids {
-            let (_, stored) =
-                self.first_replica(record, block)
-                    .await
-                    .map_err(|_| AdminError::Unavailable {
-                        fs: record.name.clone(),
-                        block,
-                        reason: "no replica answered".into(),
-                    })?;
+            // Verified like any read: a damaged copy is never uploaded.
+            let (_, stored) = self.first_replica(record, block).await.map_err(|reason| {
+                AdminError::Unavailable {
+                    fs: record.name.clone(),
+                    block,
+                    reason,
+                }
+            })?;
             blocks.push((block, stored));
         }
         Ok(blocks)
@@ -308,10 +308,13 @@ impl Node {
             if bytes.len() < 12 {
                 return Err(snapshot_error(format!("block {block} is truncated")));
             }
-            let stored = StoredBlock {
-                nonce: bytes[..12].try_into().expect("12 bytes"),
-                ciphertext: bytes[12..].to_vec(),
-            };
+            // Checksummed for its new address: the copy's bytes are the snapshot's.
+            let stored = StoredBlock::new(
+                record.id,
+                block,
+                bytes[..12].try_into().expect("12 bytes"),
+                bytes[12..].to_vec(),
+            );
             self.put_replicas(&record, block, &stored).await?;
             if copied == 0 && manifest.blocks.len() > 1 {
                 self.crash_point(CrashPoint::MidDownload).await;

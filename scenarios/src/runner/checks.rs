@@ -38,7 +38,7 @@ impl World<'_> {
                 fs: fs.clone(),
                 block,
             };
-            let Some(out) = self.command(step, cmd, expect)? else {
+            let Some(out) = self.read_command(step, cmd, expect)? else {
                 continue;
             };
             let key = (fs.clone(), block);

@@ -150,9 +150,11 @@ impl World<'_> {
         Ok(())
     }
 
-    /// Everything back to health for the liveness phase: network, KMS, every backend up.
+    /// Everything back to health for the liveness phase: network, KMS, disks (no new
+    /// faults), every backend up.
     pub(super) fn heal_all(&mut self) {
         self.fabric.heal();
+        self.heal_disks();
         if let Err(e) = self.kms.heal(self.fabric.as_mut()) {
             self.record(&RunnerEvent::Fault {
                 what: format!("healing the KMS failed: {e}"),

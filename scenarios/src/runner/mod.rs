@@ -7,6 +7,7 @@
 //! acknowledged write.
 
 mod checks;
+mod disk_faults;
 pub mod fabric;
 mod faults;
 mod race;

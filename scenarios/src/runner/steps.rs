@@ -187,6 +187,43 @@ impl World<'_> {
     ) -> Result<Option<AdminOutput>, Failure> {
         let what = command_name(&cmd);
         let answer = self.admin(backend, cmd);
+        self.judge(step, what, backend, answer, expect)
+    }
+
+    /// A block read, judged as any command is, but for one answer: a read refused as
+    /// corrupt fails the read-back check whatever the step expects. A read checks each
+    /// copy's checksum before it decrypts, and skips a damaged one, so a copy that gets as
+    /// far as failing to decrypt was served as the block: wrong data, caught only by the
+    /// cipher. (A read that found no good copy is refused as unavailable instead.)
+    pub(super) fn read_command(
+        &mut self,
+        step: Option<usize>,
+        cmd: AdminCommand,
+        expect: Expect,
+    ) -> Result<Option<AdminOutput>, Failure> {
+        let what = command_name(&cmd);
+        let backend = self.pick_backend();
+        let answer = self.admin(backend, cmd);
+        if let Answer::Refused(e @ AdminError::Corrupt { .. }) = &answer {
+            return Err(self.fail(
+                FailureKind::Correctness,
+                step,
+                "acknowledged-writes-read-back",
+                format!("backend{backend}: {e}"),
+            ));
+        }
+        self.judge(step, what, backend, answer, expect)
+    }
+
+    /// A command's answer against what the step expects of it.
+    fn judge(
+        &mut self,
+        step: Option<usize>,
+        what: &'static str,
+        backend: u64,
+        answer: Answer,
+        expect: Expect,
+    ) -> Result<Option<AdminOutput>, Failure> {
         match (answer, expect) {
             (Answer::Done(out), Expect::Ok | Expect::Any) => Ok(Some(out)),
             (Answer::Refused(_) | Answer::Lost(_), Expect::Error | Expect::Any) => Ok(None),
@@ -330,6 +367,7 @@ impl World<'_> {
                     self.step_sim();
                 }
             }
+            Step::DiskFault { .. } | Step::DiskHeal { .. } => self.disk_fault(at, step),
             Step::KmsFault { .. }
             | Step::ObjectStoreFault { .. }
             | Step::KmsSeal

@@ -121,6 +121,9 @@ pub struct World<'a> {
     pub(super) via: Option<Vec<u64>>,
     /// Told of each step as it starts (a live run shows its progress).
     pub(super) progress: Option<Progress>,
+    /// The backends (by index) whose disks have had storage faults this run (see
+    /// `disk_faults`).
+    pub(super) faulty_disks: BTreeSet<usize>,
 }
 
 /// Called with (step, of steps, action, time since the run began) as each step starts;
@@ -323,6 +326,7 @@ impl<'a> World<'a> {
             last_rewrap_ok: false,
             safe_trims: SafeTrims::default(),
             progress: None,
+            faulty_disks: BTreeSet::new(),
         }
     }
 
@@ -331,6 +335,7 @@ impl<'a> World<'a> {
         let mut counts = self.coverage.counts();
         add_faults_met(&mut counts, "kms", self.fabric.chaos().met());
         add_faults_met(&mut counts, "store", self.fabric.store_chaos().met());
+        self.add_disk_faults_met(&mut counts);
         counts
     }
 

@@ -205,7 +205,22 @@ impl Scenario {
             Step::CrashAt {
                 backend: Some(b), ..
             }
-            | Step::Start { backend: Some(b) } => backend_ok(*b),
+            | Step::Start { backend: Some(b) }
+            | Step::DiskHeal { backend: Some(b) } => backend_ok(*b),
+            Step::DiskFault {
+                backend,
+                probability,
+                ..
+            } => {
+                backend.map_or(Ok(()), backend_ok)?;
+                match probability {
+                    Some(p) if !(*p > 0.0 && *p <= 1.0) => Err(format!(
+                        "probability = {p}: a disk fault meets a read or write with a \
+                         probability above 0 and at most 1"
+                    )),
+                    _ => Ok(()),
+                }
+            }
             Step::FsCreate { count: 0, .. } => Err("count must be at least 1".into()),
             Step::KmsRevokeKey if self.kms.kind == KmsKind::Vault => Err(
                 "kms-revoke-key is KMIP's (a revoked, deactivated key): Vault has no such state"

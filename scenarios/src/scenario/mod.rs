@@ -11,6 +11,7 @@ pub use load::LoadError;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use cluster::disk::faults::DiskFaultMode;
 use cluster::hooks::CrashPoint;
 use kms_sim::chaos::Fault;
 use serde::{Deserialize, Serialize};
@@ -302,6 +303,26 @@ pub enum Step {
         )]
         delay: Option<Duration>,
     },
+    /// Storage faults on a backend's disk, on its data blocks: `mode` (`bit-rot`,
+    /// `latent-sector-error`, `misdirected-write`, `lost-write`) meets each block read or
+    /// write there with `probability` (a quarter if not given). The runner keeps a
+    /// fault-free replica of every block (the fault atlas): a step that would put faults
+    /// on as many disks as a block has replicas is skipped, and says so in the trace.
+    /// Without `backend`, the atlas picks the disk (seeded): one that already has faults
+    /// once no other may.
+    DiskFault {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backend: Option<u32>,
+        mode: DiskFaultMode,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        probability: Option<f64>,
+    },
+    /// Stops the storage faults on a backend's disk (every disk if none is named). Damage
+    /// already done stays on the platter until a read repairs it from a good replica.
+    DiskHeal {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backend: Option<u32>,
+    },
     /// Revokes every token the KMS issued (the root token aside): a cluster that logs in
     /// by AppRole logs in again; one configured with a token is locked out.
     KmsRevokeTokens,
@@ -423,6 +444,8 @@ impl Step {
             Step::CrashAt { .. } => "crash-at",
             Step::KmsFault { .. } => "kms-fault",
             Step::ObjectStoreFault { .. } => "object-store-fault",
+            Step::DiskFault { .. } => "disk-fault",
+            Step::DiskHeal { .. } => "disk-heal",
             Step::KmsSeal => "kms-seal",
             Step::KmsRevokeTokens => "kms-revoke-tokens",
             Step::KmsRevokeKey => "kms-revoke-key",

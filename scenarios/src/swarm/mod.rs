@@ -6,9 +6,8 @@
 //! plan to the smallest one that still fails.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use cluster::hooks::CrashPoint;
+use cluster::disk::faults::DiskFaultMode;
 use kms_sim::chaos::Fault;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -18,6 +17,10 @@ use serde::Serialize;
 use crate::runner::{derive_seed, RunReport, SimOptions};
 use crate::scenario::{ClusterSpec, Expect, KmsKind, KmsSpec, Meta, Scenario, Step};
 use crate::simulated;
+
+mod steps;
+
+use steps::{op_steps, Names, FS_KEY};
 
 /// Which kinds of trouble this run may meet (swarm testing: each run turns on a random
 /// subset, so rare combinations get runs of their own).
@@ -75,6 +78,13 @@ pub struct Knobs {
     /// one run in two, drawn apart from the other knobs; shown only when on.
     #[serde(skip_serializing_if = "is_false")]
     pub buggify: bool,
+    /// Storage faults on one backend's disk (bit rot, latent sector errors, misdirected
+    /// and lost writes), each followed by writes and a read-back of every block; the
+    /// runner's fault atlas keeps a fault-free replica of every block. On in one run in
+    /// four, drawn apart from the other knobs, so a run without it draws the plan it drew
+    /// before; shown only when on.
+    #[serde(skip_serializing_if = "is_false")]
+    pub disk_faults: bool,
 }
 
 fn is_vault(kind: &KmsKind) -> bool {
@@ -103,6 +113,11 @@ fn racing_admins(seed: u64) -> bool {
 /// Whether a seed's swarm run has the cluster's fault sites on (`Knobs::buggify`).
 fn buggify(seed: u64) -> bool {
     derive_seed(seed, "swarm buggify").is_multiple_of(2)
+}
+
+/// Whether a seed's swarm run has storage faults on a backend's disk.
+fn disk_faults(seed: u64) -> bool {
+    derive_seed(seed, "swarm disk faults").is_multiple_of(4)
 }
 
 /// The KMS kind of a seed's swarm run.
@@ -196,6 +211,15 @@ pub enum Op {
     /// Admins send these commands at once, each to a different backend; with a rewrap
     /// among them, the key is rotated first so that the rewrap has work to race.
     Race(Vec<Racer>),
+    /// Storage faults of `mode` on a disk the runner's atlas picks, meeting `percent` of
+    /// its block reads and writes, then two blocks written to every filesystem and a
+    /// read-back of every acknowledged block.
+    DiskFault {
+        mode: DiskFaultMode,
+        percent: u32,
+    },
+    /// No more storage faults on any disk (damage done stays until a read repairs it).
+    DiskHeal,
 }
 
 /// One admin's command in a race.
@@ -354,6 +378,23 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
                 .boxed(),
         ));
     }
+    if knobs.disk_faults {
+        // Last again, for the same reason.
+        let mode = prop_oneof![
+            Just(DiskFaultMode::BitRot),
+            Just(DiskFaultMode::LatentSectorError),
+            Just(DiskFaultMode::MisdirectedWrite),
+            Just(DiskFaultMode::LostWrite),
+        ];
+        let percent = prop_oneof![Just(25u32), Just(50), Just(100)];
+        ops.push((
+            3,
+            (mode, percent)
+                .prop_map(|(mode, percent)| Op::DiskFault { mode, percent })
+                .boxed(),
+        ));
+        ops.push((1, Just(Op::DiskHeal).boxed()));
+    }
     proptest::strategy::Union::new_weighted(ops).boxed()
 }
 
@@ -375,6 +416,7 @@ fn plan(
     reach: bool,
     racing_admins: bool,
     buggify: bool,
+    disk_faults: bool,
 ) -> impl Strategy<Value = Plan> {
     (3u32..=7, any::<[bool; 8]>(), prop::bool::weighted(0.125))
         .prop_map(move |(backends, k, long_outages)| Knobs {
@@ -393,6 +435,7 @@ fn plan(
             reach,
             racing_admins,
             buggify,
+            disk_faults,
         })
         .prop_flat_map(|knobs| {
             let ops = proptest::collection::vec(op(&knobs), 4..24);
@@ -418,6 +461,7 @@ fn tree(seed: u64) -> impl ValueTree<Value = Plan> {
         reach(seed),
         racing_admins(seed),
         buggify(seed),
+        disk_faults(seed),
     )
     .new_tree(&mut runner(seed))
     .expect("the swarm strategy always produces a plan")
@@ -451,10 +495,7 @@ impl Plan {
             expect_error: None,
             expect: Expect::Ok,
         }];
-        let mut names = Names {
-            seed,
-            ..Names::default()
-        };
+        let mut names = Names::for_seed(seed);
         for op in &self.ops {
             steps.extend(op_steps(op, k.kms, &mut names));
         }
@@ -479,280 +520,6 @@ impl Plan {
             steps,
         }
     }
-}
-
-/// Names a plan gives out as its operations become steps.
-#[derive(Default)]
-struct Names {
-    created: u32,
-    /// Whether the last filesystem created was encrypted (a retry asks the same).
-    last_encrypted: bool,
-    downloads: u32,
-    uploads: Vec<String>,
-    /// The run's seed, and the crash points armed so far: each draws its point from them.
-    seed: u64,
-    crash_points: u32,
-}
-
-fn weka(command: String) -> Step {
-    Step::Weka {
-        cluster: None,
-        command,
-        expect_error: None,
-        expect: Expect::Any,
-    }
-}
-
-/// `fs snapshot upload` of `fs<n>` under the next snapshot name.
-fn upload(fs: u32, names: &mut Names) -> Step {
-    let snapshot = format!("s{}", names.uploads.len() + 1);
-    names.uploads.push(format!("fs{fs}/{snapshot}"));
-    weka(format!("weka fs snapshot upload fs{fs} {snapshot}"))
-}
-
-/// `fs download` of the latest snapshot uploaded so far into a new filesystem; none
-/// before the first upload.
-fn download(names: &mut Names) -> Option<Step> {
-    let locator = names.uploads.last()?;
-    names.downloads += 1;
-    Some(weka(format!(
-        "weka fs download dl{} default 10GiB 1GiB weka-snapshots {locator}",
-        names.downloads
-    )))
-}
-
-/// The key `fs update --kms-key-identifier` moves filesystems to.
-const FS_KEY: &str = "fs-key";
-
-fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
-    let any = Expect::Any;
-    match op {
-        Op::MoveKey { fs, own: true } => {
-            let key = match kms {
-                KmsKind::Vault => FS_KEY.to_string(),
-                KmsKind::Kmip => format!("$KMIP_KEY_UID({FS_KEY})"),
-            };
-            vec![weka(format!(
-                "weka fs update fs{fs} --kms-key-identifier {key}"
-            ))]
-        }
-        Op::MoveKey { fs, own: false } => vec![weka(format!(
-            "weka fs update fs{fs} --use-cluster-kms-key-identifier"
-        ))],
-        Op::SnapshotUpload { fs } => vec![upload(*fs, names)],
-        Op::Download => download(names).into_iter().collect(),
-        Op::OwnKeySnapshot { fs } => {
-            let mut steps = op_steps(&Op::MoveKey { fs: *fs, own: true }, kms, names);
-            // Every filesystem: `fs<n>` may not exist (then the move and upload fail).
-            steps.push(Step::Write {
-                fs: "all".into(),
-                blocks: 1,
-                cluster: None,
-                via: None,
-                expect: any,
-            });
-            steps.push(upload(*fs, names));
-            steps.extend(download(names));
-            steps
-        }
-        Op::KmsSetWrongKey => {
-            let command = match kms {
-                KmsKind::Vault => "weka security kms set vault $VAULT_URL no-such-key --role-id $ROLE_ID --secret-id $SECRET_ID",
-                KmsKind::Kmip => "weka security kms set kmip $KMIP_ADDRESS no-such-uid --client-cert $KMIP_CLIENT_CERT --client-key $KMIP_CLIENT_KEY --ca-cert $KMIP_CA_CERT",
-            };
-            vec![weka(command.into())]
-        }
-        Op::UploadWithBackendsDown { a, b, fs } => vec![
-            Step::Crash { backend: *a },
-            Step::Crash { backend: *b },
-            upload(*fs, names),
-            Step::Start { backend: None },
-        ],
-        Op::UploadUnderStoreFault { mode, fs } => {
-            let mut steps = op_steps(&Op::StoreFault(*mode), kms, names);
-            steps.push(upload(*fs, names));
-            steps.extend(download(names));
-            steps.extend(op_steps(&Op::StoreHeal, kms, names));
-            steps
-        }
-        Op::CreateFs { encrypted } => {
-            names.created += 1;
-            names.last_encrypted = *encrypted;
-            vec![Step::FsCreate {
-                name: format!("fs{}", names.created),
-                count: 1,
-                encrypted: *encrypted,
-                capacity_gib: 10,
-                expect: any,
-            }]
-        }
-        Op::RetryCreate if names.created == 0 => Vec::new(),
-        Op::RetryCreate => vec![Step::FsCreate {
-            name: format!("fs{}", names.created),
-            count: 1,
-            encrypted: names.last_encrypted,
-            capacity_gib: 10,
-            expect: any,
-        }],
-        Op::Outage { secs, restart } => {
-            let mut steps = vec![Step::KmsFault {
-                mode: Fault::Refuse,
-                delay: None,
-                key: None,
-            }];
-            if *restart {
-                steps.push(Step::RestartAll);
-            }
-            steps.push(Step::Idle {
-                duration: Duration::from_secs(*secs),
-            });
-            steps.push(Step::KmsFault {
-                mode: Fault::None,
-                delay: None,
-                key: None,
-            });
-            steps
-        }
-        Op::Write { blocks } => vec![Step::Write {
-            fs: "all".into(),
-            blocks: *blocks,
-            cluster: None,
-            via: None,
-            expect: any,
-        }],
-        Op::ReadVerify => vec![Step::ReadVerify {
-            fs: "all".into(),
-            cluster: None,
-            via: None,
-            expect: any,
-        }],
-        Op::KmsFault(mode) => vec![Step::KmsFault {
-            mode: *mode,
-            delay: (*mode == Fault::Slow).then_some(Duration::from_millis(800)),
-            key: None,
-        }],
-        Op::KmsHeal => vec![Step::KmsFault {
-            mode: Fault::None,
-            delay: None,
-            key: None,
-        }],
-        Op::StoreFault(mode) => vec![Step::ObjectStoreFault {
-            mode: *mode,
-            delay: (*mode == Fault::Slow).then_some(Duration::from_millis(800)),
-        }],
-        Op::StoreHeal => vec![Step::ObjectStoreFault {
-            mode: Fault::None,
-            delay: None,
-        }],
-        Op::Seal => vec![Step::KmsSeal],
-        Op::RevokeTokens => vec![Step::KmsRevokeTokens],
-        Op::RevokeKey => vec![Step::KmsRevokeKey],
-        Op::Unseal => vec![Step::KmsUnseal],
-        Op::Partition { a, b } => vec![Step::Partition {
-            a: format!("backend{a}"),
-            b: format!("backend{b}"),
-            oneway: false,
-        }],
-        Op::IsolateKms { backend } => vec![Step::Partition {
-            a: format!("backend{backend}"),
-            b: "kms".into(),
-            oneway: false,
-        }],
-        Op::Heal => vec![Step::Heal],
-        Op::Crash { backend } => vec![Step::Crash { backend: *backend }],
-        Op::StartAll => vec![Step::Start { backend: None }],
-        Op::RestartAll => vec![Step::RestartAll],
-        Op::CrashPoint => {
-            // Drawn from the seed beside the plan, not by proptest: the plans stay as
-            // they were drawn before there were several points.
-            names.crash_points += 1;
-            let label = format!("swarm crash point {}", names.crash_points);
-            let all = CrashPoint::ALL;
-            let point = all[(derive_seed(names.seed, &label) % all.len() as u64) as usize];
-            vec![Step::CrashAt {
-                backend: None,
-                point,
-            }]
-        }
-        Op::RotateRewrapTrim => {
-            let mut steps = match kms {
-                // Rotation is an admin's planned operation: Vault is unsealed for it.
-                KmsKind::Vault => vec![
-                    Step::KmsUnseal,
-                    Step::KmsRotate,
-                    weka("weka security kms rewrap".into()),
-                ],
-                // A KMIP key has no versions: a new key, and the cluster told its UID.
-                KmsKind::Kmip => vec![
-                    Step::KmsRotate,
-                    weka("weka security kms rewrap --new-key-uid $KMIP_KEY_UID".into()),
-                ],
-            };
-            // An admin retires old versions only after the cluster said the rewrap
-            // succeeded.
-            steps.push(Step::KmsTrim {
-                min_decryption_version: None,
-                only_after_rewrap: true,
-            });
-            steps
-        }
-        Op::Idle { ms } => vec![Step::Idle {
-            duration: Duration::from_millis(*ms),
-        }],
-        Op::Race(racers) => race_steps(racers, kms, names),
-    }
-}
-
-/// A race's steps: a rotation first if a rewrap races (so it has something to do), then
-/// the commands at once.
-fn race_steps(racers: &[Racer], kms: KmsKind, names: &mut Names) -> Vec<Step> {
-    let mut steps = Vec::new();
-    if racers.contains(&Racer::Rewrap) {
-        if kms == KmsKind::Vault {
-            steps.push(Step::KmsUnseal);
-        }
-        steps.push(Step::KmsRotate);
-    }
-    let mut commands = Vec::new();
-    for racer in racers {
-        let op = match racer {
-            Racer::Create { encrypted } => {
-                names.created += 1;
-                names.last_encrypted = *encrypted;
-                let flag = if *encrypted { " --encrypted" } else { "" };
-                commands.push(format!(
-                    "weka fs create fs{} default 10GiB{flag}",
-                    names.created
-                ));
-                continue;
-            }
-            Racer::Rewrap => {
-                commands.push(
-                    match kms {
-                        KmsKind::Vault => "weka security kms rewrap",
-                        KmsKind::Kmip => "weka security kms rewrap --new-key-uid $KMIP_KEY_UID",
-                    }
-                    .to_string(),
-                );
-                continue;
-            }
-            Racer::MoveKey { fs, own } => Op::MoveKey { fs: *fs, own: *own },
-            Racer::Upload { fs } => Op::SnapshotUpload { fs: *fs },
-            Racer::Download => Op::Download,
-        };
-        for step in op_steps(&op, kms, names) {
-            if let Step::Weka { command, .. } = step {
-                commands.push(command);
-            }
-        }
-    }
-    match commands.len() {
-        // A download before any upload has no command: a race of one is a plain step.
-        0 => {}
-        1 => steps.push(weka(commands.remove(0))),
-        _ => steps.push(Step::Race { commands }),
-    }
-    steps
 }
 
 /// Runs the swarm plan of `seed`.
@@ -885,6 +652,11 @@ mod tests {
                                 _ => true,
                             }),
                     ),
+                    Op::DiskFault { percent, .. } => (
+                        "disk-fault",
+                        k.disk_faults && [25, 50, 100].contains(&percent),
+                    ),
+                    Op::DiskHeal => ("disk-heal", k.disk_faults),
                 };
                 assert!(allowed, "seed {seed}: {op:?} with knobs {k:?}");
                 drawn.insert(name);
@@ -892,7 +664,7 @@ mod tests {
         }
         assert_eq!(
             drawn.len(),
-            30,
+            32,
             "operations never drawn in 300 seeds: {drawn:?}"
         );
     }
