@@ -6,7 +6,7 @@
 //!
 //! | scenario       | bug                       | caught by                          |
 //! | -------------- | ------------------------- | ---------------------------------- |
-//! | rewrap-all     | `skip-one-rewrap`         | correctness, wrapped-deks-unwrappable at step 10 (kms-trim) |
+//! | rewrap-all     | `skip-one-rewrap`         | correctness, acknowledged-effects at step 9 (the rewrap's answer) |
 //! | startup-unwrap | `give-up-unwrap`          | liveness, filesystems-ready at step 16 (wait-ready after the outage) |
 //! | rewrap-all     | `plaintext-dek-rare-path` | correctness, no-plaintext-dek-at-rest at step 2 (fs-create) |
 //! | kms-outage     | `commit-before-kms`       | correctness, nothing-half-created at step 8 (fs-create while the KMS hangs) |
@@ -99,8 +99,8 @@ fn live_rewrap_all_catches_skip_one_rewrap() {
         "skip-one-rewrap",
         Caught {
             kind: "correctness",
-            check: "wrapped-deks-unwrappable",
-            steps: &[10],
+            check: "acknowledged-effects",
+            steps: &[9],
         },
     );
 }
