@@ -147,19 +147,10 @@ impl World<'_> {
         for r in raced {
             match (&r.cmd, &r.answer) {
                 (AdminCommand::FsCreate { name, .. }, Answer::Done(_)) => {
-                    let books = &mut self.books[current];
-                    books.failed_creates.remove(name);
-                    books.filesystems.push(name.clone());
+                    self.book_created(name.clone(), None)
                 }
                 (AdminCommand::FsDownload { name, locator, .. }, Answer::Done(_)) => {
-                    let content = self.snapshots.get(locator).cloned().unwrap_or_default();
-                    let books = &mut self.books[current];
-                    for (block, (expected, maybe)) in content {
-                        books.acked.insert((name.clone(), block), expected);
-                        books.unacked.insert((name.clone(), block), maybe);
-                    }
-                    books.failed_creates.remove(name);
-                    books.filesystems.push(name.clone());
+                    self.book_created(name.clone(), Some(locator))
                 }
                 (
                     AdminCommand::FsCreate { name, .. } | AdminCommand::FsDownload { name, .. },

@@ -405,16 +405,7 @@ impl World<'_> {
         let current = self.current;
         match self.admin(backend, cmd) {
             Answer::Done(_) if expect != Expect::Error && expect_error.is_none() => {
-                // A downloaded filesystem must read back as its snapshot was.
-                let content = download.and_then(|l| self.snapshots.get(&l).cloned());
-                let books = &mut self.books[current];
-                for (block, (expected, maybe)) in content.unwrap_or_default() {
-                    books.acked.insert((name.clone(), block), expected);
-                    books.unacked.insert((name.clone(), block), maybe);
-                }
-                // A create retried under a name whose first try failed.
-                books.failed_creates.remove(&name);
-                books.filesystems.push(name);
+                self.book_created(name, download.as_deref());
                 Ok(())
             }
             Answer::Refused(AdminError::FsExists(fs)) if !self.exists(current, &fs) => Err(self
@@ -459,6 +450,21 @@ impl World<'_> {
             )),
             Answer::Lost(e) => Err(self.fail(FailureKind::Liveness, at, "fs create", e)),
         }
+    }
+
+    /// An acknowledged create (or, with the snapshot's locator, download) of `name` on the
+    /// current cluster: it joins the books, and a downloaded one must read back as its
+    /// snapshot was.
+    pub(super) fn book_created(&mut self, name: String, download: Option<&str>) {
+        let content = download.and_then(|l| self.snapshots.get(l).cloned());
+        let books = &mut self.books[self.current];
+        for (block, (expected, maybe)) in content.unwrap_or_default() {
+            books.acked.insert((name.clone(), block), expected);
+            books.unacked.insert((name.clone(), block), maybe);
+        }
+        // A create retried under a name whose first try failed.
+        books.failed_creates.remove(&name);
+        books.filesystems.push(name);
     }
 
     /// Whether the most advanced config table of cluster `cluster` has filesystem `fs`.

@@ -95,29 +95,11 @@ fn is_false(on: &bool) -> bool {
     !on
 }
 
-/// Whether a seed's swarm run has faults in front of the object store.
-fn store_faults(seed: u64) -> bool {
-    derive_seed(seed, "swarm store faults").is_multiple_of(4)
-}
-
-/// Whether a seed's swarm run has the composite operations of `Knobs::reach`.
-fn reach(seed: u64) -> bool {
-    derive_seed(seed, "swarm reach").is_multiple_of(4)
-}
-
-/// Whether a seed's swarm run has admins racing one another (`Knobs::racing_admins`).
-fn racing_admins(seed: u64) -> bool {
-    derive_seed(seed, "swarm racing admins").is_multiple_of(4)
-}
-
-/// Whether a seed's swarm run has the cluster's fault sites on (`Knobs::buggify`).
-fn buggify(seed: u64) -> bool {
-    derive_seed(seed, "swarm buggify").is_multiple_of(2)
-}
-
-/// Whether a seed's swarm run has storage faults on a backend's disk.
-fn disk_faults(seed: u64) -> bool {
-    derive_seed(seed, "swarm disk faults").is_multiple_of(4)
+/// Whether a knob drawn apart from the others (`store_faults`, `reach`, ...) is on for a
+/// seed: one run in `one_in`, from the seed and the knob's label alone, so adding a knob
+/// leaves every other draw as it was.
+fn drawn_apart(seed: u64, label: &str, one_in: u64) -> bool {
+    derive_seed(seed, label).is_multiple_of(one_in)
 }
 
 /// The KMS kind of a seed's swarm run.
@@ -457,11 +439,11 @@ fn runner(seed: u64) -> TestRunner {
 fn tree(seed: u64) -> impl ValueTree<Value = Plan> {
     plan(
         kms_kind(seed),
-        store_faults(seed),
-        reach(seed),
-        racing_admins(seed),
-        buggify(seed),
-        disk_faults(seed),
+        drawn_apart(seed, "swarm store faults", 4),
+        drawn_apart(seed, "swarm reach", 4),
+        drawn_apart(seed, "swarm racing admins", 4),
+        drawn_apart(seed, "swarm buggify", 2),
+        drawn_apart(seed, "swarm disk faults", 4),
     )
     .new_tree(&mut runner(seed))
     .expect("the swarm strategy always produces a plan")
