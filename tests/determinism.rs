@@ -117,7 +117,7 @@ fn a_parallel_sweep_reports_the_hashes_fresh_runs_replay() {
 /// The same for the suite, whose runs share a process with the scenarios before them.
 #[test]
 fn a_parallel_suite_reports_the_hashes_fresh_runs_replay() {
-    let r = run(&["suite", "--seeds", "0..3", "--jobs", "2", "--json"]);
+    let r = run(&["suite", "--seeds", "0..2", "--jobs", "2", "--json"]);
     assert_eq!(r.code, Some(EXIT_PASS), "{}", r.describe());
     // Every scenario of the library reported, and the two compared below on every seed.
     let listed = run(&["list"]);
@@ -151,7 +151,7 @@ fn a_parallel_suite_reports_the_hashes_fresh_runs_replay() {
     );
     assert_eq!(
         compared.len(),
-        6,
+        4,
         "compared: {compared:?}\n{}",
         r.describe()
     );

@@ -20,6 +20,7 @@ pub fn startup_unwrap(backends: u32, filesystems: u32) -> Scenario {
             backends,
             replicas: 2.min(backends),
             block_size: 512,
+            voters: None,
         },
         kms: KmsSpec::default(),
         extra_clusters: Vec::new(),

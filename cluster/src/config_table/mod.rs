@@ -15,7 +15,7 @@ use std::io::Cursor;
 pub use kms_change::{name_list, own_key_refusal, Dependent};
 pub use network::Network;
 pub use runtime::{seed_raft_rng, SimRuntime};
-pub use state::{ConfigCommand, ConfigResponse, ConfigState};
+pub use state::{ConfigCommand, ConfigResponse, ConfigState, Rewrapping};
 pub use store::{LogStore, StateMachineStore};
 
 pub type NodeId = u64;

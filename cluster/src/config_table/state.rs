@@ -29,6 +29,15 @@ pub struct ConfigState {
     pub debug_notes: BTreeMap<String, String>,
 }
 
+/// One filesystem's part of a [`ConfigCommand::Rewrap`]: its DEK wrapped anew, if it is
+/// still wrapped as `expected`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrapping {
+    pub fs: String,
+    pub expected: WrappedDek,
+    pub wrapped: WrappedDek,
+}
+
 /// A change to the config table. Each is checked again when applied, because the node
 /// that proposed it may have seen an older table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,13 +55,12 @@ pub enum ConfigCommand {
     },
     /// A filesystem, with its DEK already wrapped by the KMS (never the plaintext).
     CreateFs { record: FsRecord },
-    /// Replaces a DEK's wrapping, only if it is still wrapped as `expected` (so two
-    /// racing rewraps cannot lose one another's result).
-    Rewrap {
-        fs: String,
-        expected: WrappedDek,
-        wrapped: WrappedDek,
-    },
+    /// Replaces DEK wrappings, each only if its filesystem is still wrapped as its
+    /// `expected` (so two racing rewraps cannot lose one another's result). A whole KMS
+    /// batch is one proposal, so a rewrap of n filesystems commits n / `KMS_BATCH` times,
+    /// not n; each filesystem is still decided on its own, and the answer is
+    /// [`ConfigResponse::Each`], in order.
+    Rewrap { rewraps: Vec<Rewrapping> },
     /// Moves a filesystem to another key: its DEK re-wrapped by that key, only if it is
     /// still wrapped as `expected`.
     Rebind {
@@ -83,6 +91,11 @@ pub enum ConfigResponse {
     /// since left behind: wrap it again with the cluster key as it now stands, and retry.
     StaleWrapping {
         reason: String,
+    },
+    /// A command that decides several filesystems, each on its own: one answer per
+    /// filesystem, in the command's order.
+    Each {
+        outcomes: Vec<ConfigResponse>,
     },
 }
 
@@ -128,11 +141,12 @@ impl ConfigState {
                 self.filesystems.insert(record.name.clone(), record);
                 ConfigResponse::FsCreated { id }
             }
-            ConfigCommand::Rewrap {
-                fs,
-                expected,
-                wrapped,
-            } => self.replace_wrapping(fs, expected, wrapped, None),
+            ConfigCommand::Rewrap { rewraps } => ConfigResponse::Each {
+                outcomes: rewraps
+                    .iter()
+                    .map(|r| self.replace_wrapping(&r.fs, &r.expected, &r.wrapped, None))
+                    .collect(),
+            },
             ConfigCommand::Rebind {
                 fs,
                 expected,
@@ -314,11 +328,18 @@ mod tests {
             KmsBinding::ClusterKey
         ))));
         let rewrap = ConfigCommand::Rewrap {
-            fs: "a".into(),
-            expected: vault(1),
-            wrapped: vault(3),
+            rewraps: vec![Rewrapping {
+                fs: "a".into(),
+                expected: vault(1),
+                wrapped: vault(3),
+            }],
         };
-        assert_eq!(state.apply(&rewrap), ConfigResponse::Ok);
+        assert_eq!(
+            state.apply(&rewrap),
+            ConfigResponse::Each {
+                outcomes: vec![ConfigResponse::Ok]
+            }
+        );
         assert_eq!(state.cluster_key_floor, Some(3));
         // Wrapped before the rewrap, committed after it: refused, to be wrapped again.
         match state.apply(&create("c", vault(2), KmsBinding::ClusterKey)) {

@@ -3,7 +3,9 @@
 use super::unwrap::by_config;
 use super::{find_fs, lock, serves, Node, STALE_RETRIES};
 use crate::admin::{AdminCommand, AdminError, AdminOutput, FsSummary, KmsSummary};
-use crate::config_table::{name_list, own_key_refusal, ConfigCommand, ConfigResponse, ConfigState};
+use crate::config_table::{
+    name_list, own_key_refusal, ConfigCommand, ConfigResponse, ConfigState, Rewrapping,
+};
 use crate::dek::Dek;
 use crate::events::Event;
 use crate::filesystem::{FsRecord, KmsBinding};
@@ -286,9 +288,11 @@ impl Node {
         let wrapped = self.wrap_one(config, dek).await?;
         let key_version = wrapped.key_version;
         self.propose(ConfigCommand::Rewrap {
-            fs: name.to_string(),
-            expected: placeholder,
-            wrapped,
+            rewraps: vec![Rewrapping {
+                fs: name.to_string(),
+                expected: placeholder,
+                wrapped,
+            }],
         })
         .await?;
         self.add_keys([(name.to_string(), dek.clone())]);
@@ -388,7 +392,7 @@ impl Node {
             ConfigResponse::FsCreated { id } => Ok(Ok(id)),
             ConfigResponse::StaleWrapping { reason } => Ok(Err(reason)),
             ConfigResponse::Rejected { .. } => Err(AdminError::FsExists(name)),
-            ConfigResponse::Ok => Err(AdminError::NotCommitted(
+            ConfigResponse::Ok | ConfigResponse::Each { .. } => Err(AdminError::NotCommitted(
                 "the config table answered a create without an id".into(),
             )),
         }

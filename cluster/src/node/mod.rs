@@ -40,6 +40,10 @@ pub struct NodeOptions {
     pub id: NodeId,
     /// Every backend of the cluster: id and the `host:port` of its RPC listener.
     pub members: BTreeMap<NodeId, String>,
+    /// How many members, the first in id order, vote on the config table; the others are
+    /// learners, which apply it and forward what they propose (real clusters keep the
+    /// voter set small: 3, 5 or 7 of dozens of backends).
+    pub voters: usize,
     /// How many backends store each data block.
     pub replicas: usize,
     /// Seeds this node's RNG (DEKs, backoff jitter). Mixed with the boot count, so a
@@ -213,11 +217,14 @@ impl Node {
 
         let first = node.0.opts.members.keys().next().copied();
         if incarnation == 1 && first == Some(node.id()) {
+            // The voters only: openraft forms a cluster of voters; the leader adds the
+            // learners (`add_learners`).
             let members: BTreeMap<NodeId, BasicNode> = node
                 .0
                 .opts
                 .members
                 .iter()
+                .take(node.0.opts.voters.max(1))
                 .map(|(id, addr)| (*id, BasicNode::new(addr)))
                 .collect();
             node.0
@@ -498,10 +505,48 @@ impl Node {
             };
             if now_leading && !leading {
                 self.emit(Event::BecameLeader { term });
+                if self.0.opts.voters < self.0.opts.members.len() {
+                    tokio::spawn(self.clone().add_learners());
+                }
             }
             leading = now_leading;
             if metrics.changed().await.is_err() {
                 return;
+            }
+        }
+    }
+
+    /// Makes every member that does not vote a learner. The cluster forms with its voters
+    /// alone, so its first leader adds the learners; a leader that took over before they
+    /// were all added adds the rest. One at a time, each a committed membership change,
+    /// tried again each heartbeat while an earlier change is still in flight; a leader
+    /// that loses its place stops, and the next one goes on.
+    async fn add_learners(self) {
+        let mut metrics = self.0.raft.metrics();
+        loop {
+            let (leading, known) = {
+                let m = metrics.borrow_and_update();
+                let known: BTreeSet<NodeId> =
+                    m.membership_config.nodes().map(|(id, _)| *id).collect();
+                (m.current_leader == Some(self.id()), known)
+            };
+            if !leading {
+                return;
+            }
+            let missing = self
+                .0
+                .opts
+                .members
+                .iter()
+                .find(|(id, _)| !known.contains(id));
+            let Some((id, addr)) = missing else { return };
+            let added = self
+                .0
+                .raft
+                .add_learner(*id, BasicNode::new(addr), false)
+                .await;
+            if added.is_err() {
+                tokio::time::sleep(self.0.opts.timing.heartbeat).await;
             }
         }
     }

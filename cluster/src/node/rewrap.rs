@@ -1,8 +1,9 @@
 //! Rewrap: the DEKs of the filesystems on the cluster key wrapped again, by the key's
 //! newest version (Vault) or by another key (KMIP), with the data never re-encrypted.
 //!
-//! Each filesystem commits on its own, only if its wrapping is still the one that was
-//! rewrapped (a compare-and-set), so a failure or crash midway leaves each one wrapped by
+//! Each KMS batch of filesystems commits as one config-table proposal, so a rewrap of n
+//! filesystems costs n / `KMS_BATCH` commits. Within it each filesystem is decided on its
+//! own, only if its wrapping is still the one that was rewrapped (a compare-and-set), so a failure or crash midway leaves each one wrapped by
 //! the old or the new, never neither, and a racing change is never overwritten. A
 //! filesystem that joins the cluster key while a rewrap runs (a create, a download, a move
 //! back) is caught one of two ways: committed before the rewrap's first commit, it is in
@@ -11,7 +12,7 @@
 
 use super::{Node, KMS_BATCH, STALE_RETRIES};
 use crate::admin::{check_rewrap, AdminError, AdminOutput};
-use crate::config_table::{ConfigCommand, ConfigResponse, ConfigState};
+use crate::config_table::{ConfigCommand, ConfigResponse, ConfigState, Rewrapping};
 use crate::events::Event;
 use crate::filesystem::KmsBinding;
 use crate::hooks::{CrashPoint, PlantedBug};
@@ -152,8 +153,9 @@ impl Node {
         targets
     }
 
-    /// Rewraps `targets` in KMS batches and commits each filesystem on its own; answers
-    /// the newest key version the KMS wrapped with. `moved` is the event a commit emits.
+    /// Rewraps `targets` in KMS batches, each committed in one proposal that decides each
+    /// filesystem on its own; answers the newest key version the KMS wrapped with. `moved`
+    /// is the event a filesystem's commit emits.
     async fn rewrap_pass(
         &self,
         connector: &dyn KmsConnector,
@@ -165,22 +167,36 @@ impl Node {
         for chunk in targets.chunks(KMS_BATCH) {
             let old: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
             let new = self.rewrap_batch(connector, &old, progress).await?;
+            let mut rewraps = Vec::with_capacity(chunk.len());
+            let mut events = Vec::with_capacity(chunk.len());
             for ((fs, old), new) in chunk.iter().zip(new) {
                 newest = newest.max(Some(new.key_version));
                 if *old == new {
                     continue;
                 }
                 progress.done += 1;
-                let event = moved(fs, old, &new);
-                let answer = self
-                    .propose(ConfigCommand::Rewrap {
-                        fs: fs.clone(),
-                        expected: self.expected_wrapping(fs, old).await,
-                        wrapped: new,
-                    })
-                    .await?;
+                events.push(moved(fs, old, &new));
+                rewraps.push(Rewrapping {
+                    fs: fs.clone(),
+                    expected: self.expected_wrapping(fs, old).await,
+                    wrapped: new,
+                });
+            }
+            if rewraps.is_empty() {
+                continue;
+            }
+            let asked = rewraps.len();
+            let outcomes = match self.propose(ConfigCommand::Rewrap { rewraps }).await? {
+                ConfigResponse::Each { outcomes } if outcomes.len() == asked => outcomes,
+                other => {
+                    return Err(AdminError::NotCommitted(format!(
+                        "the config table answered a rewrap of {asked} filesystems with {other:?}"
+                    )))
+                }
+            };
+            for (event, outcome) in events.into_iter().zip(outcomes) {
                 // Anything but Ok: someone else re-wrapped it meanwhile, and theirs stands.
-                if answer == ConfigResponse::Ok {
+                if outcome == ConfigResponse::Ok {
                     self.emit(event);
                 } else {
                     self.probe(Probe::RewrapLostRace);

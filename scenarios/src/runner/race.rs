@@ -46,9 +46,9 @@ impl World<'_> {
             .zip(&targets)
             .map(|(cmd, &backend)| {
                 let (addr, dialer, req) = (self.addr_of(backend), dialer.clone(), cmd.clone());
-                Box::pin(async move {
+                Box::pin(self.unless_down(backend, async move {
                     rpc::call(dialer.as_ref(), &addr, &Request::Admin(req), ADMIN_BOUND).await
-                }) as Pin<Box<dyn Future<Output = _>>>
+                })) as Pin<Box<dyn Future<Output = _>>>
             })
             .collect();
         let replies = self.run_job(ADMIN_BOUND + Duration::from_secs(1), join_all(calls));
@@ -59,7 +59,10 @@ impl World<'_> {
                 .zip(replies)
                 .map(|((cmd, backend), reply)| Raced {
                     backend,
-                    answer: Answer::of(backend, reply),
+                    answer: match reply {
+                        Some(reply) => Answer::of(backend, reply),
+                        None => Answer::went_down(backend),
+                    },
                     cmd,
                 })
                 .collect(),

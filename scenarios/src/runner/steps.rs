@@ -37,6 +37,11 @@ impl Answer {
             Err(e) => Answer::Lost(format!("backend{backend}: {e}")),
         }
     }
+
+    /// The backend went down (crashed, powered off) before it answered.
+    pub(super) fn went_down(backend: u64) -> Answer {
+        Answer::Lost(format!("backend{backend} went down before it answered"))
+    }
 }
 
 impl World<'_> {
@@ -126,11 +131,12 @@ impl World<'_> {
     pub(super) fn admin(&mut self, backend: u64, cmd: AdminCommand) -> Answer {
         let addr = self.addr_of(backend);
         let dialer = self.fabric.dialer();
-        let job = async move {
+        let job = self.unless_down(backend, async move {
             rpc::call(dialer.as_ref(), &addr, &Request::Admin(cmd), ADMIN_BOUND).await
-        };
+        });
         match self.run_job(ADMIN_BOUND + Duration::from_secs(1), job) {
-            Ok(reply) => Answer::of(backend, reply),
+            Ok(Some(reply)) => Answer::of(backend, reply),
+            Ok(None) => Answer::went_down(backend),
             Err(_) => Answer::Lost(format!(
                 "backend{backend} did not answer within {ADMIN_BOUND:?}"
             )),

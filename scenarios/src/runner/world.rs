@@ -16,6 +16,7 @@ use kms_sim::object_store::ObjectStore;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use super::fabric::{Fabric, Stuck};
 use super::{derive_seed, SimOptions};
@@ -24,7 +25,7 @@ use crate::crypto_history::CryptoHistory;
 use crate::kms::KmsUnderTest;
 use crate::oracle::{Key, LeakScanner};
 use crate::safe_trims::SafeTrims;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, MAX_VOTERS};
 use crate::trace::{self, SharedTrace};
 
 pub const SNAPSHOT_BUCKET: &str = "weka-snapshots";
@@ -43,6 +44,9 @@ pub struct Backend {
     pub addr: String,
     pub disk: Disk,
     pub slot: Slot,
+    /// Counts the times this backend's node went down (crashed, powered off or bounced):
+    /// an admin command in flight to it watches this to learn it will get no answer.
+    pub downs: Arc<watch::Sender<u64>>,
 }
 
 /// A crash waiting for a backend (any, if `None`) to reach a point.
@@ -230,17 +234,21 @@ impl<'a> World<'a> {
             buggify: buggify(scenario, seed),
         };
         let spec = &scenario.cluster;
-        let mut clusters = vec![("main".to_string(), spec.backends, spec.replicas)];
-        clusters.extend(
-            scenario
-                .extra_clusters
-                .iter()
-                .map(|e| (e.name.clone(), e.backends, e.replicas)),
-        );
+        // Each cluster's name, backends, replicas and voters.
+        let mut clusters = vec![(
+            "main".to_string(),
+            spec.backends,
+            spec.replicas,
+            spec.voter_count(),
+        )];
+        clusters.extend(scenario.extra_clusters.iter().map(|e| {
+            let voters = e.backends.min(MAX_VOTERS);
+            (e.name.clone(), e.backends, e.replicas, voters)
+        }));
         let hosts: BTreeMap<u64, String> = clusters
             .iter()
             .enumerate()
-            .flat_map(|(c, (name, count, _))| {
+            .flat_map(|(c, (name, count, _, _))| {
                 (1..=*count as u64).map(move |i| (node_id(c, i), host_name(c, name, i)))
             })
             .collect();
@@ -263,7 +271,7 @@ impl<'a> World<'a> {
             bucket: SNAPSHOT_BUCKET.into(),
         };
         let mut backends = Vec::new();
-        for (index, (name, count, replicas)) in clusters.iter().enumerate() {
+        for (index, (name, count, replicas, voters)) in clusters.iter().enumerate() {
             let members: BTreeMap<u64, String> = (1..=*count as u64)
                 .map(|i| (node_id(index, i), addrs[&node_id(index, i)].clone()))
                 .collect();
@@ -273,6 +281,7 @@ impl<'a> World<'a> {
                 let options = NodeOptions {
                     id,
                     members: members.clone(),
+                    voters: *voters as usize,
                     replicas: *replicas as usize,
                     seed: derive_seed(seed, &host),
                     timing: Timing::default(),
@@ -286,6 +295,7 @@ impl<'a> World<'a> {
                     host,
                     disk: Disk::default(),
                     slot: Slot::default(),
+                    downs: Arc::new(watch::Sender::new(0)),
                 };
                 fabric.boot(&backend, options, sink.clone());
                 backends.push(backend);
@@ -315,7 +325,7 @@ impl<'a> World<'a> {
             crashes,
             coverage,
             books: clusters.iter().map(|_| Books::default()).collect(),
-            clusters: clusters.into_iter().map(|(name, _, _)| name).collect(),
+            clusters: clusters.into_iter().map(|(name, ..)| name).collect(),
             current: 0,
             snapshots: BTreeMap::new(),
             objects,
@@ -410,6 +420,34 @@ impl<'a> World<'a> {
             .max_by_key(|b| b.disk.last_applied())
     }
 
+    /// `call`, unless backend `id` goes down before it ends: then `None`, at once. A
+    /// crashed process's kernel resets its connections, so its clients learn of the crash
+    /// straight away rather than when their timeouts expire. (A powered-off machine's
+    /// clients would wait out their timeouts; that would tell a run nothing more, and cost
+    /// it a minute of simulated time per command in flight.)
+    pub(super) fn unless_down<F: std::future::Future>(
+        &self,
+        id: u64,
+        call: F,
+    ) -> impl std::future::Future<Output = Option<F::Output>> {
+        let downs = self
+            .backends
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.downs.subscribe());
+        async move {
+            let Some(mut downs) = downs else {
+                return Some(call.await);
+            };
+            // `biased`: polled in this order, not in a random one (determinism).
+            tokio::select! {
+                biased;
+                out = call => Some(out),
+                _ = downs.changed() => None,
+            }
+        }
+    }
+
     pub(super) fn is_up(&self, index: usize) -> bool {
         lock(&self.backends[index].slot).is_some()
     }
@@ -417,6 +455,7 @@ impl<'a> World<'a> {
     /// Crashes one backend: its memory is gone, its disk stays; it stays down.
     pub(super) fn crash(&mut self, index: usize) {
         self.fabric.crash(&self.backends[index]);
+        self.backends[index].downs.send_modify(|n| *n += 1);
         self.record(&RunnerEvent::Crash {
             backend: self.backends[index].id,
         });
@@ -425,6 +464,7 @@ impl<'a> World<'a> {
     /// Boots one backend (crashed or running) from its disk.
     pub(super) fn start(&mut self, index: usize) {
         self.fabric.start(&self.backends[index]);
+        self.backends[index].downs.send_modify(|n| *n += 1);
         self.record(&RunnerEvent::Restart {
             backend: self.backends[index].id,
         });

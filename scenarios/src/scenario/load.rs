@@ -9,7 +9,10 @@ use std::time::Duration;
 use cluster::admin::AdminCommand;
 use kms_sim::chaos::Fault;
 
-use super::{host_group, substitute, Expect, KmsKind, Scenario, Step};
+use super::{
+    host_group, substitute, Expect, KmsKind, Scenario, Step, MAX_BACKENDS, MAX_FILESYSTEMS,
+    MAX_VOTERS,
+};
 
 /// The filesystems a step creates (`true`: it may create them) or needs to exist
 /// (`false`: it must succeed on them).
@@ -111,11 +114,20 @@ impl Scenario {
     /// Rules serde cannot express.
     fn check(&self) -> Result<(), String> {
         let c = &self.cluster;
-        if !(1..=9).contains(&c.backends) {
+        if !(1..=MAX_BACKENDS).contains(&c.backends) {
             return Err(format!(
-                "[cluster] backends = {}: must be 1 to 9",
+                "[cluster] backends = {}: must be 1 to {MAX_BACKENDS}",
                 c.backends
             ));
+        }
+        if let Some(voters) = c.voters {
+            let most = c.backends.min(MAX_VOTERS);
+            if !(1..=most).contains(&voters) {
+                return Err(format!(
+                    "[cluster] voters = {voters}: must be 1 to {most} (at most backends, {}, and at most {MAX_VOTERS})",
+                    c.backends
+                ));
+            }
         }
         if c.replicas == 0 || c.replicas > c.backends {
             return Err(format!(
@@ -222,6 +234,9 @@ impl Scenario {
                 }
             }
             Step::FsCreate { count: 0, .. } => Err("count must be at least 1".into()),
+            Step::FsCreate { count, .. } if *count > MAX_FILESYSTEMS => Err(format!(
+                "count = {count}: a step creates at most {MAX_FILESYSTEMS} filesystems"
+            )),
             Step::KmsRevokeKey if self.kms.kind == KmsKind::Vault => Err(
                 "kms-revoke-key is KMIP's (a revoked, deactivated key): Vault has no such state"
                     .into(),
@@ -433,6 +448,41 @@ within = "5s"
                 except: Vec::new(),
             }
         );
+    }
+
+    #[test]
+    fn cluster_sizes_outside_their_ranges_are_refused_with_the_range() {
+        let with = |cluster: &str| {
+            Scenario::parse(&GOOD.replacen(
+                "[[step]]",
+                &format!("[cluster]\n{cluster}\n[[step]]"),
+                1,
+            ))
+        };
+        for (cluster, want) in [
+            ("backends = 0", "backends = 0: must be 1 to 64"),
+            ("backends = 1000", "backends = 1000: must be 1 to 64"),
+            ("backends = 3\nvoters = 5", "voters = 5: must be 1 to 3"),
+            ("backends = 15\nvoters = 9", "voters = 9: must be 1 to 7"),
+            ("backends = 15\nvoters = 0", "voters = 0: must be 1 to 7"),
+        ] {
+            let err = with(cluster).expect_err(cluster);
+            assert!(err.contains(want), "{cluster}: {err}");
+        }
+        let s = with("backends = 64\nvoters = 5").unwrap();
+        assert_eq!((s.cluster.backends, s.cluster.voter_count()), (64, 5));
+        // Unset: every backend votes, up to seven.
+        assert_eq!(with("backends = 5").unwrap().cluster.voter_count(), 5);
+        assert_eq!(with("backends = 15").unwrap().cluster.voter_count(), 7);
+    }
+
+    #[test]
+    fn ten_million_filesystems_are_refused() {
+        let bad =
+            format!("{GOOD}\n[[step]]\naction = \"fs-create\"\nname = \"x\"\ncount = 10000000\n");
+        let err = Scenario::parse(&bad).unwrap_err();
+        assert!(err.contains("count = 10000000"), "{err}");
+        assert!(err.contains("at most 100000"), "{err}");
     }
 
     #[test]

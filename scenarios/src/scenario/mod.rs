@@ -63,6 +63,24 @@ pub struct ClusterSpec {
     /// Bytes per data block written by `write` steps.
     #[serde(default = "default_block_size")]
     pub block_size: usize,
+    /// Backends that vote on the config table, the first in id order (1 to 7, at most
+    /// `backends`); the others are learners. Unset: every backend votes, up to 7.
+    #[serde(default)]
+    pub voters: Option<u32>,
+}
+
+/// The most voters a config table has: more only slows its commits.
+pub const MAX_VOTERS: u32 = 7;
+/// The most backends a cluster has in a scenario.
+pub const MAX_BACKENDS: u32 = 64;
+/// The most filesystems one `fs-create` step makes.
+pub const MAX_FILESYSTEMS: u32 = 100_000;
+
+impl ClusterSpec {
+    /// How many backends vote on the config table.
+    pub fn voter_count(&self) -> u32 {
+        self.voters.unwrap_or_else(|| self.backends.min(MAX_VOTERS))
+    }
 }
 
 fn default_backends() -> u32 {
@@ -81,6 +99,7 @@ impl Default for ClusterSpec {
             backends: default_backends(),
             replicas: default_replicas(),
             block_size: default_block_size(),
+            voters: None,
         }
     }
 }

@@ -492,6 +492,7 @@ impl Plan {
                 backends: k.backends,
                 replicas: 2,
                 block_size: 256,
+                voters: None,
             },
             kms: KmsSpec {
                 kind: k.kms,
