@@ -229,7 +229,7 @@ impl Disk {
                 .inject(&mut disk.blocks, mode, probability, seed);
         }
         if target.config() {
-            let seed = seed.rotate_left(29) ^ 0xC0F1_6_2EC0;
+            let seed = seed.rotate_left(29) ^ 0x5EC0_4D5E_C0F1_6000;
             disk.faults
                 .inject_records(&mut disk.raft.records, mode, probability, seed);
         }
@@ -296,9 +296,7 @@ impl Disk {
     pub fn read_record<T: DeserializeOwned>(&self, id: RecordId) -> Result<Option<T>, RecordError> {
         let mut guard = self.lock();
         let disk = &mut *guard;
-        disk.faults
-            .on_record_read(&mut disk.raft.records, id)
-            .map_err(|()| RecordError::Unreadable(id))?;
+        disk.faults.on_record_read(&mut disk.raft.records, id)?;
         disk.raft.records.get(&id).map(|r| r.open(id)).transpose()
     }
 

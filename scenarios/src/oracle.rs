@@ -360,6 +360,10 @@ pub fn snapshot_holds_acknowledged_writes(
 #[derive(Debug, Default)]
 pub struct AppliedStates(BTreeMap<(usize, u64), ([u8; 16], u64)>);
 
+/// Where a backend's state machine stands: the log index it applied up to and the digest
+/// of its state there (`None`: nothing applied, or a record that fails its checksum).
+pub type AppliedAt = Option<(u64, [u8; 16])>;
+
 /// State machine safety (`config-tables-agree`): no two backends of a cluster ever
 /// applied different config states at the same log index. `applied` holds, per backend,
 /// the index its state machine reached and the digest of its state there (`None`: nothing
@@ -370,7 +374,7 @@ pub struct AppliedStates(BTreeMap<(usize, u64), ([u8; 16], u64)>);
 pub fn config_tables_agree(
     seen: &mut AppliedStates,
     cluster: usize,
-    applied: &[(u64, Option<(u64, [u8; 16])>)],
+    applied: &[(u64, AppliedAt)],
 ) -> Result<usize, Violation> {
     let mut compared = 0;
     for (node, at) in applied {

@@ -72,21 +72,29 @@ impl FailStop {
 
     /// `Err` once stopped: storage refuses every read and write after the first failure,
     /// so nothing this replica does afterwards rests on a record it could not trust.
-    pub fn check(&self) -> Result<(), StorageError<NodeId>> {
+    pub fn check(&self) -> Result<(), RecordError> {
         match self.error() {
-            Some(e) => Err(StorageIOError::<NodeId>::read(&e).into()),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
-    /// Stops on `error` and turns it into the storage error openraft is given: openraft
-    /// then shuts its Raft core down (a fatal storage error), which is the stop itself.
-    pub fn fail(&self, error: RecordError, write: bool) -> StorageError<NodeId> {
+    /// Stops on `error` and hands it back, for the storage call to fail with: openraft,
+    /// given the storage error it becomes, shuts its Raft core down (a fatal storage
+    /// error), which is the stop itself.
+    pub fn fail(&self, error: RecordError) -> RecordError {
         self.meet(&error);
-        if write {
-            StorageIOError::<NodeId>::write(&error).into()
-        } else {
-            StorageIOError::<NodeId>::read(&error).into()
+        error
+    }
+}
+
+/// The storage error openraft is given for a record this replica could not read or
+/// write: it names the record, never its contents.
+impl From<RecordError> for StorageError<NodeId> {
+    fn from(error: RecordError) -> Self {
+        match error {
+            RecordError::WriteNotStored(_) => StorageIOError::<NodeId>::write(&error).into(),
+            _ => StorageIOError::<NodeId>::read(&error).into(),
         }
     }
 }
@@ -113,8 +121,8 @@ mod tests {
             counted.fetch_add(1, Ordering::SeqCst);
         });
         assert!(stop.check().is_ok());
-        let _ = stop.fail(RecordError::Corrupt(RecordId::Log(4)), false);
-        let _ = stop.fail(RecordError::Unreadable(RecordId::Vote), false);
+        let _ = stop.fail(RecordError::Corrupt(RecordId::Log(4)));
+        let _ = stop.fail(RecordError::Unreadable(RecordId::Vote));
         assert_eq!(reports.load(Ordering::SeqCst), 1);
         assert_eq!(stop.stopped(), Some(RecordId::Log(4)));
         assert!(stop.check().is_err());

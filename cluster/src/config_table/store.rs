@@ -17,12 +17,8 @@ use tokio::sync::watch;
 
 use super::fail_stop::FailStop;
 use super::{ConfigResponse, ConfigState, NodeId, TypeConfig};
-use crate::disk::records::RecordId;
+use crate::disk::records::{RecordError, RecordId};
 use crate::disk::{Disk, MachineRecord, SnapshotRecord};
-
-/// What a read failure or write failure is, for [`FailStop::fail`].
-const READ: bool = false;
-const WRITE: bool = true;
 
 #[derive(Clone)]
 pub struct LogStore {
@@ -39,23 +35,19 @@ impl LogStore {
     fn read_one<T: serde::de::DeserializeOwned>(
         &self,
         id: RecordId,
-    ) -> Result<Option<T>, StorageError<NodeId>> {
+    ) -> Result<Option<T>, RecordError> {
         self.stop.check()?;
         match self.disk.read_record::<Option<T>>(id) {
             Ok(value) => Ok(value.flatten()),
-            Err(e) => Err(self.stop.fail(e, READ)),
+            Err(e) => Err(self.stop.fail(e)),
         }
     }
 
-    fn write(
-        &self,
-        id: RecordId,
-        value: &impl serde::Serialize,
-    ) -> Result<(), StorageError<NodeId>> {
+    fn write(&self, id: RecordId, value: &impl serde::Serialize) -> Result<(), RecordError> {
         self.stop.check()?;
         self.disk
             .write_record(id, value)
-            .map_err(|e| self.stop.fail(e, WRITE))
+            .map_err(|e| self.stop.fail(e))
     }
 }
 
@@ -65,9 +57,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
         self.stop.check()?;
-        self.disk
-            .read_log(range)
-            .map_err(|e| self.stop.fail(e, READ))
+        Ok(self.disk.read_log(range).map_err(|e| self.stop.fail(e))?)
     }
 }
 
@@ -91,22 +81,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write(RecordId::Vote, &Some(*vote))
+        Ok(self.write(RecordId::Vote, &Some(*vote))?)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        self.read_one(RecordId::Vote)
+        Ok(self.read_one(RecordId::Vote)?)
     }
 
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.write(RecordId::Committed, &committed)
+        Ok(self.write(RecordId::Committed, &committed)?)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        self.read_one(RecordId::Committed)
+        Ok(self.read_one(RecordId::Committed)?)
     }
 
     async fn append<I>(
@@ -121,7 +111,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             if let Err(e) = self.write(RecordId::Log(entry.log_id.index), &entry) {
                 callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                return Err(e);
+                return Err(e.into());
             }
         }
         // The simulated disk is durable as soon as the write returns.
@@ -175,23 +165,19 @@ impl StateMachineStore {
     }
 
     /// The applied state machine, read through the faults (a fresh disk has none yet).
-    fn machine(&self) -> Result<MachineRecord, StorageError<NodeId>> {
+    fn machine(&self) -> Result<MachineRecord, RecordError> {
         self.stop.check()?;
         match self.disk.read_record::<MachineRecord>(RecordId::Machine) {
             Ok(machine) => Ok(machine.unwrap_or_default()),
-            Err(e) => Err(self.stop.fail(e, READ)),
+            Err(e) => Err(self.stop.fail(e)),
         }
     }
 
-    fn write<T: serde::Serialize>(
-        &self,
-        id: RecordId,
-        value: &T,
-    ) -> Result<(), StorageError<NodeId>> {
+    fn write<T: serde::Serialize>(&self, id: RecordId, value: &T) -> Result<(), RecordError> {
         self.stop.check()?;
         self.disk
             .write_record(id, value)
-            .map_err(|e| self.stop.fail(e, WRITE))
+            .map_err(|e| self.stop.fail(e))
     }
 }
 
@@ -309,7 +295,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 meta: s.meta,
                 snapshot: Box::new(Cursor::new(s.data)),
             })),
-            Err(e) => Err(self.stop.fail(e, READ)),
+            Err(e) => Err(self.stop.fail(e).into()),
         }
     }
 }

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::disk::records::{RecordId, SealedRecord};
+use crate::disk::records::{RecordError, RecordId, SealedRecord};
 use crate::disk::StoredBlock;
 
 /// A block's address on a disk: (filesystem id, block number).
@@ -365,14 +365,16 @@ impl DiskFaults {
         self.blocks.landed(addr);
     }
 
-    /// A read of record `id` is about to return `records[id]`: fails it (`Err`) on a bad
-    /// sector, or rots a bit of the record first.
+    /// A read of record `id` is about to return `records[id]`: fails it on a bad sector,
+    /// or rots a bit of the record first.
     pub fn on_record_read(
         &mut self,
         records: &mut BTreeMap<RecordId, SealedRecord>,
         id: RecordId,
-    ) -> Result<(), ()> {
-        self.records.on_read(records, id)
+    ) -> Result<(), RecordError> {
+        self.records
+            .on_read(records, id)
+            .map_err(|()| RecordError::Unreadable(id))
     }
 
     /// Where a write of record `id` goes. A misdirected write lands on another record

@@ -18,6 +18,9 @@ use crate::oracle::{self, DiskView, Key, Violation};
 use crate::scenario::{Expect, KmsKind};
 use crate::trace;
 
+/// A backend's applied state machine as its disk holds it, with the record's checksum.
+type Applied = Option<(MachineRecord, [u8; 16])>;
+
 impl World<'_> {
     /// Every acknowledged block of the selection must read back byte for byte.
     pub(super) fn read_verify(
@@ -231,7 +234,7 @@ impl World<'_> {
             .collect();
         // Every backend's config table, read once, by cluster, with the log index its
         // state machine applied it at (none for a record that fails its checksum).
-        let applied: Vec<Vec<(u64, Option<(MachineRecord, [u8; 16])>)>> = (0..self.books.len())
+        let applied: Vec<Vec<(u64, Applied)>> = (0..self.books.len())
             .map(|c| {
                 self.backends
                     .iter()
@@ -254,7 +257,7 @@ impl World<'_> {
             .collect();
         self.probe_oracle_inputs(&held, &by_cluster);
         let agree = applied.iter().enumerate().try_fold(0, |n, (c, tables)| {
-            let digests: Vec<(u64, Option<(u64, [u8; 16])>)> = tables
+            let digests: Vec<(u64, oracle::AppliedAt)> = tables
                 .iter()
                 .map(|(id, m)| {
                     let at = m
