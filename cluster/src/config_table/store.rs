@@ -299,3 +299,71 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+    use crate::disk::faults::{DiskFaultMode, FaultTarget};
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// A store over `disk` whose stops are counted.
+    fn store(disk: &Disk) -> (LogStore, FailStop, Arc<AtomicUsize>) {
+        let reports = Arc::new(AtomicUsize::new(0));
+        let counted = reports.clone();
+        let stop = FailStop::new(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        (LogStore::new(disk.clone(), stop.clone()), stop, reports)
+    }
+
+    /// A rotted log entry is never handed to Raft: the read fails, the replica stops once
+    /// (one report), and every storage call after it fails too, without a panic.
+    #[tokio::test]
+    async fn a_rotted_entry_stops_the_replica() {
+        let disk = Disk::default();
+        for i in 1..=3 {
+            disk.write_record(RecordId::Log(i), &entry(i)).unwrap();
+        }
+        let (mut log, stop, reports) = store(&disk);
+        assert_eq!(log.try_get_log_entries(1..=3).await.unwrap().len(), 3);
+        disk.inject_on(FaultTarget::Config, DiskFaultMode::BitRot, 1.0, 7);
+        assert!(log.try_get_log_entries(2..3).await.is_err());
+        assert_eq!(stop.stopped(), Some(RecordId::Log(2)));
+        assert!(log.read_vote().await.is_err());
+        assert!(log.get_log_state().await.is_err());
+        assert_eq!(reports.load(Ordering::SeqCst), 1);
+        assert_eq!(disk.record_faults_met(), vec![DiskFaultMode::BitRot]);
+        // Block faults were not turned on: the block side met nothing.
+        assert!(disk.faults_met().is_empty());
+    }
+
+    /// A record that a misdirected write put at another index fails there, and a write
+    /// that never lands is refused after its rewrites: both stop the replica.
+    #[tokio::test]
+    async fn a_misplaced_or_lost_record_stops_the_replica() {
+        let disk = Disk::default();
+        disk.write_record(RecordId::Log(1), &entry(1)).unwrap();
+        let stray = disk.lock().raft.records[&RecordId::Log(1)].clone();
+        disk.lock().raft.records.insert(RecordId::Log(2), stray);
+        let (mut log, stop, _) = store(&disk);
+        assert!(log.try_get_log_entries(1..=2).await.is_err());
+        assert_eq!(stop.stopped(), Some(RecordId::Log(2)));
+
+        let disk = Disk::default();
+        disk.inject_on(FaultTarget::Config, DiskFaultMode::LostWrite, 1.0, 7);
+        let (mut log, stop, _) = store(&disk);
+        assert!(log.save_vote(&Vote::new(1, 1)).await.is_err());
+        assert_eq!(stop.stopped(), Some(RecordId::Vote));
+        assert!(disk.lock().raft.records.is_empty());
+    }
+}
