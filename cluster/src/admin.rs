@@ -443,6 +443,13 @@ pub enum AdminError {
     Snapshot { locator: String, reason: String },
     #[error("block {block} of {fs} failed authentication: stored ciphertext does not decrypt")]
     Corrupt { fs: String, block: u64 },
+    /// This backend's config-table replica stopped on a record it could not verify: it
+    /// serves nothing that needs the config table (ask another backend).
+    #[error(
+        "this backend's config-table replica is stopped: its {record} record failed \
+         verification on disk; send the command to another backend"
+    )]
+    ConfigReplicaStopped { record: String },
 }
 
 impl KmsSummary {

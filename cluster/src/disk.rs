@@ -4,21 +4,30 @@
 //! node (and the DEKs in its memory) but not the disk. Everything written here is
 //! what an attacker with the drives would see, so oracles scan it for plaintext keys.
 //!
-//! Data blocks go through [`Disk::read_block`] and [`Disk::write_block`], where the
-//! runner's storage faults (see [`faults`]) meet them; the Raft records do not (faults
-//! on them are out of scope: the config table's storage keeps its semantics).
+//! Data blocks go through [`Disk::read_block`] and [`Disk::write_block`], the config
+//! table's Raft records (vote, committed mark, log entries, state machine, snapshot)
+//! through [`Disk::read_record`] and [`Disk::write_record`]; both are where the runner's
+//! storage faults (see [`faults`]) meet them, each only when the runner aimed a fault at
+//! it ([`faults::FaultTarget`]). A block is checksummed and has replicas on other disks,
+//! so a read falls back and repairs; a record is checksummed too ([`records`]), but its
+//! only copies are the other backends' replicas of the whole log, so a backend that meets
+//! a record it cannot verify stops its config-table replica (see
+//! `config_table::fail_stop`) and the atlas keeps a quorum of intact ones.
 
 pub mod faults;
+pub mod records;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use openraft::{Entry, LogId, StoredMembership, Vote};
+use openraft::{LogId, StoredMembership};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config_table::{ConfigState, NodeId, TypeConfig};
-use faults::{DiskError, DiskFaultMode, DiskFaults, WriteFate};
+use crate::config_table::{ConfigState, NodeId};
+use faults::{DiskError, DiskFaultMode, DiskFaults, FaultTarget, WriteFate};
+use records::{RecordError, RecordId, SealedRecord};
 
 #[derive(Clone, Default)]
 pub struct Disk(Arc<Mutex<DiskState>>);
@@ -33,9 +42,11 @@ pub struct DiskState {
     pub nonce_seq: u64,
     /// The storage faults the runner put on this disk (none on a healthy one).
     pub faults: DiskFaults,
+    /// The state-machine record the harness last decoded, with what it decoded to: the
+    /// harness reads it after every step, and it changes only when a change is applied.
+    applied_cache: Option<(SealedRecord, MachineRecord)>,
 }
 
-/// The config table as Raft keeps it on disk.
 /// How many times a write whose read-back did not find it is tried again before the
 /// disk reports an I/O error.
 const MAX_REWRITES: u32 = 3;
@@ -49,14 +60,12 @@ pub enum WriteOutcome {
     Failed(DiskError),
 }
 
-#[derive(Default, Serialize, Deserialize)]
+/// The config table as Raft keeps it on disk: each record sealed with its checksum
+/// (see [`records`]), read and written through [`Disk::read_record`] and
+/// [`Disk::write_record`].
+#[derive(Default)]
 pub struct RaftRecords {
-    pub vote: Option<Vote<NodeId>>,
-    pub committed: Option<LogId<NodeId>>,
-    pub last_purged: Option<LogId<NodeId>>,
-    pub log: BTreeMap<u64, Entry<TypeConfig>>,
-    pub machine: MachineRecord,
-    pub snapshot: Option<SnapshotRecord>,
+    pub records: BTreeMap<RecordId, SealedRecord>,
 }
 
 #[derive(Default, Clone, Serialize, Deserialize)]
@@ -125,12 +134,13 @@ impl Disk {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Every byte at rest, in the form it is stored: the Raft records as serialized and
-    /// each block's nonce and ciphertext.
+    /// Every byte at rest, in the form it is stored: each Raft record's bytes and each
+    /// block's nonce and ciphertext.
     pub fn for_each_stored(&self, mut f: impl FnMut(&[u8])) {
         let disk = self.lock();
-        let raft = serde_json::to_vec(&disk.raft).unwrap_or_default();
-        f(&raft);
+        for record in disk.raft.records.values() {
+            f(&record.bytes);
+        }
         for block in disk.blocks.values() {
             f(&block.nonce);
             f(&block.ciphertext);
@@ -201,14 +211,28 @@ impl Disk {
         )
     }
 
-    /// Puts storage faults on this disk: from now on `mode` meets each block read or
-    /// write with `probability`, drawn from `seed` (bit rot and bad sectors strike the
-    /// copies already stored too, see [`DiskFaultMode`]).
+    /// Puts storage faults on this disk's data blocks: from now on `mode` meets each
+    /// block read or write with `probability`, drawn from `seed` (bit rot and bad sectors
+    /// strike the copies already stored too, see [`DiskFaultMode`]).
     pub fn inject(&self, mode: DiskFaultMode, probability: f64, seed: u64) {
+        self.inject_on(FaultTarget::Blocks, mode, probability, seed);
+    }
+
+    /// Puts storage faults on what `target` names: the data blocks as
+    /// [`Disk::inject`] does, the config records likewise, with draws of their own (from
+    /// a seed derived from `seed`, so faults on both never share a stream).
+    pub fn inject_on(&self, target: FaultTarget, mode: DiskFaultMode, probability: f64, seed: u64) {
         let mut guard = self.lock();
         let disk = &mut *guard;
-        disk.faults
-            .inject(&mut disk.blocks, mode, probability, seed);
+        if target.blocks() {
+            disk.faults
+                .inject(&mut disk.blocks, mode, probability, seed);
+        }
+        if target.config() {
+            let seed = seed.rotate_left(29) ^ 0x5EC0_4D5E_C0F1_6000;
+            disk.faults
+                .inject_records(&mut disk.raft.records, mode, probability, seed);
+        }
     }
 
     /// Stops injecting faults; damage already done stays until a repair or a rewrite.
@@ -221,6 +245,11 @@ impl Disk {
         self.lock().faults.met()
     }
 
+    /// The fault modes that met a config record's read or write on this disk.
+    pub fn record_faults_met(&self) -> Vec<DiskFaultMode> {
+        self.lock().faults.records_met()
+    }
+
     /// The blocks of a filesystem this disk stores.
     pub fn block_ids(&self, fs_id: u32) -> Vec<u64> {
         self.lock()
@@ -230,13 +259,126 @@ impl Disk {
             .collect()
     }
 
-    /// How far this disk's state machine has applied the log.
-    pub fn last_applied(&self) -> Option<LogId<NodeId>> {
-        self.lock().raft.machine.last_applied
+    /// The applied state machine as the harness sees it, with the record's checksum (a
+    /// digest of the state, its membership and the index it was applied at): read past
+    /// the faults (the harness is not the backend), and `None` if the record is missing
+    /// or fails its checksum (a backend that reads it stops its replica; it never applies
+    /// it).
+    pub fn applied(&self) -> Option<(MachineRecord, [u8; 16])> {
+        let mut guard = self.lock();
+        let disk = &mut *guard;
+        let record = disk.raft.records.get(&RecordId::Machine)?;
+        if let Some((sealed, machine)) = &disk.applied_cache {
+            if sealed == record {
+                return Some((machine.clone(), sealed.checksum));
+            }
+        }
+        let machine: MachineRecord = record.open(RecordId::Machine).ok()?;
+        let checksum = record.checksum;
+        disk.applied_cache = Some((record.clone(), machine.clone()));
+        Some((machine, checksum))
     }
 
-    /// The committed config table as this disk's state machine last applied it.
+    /// How far this disk's state machine has applied the log (`None` also when its
+    /// record fails its checksum).
+    pub fn last_applied(&self) -> Option<LogId<NodeId>> {
+        self.applied().and_then(|(m, _)| m.last_applied)
+    }
+
+    /// The committed config table as this disk's state machine last applied it (empty
+    /// when its record fails its checksum).
     pub fn config_state(&self) -> ConfigState {
-        self.lock().raft.machine.state.clone()
+        self.applied().map(|(m, _)| m.state).unwrap_or_default()
+    }
+
+    /// Reads record `id` through the disk's faults and checks it: `Ok(None)` if there is
+    /// none, an error if its sector is bad or its copy fails its checksum.
+    pub fn read_record<T: DeserializeOwned>(&self, id: RecordId) -> Result<Option<T>, RecordError> {
+        let mut guard = self.lock();
+        let disk = &mut *guard;
+        disk.faults.on_record_read(&mut disk.raft.records, id)?;
+        disk.raft.records.get(&id).map(|r| r.open(id)).transpose()
+    }
+
+    /// The log entries with an index in `range`, each read and checked as
+    /// [`Disk::read_record`] does, in order.
+    pub fn read_log<T: DeserializeOwned>(
+        &self,
+        range: impl std::ops::RangeBounds<u64>,
+    ) -> Result<Vec<T>, RecordError> {
+        self.log_indexes(range)
+            .into_iter()
+            .filter_map(|i| self.read_record(RecordId::Log(i)).transpose())
+            .collect()
+    }
+
+    /// The indexes of the log entries on disk within `range`.
+    pub fn log_indexes(&self, range: impl std::ops::RangeBounds<u64>) -> Vec<u64> {
+        use std::ops::Bound;
+        let lo = match range.start_bound() {
+            Bound::Included(&i) => Some(i),
+            Bound::Excluded(&i) => i.checked_add(1),
+            Bound::Unbounded => Some(0),
+        };
+        let hi = match range.end_bound() {
+            Bound::Included(&i) => Some(i),
+            Bound::Excluded(&i) => i.checked_sub(1),
+            Bound::Unbounded => Some(u64::MAX),
+        };
+        match (lo, hi) {
+            (Some(lo), Some(hi)) if lo <= hi => self
+                .lock()
+                .raft
+                .records
+                .range(RecordId::Log(lo)..=RecordId::Log(hi))
+                .filter_map(|(id, _)| id.index())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Writes record `id` through the disk's faults, then reads it back as it now lies,
+    /// writing it again (a few times) until it is there, as [`Disk::write_block`] does.
+    pub fn write_record(&self, id: RecordId, value: &impl Serialize) -> Result<(), RecordError> {
+        let sealed = SealedRecord::seal(id, value);
+        let mut guard = self.lock();
+        let disk = &mut *guard;
+        let mut rewrites = 0;
+        loop {
+            match disk.faults.on_record_write(&disk.raft.records, id) {
+                WriteFate::Store => {
+                    disk.faults.record_landed(id);
+                    disk.raft.records.insert(id, sealed.clone());
+                }
+                WriteFate::Lost => {}
+                WriteFate::Misdirected(other) => {
+                    disk.faults.record_landed(other);
+                    disk.raft.records.insert(other, sealed.clone());
+                }
+            }
+            if disk.raft.records.get(&id) == Some(&sealed) {
+                return Ok(());
+            }
+            if rewrites == MAX_REWRITES {
+                return Err(RecordError::WriteNotStored(id));
+            }
+            rewrites += 1;
+        }
+    }
+
+    /// Removes record `id` (a truncated or purged log entry): trimming a file, which no
+    /// fault here meets.
+    pub fn remove_record(&self, id: RecordId) {
+        self.lock().raft.records.remove(&id);
+    }
+
+    /// Reads every record through the disk's faults and checks it, as a backend does at
+    /// boot: the first one that fails, if any.
+    pub fn scrub_records(&self) -> Result<(), RecordError> {
+        let ids: Vec<RecordId> = self.lock().raft.records.keys().copied().collect();
+        for id in ids {
+            self.read_record::<serde::de::IgnoredAny>(id)?;
+        }
+        Ok(())
     }
 }

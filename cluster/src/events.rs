@@ -93,10 +93,26 @@ pub enum Event {
         done: usize,
         left: usize,
     },
+    /// This backend met a config-table record it could not verify (or write) and stopped
+    /// its config-table replica (see `config_table::fail_stop`). Names the record, never
+    /// its contents.
+    ConfigRecordCorrupt {
+        /// The record's kind (`log-entry`, `vote`, `state-machine`, ...).
+        record: String,
+        /// A log entry's index.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        index: Option<u64>,
+        /// What the disk did: `checksum`, `unreadable` or `write-not-stored`.
+        fault: String,
+    },
 }
 
 /// Where a node's events go.
 pub type EventSink = Arc<dyn Fn(NodeId, Event) + Send + Sync>;
+
+/// The alert a backend raises once its config-table replica has stopped on a record it
+/// could not verify: it stays raised (the replica does not come back in this model).
+pub const CONFIG_REPLICA_STOPPED_ALERT: &str = "ConfigReplicaStopped";
 
 /// The alert WEKA raises while a filesystem key cannot be unwrapped.
 pub const KMS_ERROR_ALERT: &str = "KMSError";

@@ -59,10 +59,13 @@ pub enum Probe {
     /// A block write's read-back did not find it (a lost or misdirected write) and the
     /// disk wrote it again.
     WriteRewritten,
+    /// A backend met a config-table record that failed its checksum, sat on a bad
+    /// sector, or never landed, and stopped its config-table replica.
+    ConfigRecordCorrupt,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 20] = [
+    pub const ALL: [Probe; 21] = [
         Probe::KmsUnreachable,
         Probe::KmsTimeout,
         Probe::KmsSealed,
@@ -83,6 +86,7 @@ impl Probe {
         Probe::BlockReadIoError,
         Probe::BlockRepaired,
         Probe::WriteRewritten,
+        Probe::ConfigRecordCorrupt,
     ];
 
     /// The probe's name, as the sweep's coverage table prints it.
@@ -108,6 +112,7 @@ impl Probe {
             Probe::BlockReadIoError => "cluster:block-read-io-error",
             Probe::BlockRepaired => "cluster:read-repaired",
             Probe::WriteRewritten => "cluster:write-read-back-rewrote",
+            Probe::ConfigRecordCorrupt => "cluster:config-record-corrupt",
         }
     }
 

@@ -84,6 +84,10 @@ pub enum ProposeError {
     NotLeader(NodeId),
     #[error("the config table could not commit: {0}")]
     Failed(String),
+    /// The backend asked has stopped its config-table replica on a record (named) that
+    /// failed verification on its disk.
+    #[error("this backend's config-table replica is stopped: its {0} record failed verification")]
+    ReplicaStopped(String),
 }
 
 impl ProposeError {

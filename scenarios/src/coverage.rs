@@ -9,6 +9,8 @@
 //! - `kms-fault:` / `store-fault:` a fault switched on in front of the KMS or the object
 //!   store that met at least one request (a fault nothing met proves nothing);
 //! - `disk-fault:` a storage fault on a backend's disk that met a block read or write;
+//! - `config-fault:` a storage fault on a backend's disk that met a config-table record's
+//!   read or write;
 //! - `oracle:` an oracle that judged a non-trivial input (a snapshot to download, two
 //!   backends holding one DEK), not just an empty cluster.
 //!
@@ -128,8 +130,9 @@ fn fault_probe(switch: &str, fault: Fault) -> String {
 }
 
 /// The oracles that say when their input was non-trivial (see `check_oracles`).
-pub const ORACLE_PROBES: [&str; 9] = [
+pub const ORACLE_PROBES: [&str; 10] = [
     "oracle:acknowledged-effects",
+    "oracle:config-tables-agree",
     "oracle:deks-agree",
     "oracle:nothing-half-created",
     "oracle:wrapped-dek-is-the-data-key",
@@ -165,6 +168,11 @@ pub fn declared() -> Vec<String> {
         DiskFaultMode::ALL
             .iter()
             .map(|m| format!("disk-fault:{}", m.name())),
+    );
+    names.extend(
+        DiskFaultMode::ALL
+            .iter()
+            .map(|m| format!("config-fault:{}", m.name())),
     );
     names.sort();
     names

@@ -71,11 +71,9 @@ impl CryptoHistory {
         keys: &BTreeMap<String, Key>,
     ) -> Result<(), Violation> {
         for view in disks {
+            let state = view.disk.config_state();
             let disk = view.disk.lock();
-            let filesystems: BTreeMap<u32, FsView> = disk
-                .raft
-                .machine
-                .state
+            let filesystems: BTreeMap<u32, FsView> = state
                 .filesystems
                 .values()
                 .map(|f| {

@@ -1,4 +1,7 @@
-//! openraft's log and state-machine storage, kept on the backend's [`Disk`].
+//! openraft's log and state-machine storage, kept on the backend's [`Disk`] as sealed
+//! records (see `disk::records`). Every read is checked; a record that fails its check,
+//! or a write that never lands, stops this replica (see [`FailStop`]): the storage call
+//! fails, openraft shuts its core down, and nothing read from a bad record is used.
 
 use std::fmt::Debug;
 use std::io::Cursor;
@@ -12,17 +15,39 @@ use openraft::{
 };
 use tokio::sync::watch;
 
+use super::fail_stop::FailStop;
 use super::{ConfigResponse, ConfigState, NodeId, TypeConfig};
+use crate::disk::records::{RecordError, RecordId};
 use crate::disk::{Disk, MachineRecord, SnapshotRecord};
 
 #[derive(Clone)]
 pub struct LogStore {
     disk: Disk,
+    stop: FailStop,
 }
 
 impl LogStore {
-    pub fn new(disk: Disk) -> Self {
-        LogStore { disk }
+    pub fn new(disk: Disk, stop: FailStop) -> Self {
+        LogStore { disk, stop }
+    }
+
+    /// Reads a single-valued record (`Option<T>` on disk) through the faults.
+    fn read_one<T: serde::de::DeserializeOwned>(
+        &self,
+        id: RecordId,
+    ) -> Result<Option<T>, RecordError> {
+        self.stop.check()?;
+        match self.disk.read_record::<Option<T>>(id) {
+            Ok(value) => Ok(value.flatten()),
+            Err(e) => Err(self.stop.fail(e)),
+        }
+    }
+
+    fn write(&self, id: RecordId, value: &impl serde::Serialize) -> Result<(), RecordError> {
+        self.stop.check()?;
+        self.disk
+            .write_record(id, value)
+            .map_err(|e| self.stop.fail(e))
     }
 }
 
@@ -31,8 +56,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        let disk = self.disk.lock();
-        Ok(disk.raft.log.range(range).map(|(_, e)| e.clone()).collect())
+        self.stop.check()?;
+        Ok(self.disk.read_log(range).map_err(|e| self.stop.fail(e))?)
     }
 }
 
@@ -40,18 +65,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let disk = self.disk.lock();
-        let last_purged = disk.raft.last_purged;
-        let last = disk
-            .raft
-            .log
-            .values()
-            .next_back()
-            .map(|e| e.log_id)
-            .or(last_purged);
+        let last_purged: Option<LogId<NodeId>> = self.read_one(RecordId::LastPurged)?;
+        let last = match self.disk.log_indexes(..).last() {
+            Some(&i) => self.read_one::<Entry<TypeConfig>>(RecordId::Log(i))?,
+            None => None,
+        };
         Ok(LogState {
             last_purged_log_id: last_purged,
-            last_log_id: last,
+            last_log_id: last.map(|e| e.log_id).or(last_purged),
         })
     }
 
@@ -60,24 +81,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.disk.lock().raft.vote = Some(*vote);
-        Ok(())
+        Ok(self.write(RecordId::Vote, &Some(*vote))?)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        Ok(self.disk.lock().raft.vote)
+        Ok(self.read_one(RecordId::Vote)?)
     }
 
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.disk.lock().raft.committed = committed;
-        Ok(())
+        Ok(self.write(RecordId::Committed, &committed)?)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self.disk.lock().raft.committed)
+        Ok(self.read_one(RecordId::Committed)?)
     }
 
     async fn append<I>(
@@ -89,10 +108,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        {
-            let mut disk = self.disk.lock();
-            for entry in entries {
-                disk.raft.log.insert(entry.log_id.index, entry);
+        for entry in entries {
+            if let Err(e) = self.write(RecordId::Log(entry.log_id.index), &entry) {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                return Err(e.into());
             }
         }
         // The simulated disk is durable as soon as the write returns.
@@ -101,30 +120,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut disk = self.disk.lock();
-        let doomed: Vec<u64> = disk
-            .raft
-            .log
-            .range(log_id.index..)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in doomed {
-            disk.raft.log.remove(&k);
+        self.stop.check()?;
+        for i in self.disk.log_indexes(log_id.index..) {
+            self.disk.remove_record(RecordId::Log(i));
         }
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut disk = self.disk.lock();
-        disk.raft.last_purged = Some(log_id);
-        let doomed: Vec<u64> = disk
-            .raft
-            .log
-            .range(..=log_id.index)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in doomed {
-            disk.raft.log.remove(&k);
+        self.write(RecordId::LastPurged, &Some(log_id))?;
+        for i in self.disk.log_indexes(..=log_id.index) {
+            self.disk.remove_record(RecordId::Log(i));
         }
         Ok(())
     }
@@ -134,19 +140,44 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// the node learns that, say, a new encrypted filesystem needs its DEK unwrapped.
 pub struct StateMachineStore {
     disk: Disk,
+    stop: FailStop,
     published: watch::Sender<Arc<ConfigState>>,
 }
 
 impl StateMachineStore {
-    pub fn new(disk: Disk) -> (Self, watch::Receiver<Arc<ConfigState>>) {
+    /// The store, with the config table as the disk holds it published (the node
+    /// checked every record at boot, see `Disk::scrub_records`).
+    pub fn new(disk: Disk, stop: FailStop) -> (Self, watch::Receiver<Arc<ConfigState>>) {
         let state = Arc::new(disk.config_state());
         let (published, rx) = watch::channel(state);
-        (StateMachineStore { disk, published }, rx)
+        (
+            StateMachineStore {
+                disk,
+                stop,
+                published,
+            },
+            rx,
+        )
     }
 
-    fn publish(&self) {
-        let state = Arc::new(self.disk.config_state());
-        self.published.send_replace(state);
+    fn publish(&self, state: ConfigState) {
+        self.published.send_replace(Arc::new(state));
+    }
+
+    /// The applied state machine, read through the faults (a fresh disk has none yet).
+    fn machine(&self) -> Result<MachineRecord, RecordError> {
+        self.stop.check()?;
+        match self.disk.read_record::<MachineRecord>(RecordId::Machine) {
+            Ok(machine) => Ok(machine.unwrap_or_default()),
+            Err(e) => Err(self.stop.fail(e)),
+        }
+    }
+
+    fn write<T: serde::Serialize>(&self, id: RecordId, value: &T) -> Result<(), RecordError> {
+        self.stop.check()?;
+        self.disk
+            .write_record(id, value)
+            .map_err(|e| self.stop.fail(e))
     }
 }
 
@@ -156,10 +187,8 @@ fn io_error(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let (machine, boots) = {
-            let disk = self.disk.lock();
-            (disk.raft.machine.clone(), disk.boots)
-        };
+        let machine = self.machine()?;
+        let boots = self.disk.lock().boots;
         let data = serde_json::to_vec(&machine).map_err(|e| io_error(&e))?;
         let snapshot_id = match machine.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, boots),
@@ -170,10 +199,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: machine.membership.clone(),
             snapshot_id,
         };
-        self.disk.lock().raft.snapshot = Some(SnapshotRecord {
-            meta: meta.clone(),
-            data: data.clone(),
-        });
+        self.write(
+            RecordId::Snapshot,
+            &SnapshotRecord {
+                meta: meta.clone(),
+                data: data.clone(),
+            },
+        )?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -193,11 +225,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         ),
         StorageError<NodeId>,
     > {
-        let disk = self.disk.lock();
-        Ok((
-            disk.raft.machine.last_applied,
-            disk.raft.machine.membership.clone(),
-        ))
+        let machine = self.machine()?;
+        Ok((machine.last_applied, machine.membership))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<ConfigResponse>, StorageError<NodeId>>
@@ -205,30 +234,29 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let mut machine = self.machine()?;
         let mut responses = Vec::new();
-        {
-            let mut disk = self.disk.lock();
-            let machine = &mut disk.raft.machine;
-            for entry in entries {
-                machine.last_applied = Some(entry.log_id);
-                let response = match &entry.payload {
-                    EntryPayload::Blank => ConfigResponse::Ok,
-                    EntryPayload::Normal(cmd) => machine.state.apply(cmd),
-                    EntryPayload::Membership(m) => {
-                        machine.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                        ConfigResponse::Ok
-                    }
-                };
-                responses.push(response);
-            }
+        for entry in entries {
+            machine.last_applied = Some(entry.log_id);
+            let response = match &entry.payload {
+                EntryPayload::Blank => ConfigResponse::Ok,
+                EntryPayload::Normal(cmd) => machine.state.apply(cmd),
+                EntryPayload::Membership(m) => {
+                    machine.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    ConfigResponse::Ok
+                }
+            };
+            responses.push(response);
         }
-        self.publish();
+        self.write(RecordId::Machine, &machine)?;
+        self.publish(machine.state);
         Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         StateMachineStore {
             disk: self.disk.clone(),
+            stop: self.stop.clone(),
             published: self.published.clone(),
         }
     }
@@ -246,25 +274,96 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         let machine: MachineRecord = serde_json::from_slice(&data).map_err(|e| io_error(&e))?;
-        {
-            let mut disk = self.disk.lock();
-            disk.raft.machine = machine;
-            disk.raft.snapshot = Some(SnapshotRecord {
+        self.write(RecordId::Machine, &machine)?;
+        self.write(
+            RecordId::Snapshot,
+            &SnapshotRecord {
                 meta: meta.clone(),
                 data,
-            });
-        }
-        self.publish();
+            },
+        )?;
+        self.publish(machine.state);
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let disk = self.disk.lock();
-        Ok(disk.raft.snapshot.as_ref().map(|s| Snapshot {
-            meta: s.meta.clone(),
-            snapshot: Box::new(Cursor::new(s.data.clone())),
-        }))
+        self.stop.check()?;
+        match self.disk.read_record::<SnapshotRecord>(RecordId::Snapshot) {
+            Ok(snapshot) => Ok(snapshot.map(|s| Snapshot {
+                meta: s.meta,
+                snapshot: Box::new(Cursor::new(s.data)),
+            })),
+            Err(e) => Err(self.stop.fail(e).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+    use crate::disk::faults::{DiskFaultMode, FaultTarget};
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// A store over `disk` whose stops are counted.
+    fn store(disk: &Disk) -> (LogStore, FailStop, Arc<AtomicUsize>) {
+        let reports = Arc::new(AtomicUsize::new(0));
+        let counted = reports.clone();
+        let stop = FailStop::new(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        (LogStore::new(disk.clone(), stop.clone()), stop, reports)
+    }
+
+    /// A rotted log entry is never handed to Raft: the read fails, the replica stops once
+    /// (one report), and every storage call after it fails too, without a panic.
+    #[tokio::test]
+    async fn a_rotted_entry_stops_the_replica() {
+        let disk = Disk::default();
+        for i in 1..=3 {
+            disk.write_record(RecordId::Log(i), &entry(i)).unwrap();
+        }
+        let (mut log, stop, reports) = store(&disk);
+        assert_eq!(log.try_get_log_entries(1..=3).await.unwrap().len(), 3);
+        disk.inject_on(FaultTarget::Config, DiskFaultMode::BitRot, 1.0, 7);
+        assert!(log.try_get_log_entries(2..3).await.is_err());
+        assert_eq!(stop.stopped(), Some(RecordId::Log(2)));
+        assert!(log.read_vote().await.is_err());
+        assert!(log.get_log_state().await.is_err());
+        assert_eq!(reports.load(Ordering::SeqCst), 1);
+        assert_eq!(disk.record_faults_met(), vec![DiskFaultMode::BitRot]);
+        // Block faults were not turned on: the block side met nothing.
+        assert!(disk.faults_met().is_empty());
+    }
+
+    /// A record that a misdirected write put at another index fails there, and a write
+    /// that never lands is refused after its rewrites: both stop the replica.
+    #[tokio::test]
+    async fn a_misplaced_or_lost_record_stops_the_replica() {
+        let disk = Disk::default();
+        disk.write_record(RecordId::Log(1), &entry(1)).unwrap();
+        let stray = disk.lock().raft.records[&RecordId::Log(1)].clone();
+        disk.lock().raft.records.insert(RecordId::Log(2), stray);
+        let (mut log, stop, _) = store(&disk);
+        assert!(log.try_get_log_entries(1..=2).await.is_err());
+        assert_eq!(stop.stopped(), Some(RecordId::Log(2)));
+
+        let disk = Disk::default();
+        disk.inject_on(FaultTarget::Config, DiskFaultMode::LostWrite, 1.0, 7);
+        let (mut log, stop, _) = store(&disk);
+        assert!(log.save_vote(&Vote::new(1, 1)).await.is_err());
+        assert_eq!(stop.stopped(), Some(RecordId::Vote));
+        assert!(disk.lock().raft.records.is_empty());
     }
 }

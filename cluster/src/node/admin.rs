@@ -15,12 +15,23 @@ use crate::rpc::ProposeError;
 
 impl From<ProposeError> for AdminError {
     fn from(e: ProposeError) -> Self {
-        AdminError::NotCommitted(e.to_string())
+        match e {
+            ProposeError::ReplicaStopped(record) => AdminError::ConfigReplicaStopped { record },
+            e => AdminError::NotCommitted(e.to_string()),
+        }
     }
 }
 
 impl Node {
     pub async fn admin(&self, cmd: AdminCommand) -> Result<AdminOutput, AdminError> {
+        // A stopped config-table replica serves only its status: everything else reads
+        // or changes the config table (I/O included: placement and keys come from it).
+        if let (Some(record), false) = (self.config_stopped(), matches!(cmd, AdminCommand::Status))
+        {
+            return Err(AdminError::ConfigReplicaStopped {
+                record: record.to_string(),
+            });
+        }
         match cmd {
             AdminCommand::KmsSet(args) => self.kms_set(args.into_config()?).await,
             AdminCommand::KmsSetKmip(args) => self.kms_set(args.into_config()?).await,

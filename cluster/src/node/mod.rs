@@ -20,11 +20,13 @@ use tokio::sync::watch;
 use crate::admin::{AdminError, NodeStatus};
 use crate::buggify::Site;
 use crate::config_table::{
-    ConfigCommand, ConfigResponse, ConfigState, LogStore, Network, NodeId, Raft, StateMachineStore,
+    ConfigCommand, ConfigResponse, ConfigState, FailStop, LogStore, Network, NodeId, Raft,
+    StateMachineStore,
 };
 use crate::dek::Dek;
+use crate::disk::records::RecordError;
 use crate::disk::Disk;
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, CONFIG_REPLICA_STOPPED_ALERT};
 use crate::filesystem::FsRecord;
 use crate::hooks::{CrashPoint, Hooks, PlantedBug};
 use crate::kms::{self, KmsConfig, KmsConnector};
@@ -103,7 +105,11 @@ struct Inner {
     disk: Disk,
     dialer: Arc<dyn Dialer>,
     events: EventSink,
-    raft: Raft,
+    /// This backend's Raft replica of the config table; `None` when it stopped at boot
+    /// on a record it could not verify (see `stop`).
+    raft: Option<Raft>,
+    /// Whether the config-table replica stopped on a bad record, and on which.
+    stop: FailStop,
     state: watch::Receiver<Arc<ConfigState>>,
     /// Unwrapped DEKs of the filesystems this node serves. Memory only.
     keys: Mutex<BTreeMap<String, Dek>>,
@@ -182,16 +188,49 @@ impl Node {
         }
         .validate()
         .map_err(|e| format!("raft config: {e}"))?;
-        let (sm, state) = StateMachineStore::new(disk.clone());
-        let raft = Raft::new(
-            opts.id,
-            Arc::new(config),
-            Network::new(dialer.clone()),
-            LogStore::new(disk.clone()),
-            sm,
-        )
-        .await
-        .map_err(|e| format!("raft start: {e}"))?;
+        let stop = {
+            let (events, probes, id) = (events.clone(), opts.hooks.probes.clone(), opts.id);
+            FailStop::new(move |error: &RecordError| {
+                probes.fire(Probe::ConfigRecordCorrupt);
+                let record = error.record();
+                events(
+                    id,
+                    Event::ConfigRecordCorrupt {
+                        record: record.kind().into(),
+                        index: record.index(),
+                        fault: match error {
+                            RecordError::Corrupt(_) => "checksum",
+                            RecordError::Unreadable(_) => "unreadable",
+                            RecordError::WriteNotStored(_) => "write-not-stored",
+                        }
+                        .into(),
+                    },
+                );
+            })
+        };
+        // Every record is read and checked before Raft sees any: a replica that cannot
+        // trust its own log must not vote (see `config_table::fail_stop`).
+        if let Err(e) = disk.scrub_records() {
+            stop.meet(&e);
+        }
+        let (sm, state) = StateMachineStore::new(disk.clone(), stop.clone());
+        let raft = match stop.stopped() {
+            Some(_) => None,
+            None => match Raft::new(
+                opts.id,
+                Arc::new(config),
+                Network::new(dialer.clone()),
+                LogStore::new(disk.clone(), stop.clone()),
+                sm,
+            )
+            .await
+            {
+                Ok(raft) => Some(raft),
+                // A record that went bad between the scrub and Raft's own reads.
+                Err(_) if stop.stopped().is_some() => None,
+                Err(e) => return Err(format!("raft start: {e}")),
+            },
+        };
 
         let seed = opts.seed ^ incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let objects = opts
@@ -205,6 +244,7 @@ impl Node {
             dialer,
             events,
             raft,
+            stop,
             state,
             keys: Mutex::new(BTreeMap::new()),
             keys_changed: tokio::sync::Notify::new(),
@@ -216,7 +256,8 @@ impl Node {
         }));
 
         let first = node.0.opts.members.keys().next().copied();
-        if incarnation == 1 && first == Some(node.id()) {
+        let forms = incarnation == 1 && first == Some(node.id());
+        if let Some(raft) = node.0.raft.as_ref().filter(|_| forms) {
             // The voters only: openraft forms a cluster of voters; the leader adds the
             // learners (`add_learners`).
             let members: BTreeMap<NodeId, BasicNode> = node
@@ -227,9 +268,7 @@ impl Node {
                 .take(node.0.opts.voters.max(1))
                 .map(|(id, addr)| (*id, BasicNode::new(addr)))
                 .collect();
-            node.0
-                .raft
-                .initialize(members)
+            raft.initialize(members)
                 .await
                 .map_err(|e| format!("forming the cluster: {e}"))?;
         }
@@ -297,7 +336,8 @@ impl Node {
     pub fn is_ready(&self, filesystems: usize) -> bool {
         let state = self.config();
         let keys = lock(&self.0.keys);
-        state.filesystems.len() >= filesystems
+        self.config_stopped().is_none()
+            && state.filesystems.len() >= filesystems
             && lock(&self.0.alerts).is_empty()
             && state.filesystems.values().all(|f| serves(f, &keys))
     }
@@ -307,12 +347,50 @@ impl Node {
         let keys = lock(&self.0.keys);
         let (ready, locked): (Vec<_>, Vec<_>) =
             state.filesystems.values().partition(|f| serves(f, &keys));
+        let mut alerts: Vec<String> = lock(&self.0.alerts).iter().cloned().collect();
+        if self.config_stopped().is_some() {
+            alerts.push(CONFIG_REPLICA_STOPPED_ALERT.to_string());
+        }
         NodeStatus {
             node: self.id(),
-            leader: self.0.raft.metrics().borrow().current_leader,
+            leader: self
+                .live_raft()
+                .and_then(|raft| raft.metrics().borrow().current_leader),
             ready: ready.into_iter().map(|f| f.name.clone()).collect(),
             locked: locked.into_iter().map(|f| f.name.clone()).collect(),
-            alerts: lock(&self.0.alerts).iter().cloned().collect(),
+            alerts,
+        }
+    }
+
+    /// The config-table record this backend's replica stopped on, if it did: it then
+    /// votes, appends and applies nothing more, and refuses what needs the config table.
+    pub fn config_stopped(&self) -> Option<crate::disk::records::RecordId> {
+        self.0.stop.stopped()
+    }
+
+    /// The Raft replica, unless it stopped (at boot or since).
+    fn live_raft(&self) -> Option<&Raft> {
+        self.0
+            .raft
+            .as_ref()
+            .filter(|_| self.config_stopped().is_none())
+    }
+
+    /// What a Raft call's failure means: the replica's stop, if it stopped (the call that
+    /// met the bad record fails with openraft's fatal storage error), else the error.
+    fn failed(&self, e: impl std::fmt::Display) -> ProposeError {
+        match self.config_stopped() {
+            Some(record) => ProposeError::ReplicaStopped(record.to_string()),
+            None => ProposeError::Failed(e.to_string()),
+        }
+    }
+
+    /// The Raft replica, or the typed refusal of a stopped one.
+    fn raft(&self) -> Result<&Raft, ProposeError> {
+        match (self.config_stopped(), self.0.raft.as_ref()) {
+            (None, Some(raft)) => Ok(raft),
+            (Some(record), _) => Err(ProposeError::ReplicaStopped(record.to_string())),
+            (None, None) => Err(ProposeError::ReplicaStopped("unknown".into())),
         }
     }
 
@@ -327,14 +405,24 @@ impl Node {
     }
 
     async fn handle(&self, req: Request) -> Response {
+        use openraft::error::{Fatal, RaftError};
+        // A stopped replica answers its peers as a Raft that has shut down.
+        fn stopped<E>() -> RaftError<NodeId, E> {
+            RaftError::Fatal(Fatal::Stopped)
+        }
         match req {
-            Request::AppendEntries(r) => {
-                Response::AppendEntries(self.0.raft.append_entries(r).await)
-            }
-            Request::Vote(r) => Response::Vote(self.0.raft.vote(r).await),
-            Request::InstallSnapshot(r) => {
-                Response::InstallSnapshot(self.0.raft.install_snapshot(r).await)
-            }
+            Request::AppendEntries(r) => Response::AppendEntries(match self.live_raft() {
+                Some(raft) => raft.append_entries(r).await,
+                None => Err(stopped()),
+            }),
+            Request::Vote(r) => Response::Vote(match self.live_raft() {
+                Some(raft) => raft.vote(r).await,
+                None => Err(stopped()),
+            }),
+            Request::InstallSnapshot(r) => Response::InstallSnapshot(match self.live_raft() {
+                Some(raft) => raft.install_snapshot(r).await,
+                None => Err(stopped()),
+            }),
             Request::Propose(cmd) => Response::Proposed(self.propose_here(cmd).await),
             Request::ReadIndex => Response::ReadIndex(self.read_index_here().await),
             Request::PutBlock {
@@ -362,12 +450,12 @@ impl Node {
     /// Commits on this node if it leads; never forwards again (no forwarding chains).
     async fn propose_here(&self, cmd: ConfigCommand) -> Result<ConfigResponse, ProposeError> {
         use openraft::error::{ClientWriteError, RaftError};
-        match self.0.raft.client_write(cmd).await {
+        match self.raft()?.client_write(cmd).await {
             Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ProposeError::forward_to(f.leader_id))
             }
-            Err(e) => Err(ProposeError::Failed(e.to_string())),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
@@ -456,12 +544,12 @@ impl Node {
     /// leader answers.
     async fn read_index_here(&self) -> Result<Option<u64>, ProposeError> {
         use openraft::error::{CheckIsLeaderError, RaftError};
-        match self.0.raft.ensure_linearizable().await {
+        match self.raft()?.ensure_linearizable().await {
             Ok(log_id) => Ok(log_id.map(|l| l.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                 Err(ProposeError::forward_to(f.leader_id))
             }
-            Err(e) => Err(ProposeError::Failed(e.to_string())),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
@@ -486,17 +574,19 @@ impl Node {
         };
         // The same deadline bounds the wait for this node to apply up to the index.
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        self.0
-            .raft
+        self.raft()?
             .wait(Some(left))
             .applied_index_at_least(Some(index), "read barrier")
             .await
             .map(|_| ())
-            .map_err(|e| ProposeError::Failed(e.to_string()))
+            .map_err(|e| self.failed(e))
     }
 
     async fn watch_leadership(self) {
-        let mut metrics = self.0.raft.metrics();
+        let Some(raft) = self.0.raft.as_ref() else {
+            return;
+        };
+        let mut metrics = raft.metrics();
         let mut leading = false;
         loop {
             let (now_leading, term) = {
@@ -522,7 +612,10 @@ impl Node {
     /// tried again each heartbeat while an earlier change is still in flight; a leader
     /// that loses its place stops, and the next one goes on.
     async fn add_learners(self) {
-        let mut metrics = self.0.raft.metrics();
+        let Some(raft) = self.0.raft.as_ref() else {
+            return;
+        };
+        let mut metrics = raft.metrics();
         loop {
             let (leading, known) = {
                 let m = metrics.borrow_and_update();
@@ -540,11 +633,7 @@ impl Node {
                 .iter()
                 .find(|(id, _)| !known.contains(id));
             let Some((id, addr)) = missing else { return };
-            let added = self
-                .0
-                .raft
-                .add_learner(*id, BasicNode::new(addr), false)
-                .await;
+            let added = raft.add_learner(*id, BasicNode::new(addr), false).await;
             if added.is_err() {
                 tokio::time::sleep(self.0.opts.timing.heartbeat).await;
             }

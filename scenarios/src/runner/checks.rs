@@ -6,16 +6,20 @@ use std::time::Duration;
 
 use cluster::admin::{AdminCommand, AdminOutput};
 use cluster::config_table::ConfigState;
+use cluster::disk::MachineRecord;
 use cluster::events::KMS_ERROR_ALERT;
 use cluster::filesystem::KmsBinding;
 use cluster::kms::{KmsConfig, WrappedDek};
 
-use super::world::World;
+use super::world::{lock, World};
 use super::{Failure, FailureKind};
 use crate::kms::KmsUnderTest;
 use crate::oracle::{self, DiskView, Key, Violation};
 use crate::scenario::{Expect, KmsKind};
 use crate::trace;
+
+/// A backend's applied state machine as its disk holds it, with the record's checksum.
+type Applied = Option<(MachineRecord, [u8; 16])>;
 
 impl World<'_> {
     /// Every acknowledged block of the selection must read back byte for byte.
@@ -122,6 +126,16 @@ impl World<'_> {
             };
             match running.iter().find(|(id, _)| *id == b.id) {
                 None => waiting.push(format!("{} is not up", b.host)),
+                // A backend whose config-table replica stopped on a damaged record is
+                // never ready again; it must have said so, and the others serve without it.
+                Some((_, node)) if node.config_stopped().is_some() => {
+                    if !lock(&self.reported_corrupt).contains(&b.id) {
+                        waiting.push(format!(
+                            "{} stopped its config-table replica without reporting it",
+                            b.host
+                        ));
+                    }
+                }
                 Some((_, node)) if !ready(node) => {
                     let status = node.status();
                     waiting.push(format!(
@@ -218,49 +232,81 @@ impl World<'_> {
         let newest: Vec<Option<u64>> = (0..self.clusters.len())
             .map(|c| self.most_advanced(c).map(|b| b.id))
             .collect();
-        // Every backend's config table, read once, by cluster.
-        let by_cluster: Vec<Vec<(u64, ConfigState)>> = (0..self.books.len())
+        // Every backend's config table, read once, by cluster, with the log index its
+        // state machine applied it at (none for a record that fails its checksum).
+        let applied: Vec<Vec<(u64, Applied)>> = (0..self.books.len())
             .map(|c| {
                 self.backends
                     .iter()
                     .filter(|b| b.cluster == c)
-                    .map(|b| (b.id, b.disk.config_state()))
+                    .map(|b| (b.id, b.disk.applied()))
+                    .collect()
+            })
+            .collect();
+        let by_cluster: Vec<Vec<(u64, ConfigState)>> = applied
+            .iter()
+            .map(|tables| {
+                tables
+                    .iter()
+                    .map(|(id, m)| {
+                        let state = m.as_ref().map(|(m, _)| m.state.clone());
+                        (*id, state.unwrap_or_default())
+                    })
                     .collect()
             })
             .collect();
         self.probe_oracle_inputs(&held, &by_cluster);
-        let result = oracle::deks_agree(&held, &mut self.known_deks).and_then(|()| {
-            self.crypto.check(&views, &self.known_deks)?;
-            for ((c, books), tables) in self.books.iter().enumerate().zip(&by_cluster) {
-                oracle::nothing_half_created(tables, &books.failed_creates)?;
-                if let Some((node, table)) = tables.iter().find(|(id, _)| Some(*id) == newest[c]) {
-                    let data_key = |fs: &str| {
-                        self.known_deks
-                            .get(&format!("{}/{fs}", self.clusters[c]))
-                            .copied()
-                    };
-                    oracle::wrapped_deks_unwrappable(
-                        *node,
-                        table,
-                        |config, wrapped| kms_unwraps(self.kms.as_ref(), config, wrapped),
-                        data_key,
-                    )?;
-                }
-            }
-            // Across clusters too: a DR cluster may wrap under the same key. Only KMIP
-            // wrappings carry a client-chosen IV (Vault picks its own nonces).
-            if self.scenario.kms.kind == KmsKind::Kmip {
-                oracle::wrap_ivs_unique(by_cluster.iter().flatten(), &self.objects)?;
-            }
-            self.leaks.update(&self.known_deks);
-            self.leaks.no_plaintext_dek_at_rest(&views)?;
-            self.leaks.no_dek_in_objects(&self.objects)?;
-            oracle::snapshots_downloadable(&self.objects, &self.safe_trims, |key, wrapped| {
-                self.kms.identify_wrapped(key, wrapped)
-            })?;
-            let trace = trace::lock(&self.trace);
-            self.leaks.no_dek_in_trace(trace.lines())
+        let agree = applied.iter().enumerate().try_fold(0, |n, (c, tables)| {
+            let digests: Vec<(u64, oracle::AppliedAt)> = tables
+                .iter()
+                .map(|(id, m)| {
+                    let at = m
+                        .as_ref()
+                        .and_then(|(m, digest)| m.last_applied.map(|l| (l.index, *digest)));
+                    (*id, at)
+                })
+                .collect();
+            oracle::config_tables_agree(&mut self.applied, c, &digests).map(|k| n + k)
         });
+        if agree.as_ref().is_ok_and(|n| *n > 0) {
+            self.coverage.hit("oracle:config-tables-agree");
+        }
+        let result = agree
+            .and_then(|_| oracle::deks_agree(&held, &mut self.known_deks))
+            .and_then(|()| {
+                self.crypto.check(&views, &self.known_deks)?;
+                for ((c, books), tables) in self.books.iter().enumerate().zip(&by_cluster) {
+                    oracle::nothing_half_created(tables, &books.failed_creates)?;
+                    if let Some((node, table)) =
+                        tables.iter().find(|(id, _)| Some(*id) == newest[c])
+                    {
+                        let data_key = |fs: &str| {
+                            self.known_deks
+                                .get(&format!("{}/{fs}", self.clusters[c]))
+                                .copied()
+                        };
+                        oracle::wrapped_deks_unwrappable(
+                            *node,
+                            table,
+                            |config, wrapped| kms_unwraps(self.kms.as_ref(), config, wrapped),
+                            data_key,
+                        )?;
+                    }
+                }
+                // Across clusters too: a DR cluster may wrap under the same key. Only KMIP
+                // wrappings carry a client-chosen IV (Vault picks its own nonces).
+                if self.scenario.kms.kind == KmsKind::Kmip {
+                    oracle::wrap_ivs_unique(by_cluster.iter().flatten(), &self.objects)?;
+                }
+                self.leaks.update(&self.known_deks);
+                self.leaks.no_plaintext_dek_at_rest(&views)?;
+                self.leaks.no_dek_in_objects(&self.objects)?;
+                oracle::snapshots_downloadable(&self.objects, &self.safe_trims, |key, wrapped| {
+                    self.kms.identify_wrapped(key, wrapped)
+                })?;
+                let trace = trace::lock(&self.trace);
+                self.leaks.no_dek_in_trace(trace.lines())
+            });
         result.map_err(|Violation { oracle, detail }| {
             self.fail(FailureKind::Correctness, step, oracle, detail)
         })

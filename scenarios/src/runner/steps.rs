@@ -153,15 +153,24 @@ impl World<'_> {
     }
 
     /// A backend of the current cluster chosen by the seed among those running (and in
-    /// `via`, if set).
+    /// `via`, if set). A backend whose config-table replica stopped refuses every
+    /// command, so an admin goes to another, unless `via` leaves no other.
     pub(super) fn pick_backend(&mut self) -> u64 {
         let mine = self.backends.iter().filter(|b| b.cluster == self.current);
-        let running: Vec<u64> = mine
+        let up: Vec<(u64, bool)> = mine
             .clone()
             .filter(|b| self.via.as_ref().is_none_or(|v| v.contains(&b.id)))
-            .filter(|b| lock(&b.slot).is_some())
-            .map(|b| b.id)
+            .filter_map(|b| {
+                let stopped = lock(&b.slot).as_ref()?.config_stopped().is_some();
+                Some((b.id, stopped))
+            })
             .collect();
+        let serving: Vec<u64> = up.iter().filter(|(_, s)| !s).map(|(id, _)| *id).collect();
+        let running: Vec<u64> = if serving.is_empty() {
+            up.iter().map(|(id, _)| *id).collect()
+        } else {
+            serving
+        };
         match running.len() {
             0 => mine
                 .map(|b| b.id)

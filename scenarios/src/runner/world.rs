@@ -23,7 +23,7 @@ use super::{derive_seed, SimOptions};
 use crate::coverage::{add_faults_met, Counts, Coverage};
 use crate::crypto_history::CryptoHistory;
 use crate::kms::KmsUnderTest;
-use crate::oracle::{Key, LeakScanner};
+use crate::oracle::{AppliedStates, Key, LeakScanner};
 use crate::safe_trims::SafeTrims;
 use crate::scenario::{Scenario, MAX_VOTERS};
 use crate::trace::{self, SharedTrace};
@@ -128,6 +128,15 @@ pub struct World<'a> {
     /// The backends (by index) whose disks have had storage faults this run (see
     /// `disk_faults`).
     pub(super) faulty_disks: BTreeSet<usize>,
+    /// The backends (by index) whose config records have had storage faults this run (see
+    /// `disk_faults`).
+    pub(super) config_faulty_disks: BTreeSet<usize>,
+    /// The backends (by id) that reported a config record they could not verify
+    /// (`ConfigRecordCorrupt`), as the event sink saw it.
+    pub(super) reported_corrupt: Arc<Mutex<BTreeSet<u64>>>,
+    /// Per cluster and log index, the config state a backend applied there (see
+    /// `oracle::config_tables_agree`).
+    pub(super) applied: AppliedStates,
 }
 
 /// Called with (step, of steps, action, time since the run began) as each step starts;
@@ -256,12 +265,17 @@ impl<'a> World<'a> {
             .iter()
             .map(|(id, host)| (*id, fabric.backend_addr(host)))
             .collect();
+        let reported_corrupt: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
         let sink: EventSink = {
             let trace = trace.clone();
             let clock = fabric.clock();
             let coverage = coverage.clone();
+            let reported = reported_corrupt.clone();
             Arc::new(move |node: u64, event: Event| {
                 coverage.event(&event);
+                if matches!(event, Event::ConfigRecordCorrupt { .. }) {
+                    lock(&reported).insert(node);
+                }
                 let host = hosts.get(&node).map_or("?", String::as_str);
                 trace::lock(&trace).record(clock(), host, &event);
             })
@@ -337,6 +351,9 @@ impl<'a> World<'a> {
             safe_trims: SafeTrims::default(),
             progress: None,
             faulty_disks: BTreeSet::new(),
+            config_faulty_disks: BTreeSet::new(),
+            reported_corrupt,
+            applied: AppliedStates::default(),
         }
     }
 

@@ -515,6 +515,36 @@ within = "5s"
         assert!(err.contains("step 3"), "{err}");
     }
 
+    /// A disk fault's `target` defaults to the data blocks; `config` and `both` reach the
+    /// config table's records; anything else is a load error that names the choices.
+    #[test]
+    fn disk_fault_target_defaults_to_blocks_and_a_bad_one_is_refused() {
+        use cluster::disk::faults::FaultTarget;
+        let step = |target: &str| {
+            format!("{GOOD}\n[[step]]\naction = \"disk-fault\"\nmode = \"bit-rot\"\n{target}")
+        };
+        let target_of = |s: &Scenario| match &s.steps[2] {
+            Step::DiskFault { target, .. } => *target,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            target_of(&Scenario::parse(&step("")).unwrap()),
+            FaultTarget::Blocks
+        );
+        for (name, target) in [("config", FaultTarget::Config), ("both", FaultTarget::Both)] {
+            let s = Scenario::parse(&step(&format!("target = \"{name}\"\n"))).unwrap();
+            assert_eq!(target_of(&s), target);
+            // Written back, it reads the same; a default target is left out.
+            let text = toml::to_string(&s).unwrap();
+            assert_eq!(Scenario::parse(&text).unwrap(), s);
+        }
+        assert!(!toml::to_string(&Scenario::parse(&step("")).unwrap())
+            .unwrap()
+            .contains("target"));
+        let err = Scenario::parse(&step("target = \"raft\"\n")).unwrap_err();
+        assert!(err.contains("raft") && err.contains("config"), "{err}");
+    }
+
     /// The object store has no protocol of faults: an HTTP status fault is refused at load,
     /// by name and step; a delay goes with `slow` only, as for the KMS.
     #[test]

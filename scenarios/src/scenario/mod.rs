@@ -11,7 +11,7 @@ pub use load::LoadError;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cluster::disk::faults::DiskFaultMode;
+use cluster::disk::faults::{DiskFaultMode, FaultTarget};
 use cluster::hooks::CrashPoint;
 use kms_sim::chaos::Fault;
 use serde::{Deserialize, Serialize};
@@ -322,19 +322,26 @@ pub enum Step {
         )]
         delay: Option<Duration>,
     },
-    /// Storage faults on a backend's disk, on its data blocks: `mode` (`bit-rot`,
-    /// `latent-sector-error`, `misdirected-write`, `lost-write`) meets each block read or
-    /// write there with `probability` (a quarter if not given). The runner keeps a
-    /// fault-free replica of every block (the fault atlas): a step that would put faults
-    /// on as many disks as a block has replicas is skipped, and says so in the trace.
-    /// Without `backend`, the atlas picks the disk (seeded): one that already has faults
-    /// once no other may.
+    /// Storage faults on a backend's disk, on its data blocks, its config table's Raft
+    /// records, or both (`target`): `mode` (`bit-rot`, `latent-sector-error`,
+    /// `misdirected-write`, `lost-write`) meets each read or write there with
+    /// `probability` (a quarter if not given). The runner's fault atlases keep a
+    /// fault-free replica of every block, and an intact config table on a quorum of
+    /// backends: a step that would put block faults on as many disks as a block has
+    /// replicas, or config faults on more than `(backends - 1) / 2` disks, is skipped, and
+    /// says so in the trace. Without `backend`, the atlas picks the disk (seeded): one that
+    /// already has faults once no other may.
     DiskFault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         backend: Option<u32>,
         mode: DiskFaultMode,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         probability: Option<f64>,
+        /// What the fault meets: `blocks` (the default), `config` (the config table's
+        /// records: a backend that meets a damaged one stops its config-table replica and
+        /// reports it) or `both`.
+        #[serde(default, skip_serializing_if = "FaultTarget::is_default")]
+        target: FaultTarget,
     },
     /// Stops the storage faults on a backend's disk (every disk if none is named). Damage
     /// already done stays on the platter until a read repairs it from a good replica.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use cluster::disk::faults::DiskFaultMode;
+use cluster::disk::faults::{DiskFaultMode, FaultTarget};
 use kms_sim::chaos::Fault;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -79,8 +79,11 @@ pub struct Knobs {
     #[serde(skip_serializing_if = "is_false")]
     pub buggify: bool,
     /// Storage faults on one backend's disk (bit rot, latent sector errors, misdirected
-    /// and lost writes), each followed by writes and a read-back of every block; the
-    /// runner's fault atlas keeps a fault-free replica of every block. On in one run in
+    /// and lost writes), on its data blocks, its config table's Raft records, or both,
+    /// each followed by writes and a read-back of every block (and, for config records, a
+    /// config change and a power cycle of every backend); the runner's fault atlases keep
+    /// a fault-free replica of every block and a quorum of intact config tables (a backend
+    /// that meets a damaged record stops its replica and reports it). On in one run in
     /// four, drawn apart from the other knobs, so a run without it draws the plan it drew
     /// before; shown only when on.
     #[serde(skip_serializing_if = "is_false")]
@@ -194,11 +197,15 @@ pub enum Op {
     /// among them, the key is rotated first so that the rewrap has work to race.
     Race(Vec<Racer>),
     /// Storage faults of `mode` on a disk the runner's atlas picks, meeting `percent` of
-    /// its block reads and writes, then two blocks written to every filesystem and a
-    /// read-back of every acknowledged block.
+    /// the reads and writes of what `target` names (its blocks, its config records, or
+    /// both), then two blocks written to every filesystem and a read-back of every
+    /// acknowledged block; with config records in the target, first a filesystem created
+    /// (a config change, for the faults to meet) and every backend power-cycled (each
+    /// checks its records at boot).
     DiskFault {
         mode: DiskFaultMode,
         percent: u32,
+        target: FaultTarget,
     },
     /// No more storage faults on any disk (damage done stays until a read repairs it).
     DiskHeal,
@@ -369,10 +376,19 @@ fn op(knobs: &Knobs) -> BoxedStrategy<Op> {
             Just(DiskFaultMode::LostWrite),
         ];
         let percent = prop_oneof![Just(25u32), Just(50), Just(100)];
+        let target = prop_oneof![
+            2 => Just(FaultTarget::Blocks),
+            1 => Just(FaultTarget::Config),
+            1 => Just(FaultTarget::Both),
+        ];
         ops.push((
             3,
-            (mode, percent)
-                .prop_map(|(mode, percent)| Op::DiskFault { mode, percent })
+            (mode, percent, target)
+                .prop_map(|(mode, percent, target)| Op::DiskFault {
+                    mode,
+                    percent,
+                    target,
+                })
                 .boxed(),
         ));
         ops.push((1, Just(Op::DiskHeal).boxed()));

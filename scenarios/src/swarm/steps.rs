@@ -255,27 +255,47 @@ pub(super) fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
         Op::Idle { ms } => vec![Step::Idle {
             duration: Duration::from_millis(*ms),
         }],
-        Op::DiskFault { mode, percent } => vec![
-            Step::DiskFault {
+        Op::DiskFault {
+            mode,
+            percent,
+            target,
+        } => {
+            let mut steps = vec![Step::DiskFault {
                 backend: None,
                 mode: *mode,
                 probability: Some(f64::from(*percent) / 100.0),
-            },
+                target: *target,
+            }];
+            if target.config() {
+                // A config change, for the record faults to meet (appends, applies), and
+                // a power cycle: each backend reads every record back at boot.
+                names.created += 1;
+                names.last_encrypted = false;
+                steps.push(Step::FsCreate {
+                    name: format!("fs{}", names.created),
+                    count: 1,
+                    encrypted: false,
+                    capacity_gib: 10,
+                    expect: any,
+                });
+                steps.push(Step::RestartAll);
+            }
             // A write, for the write faults to meet, and a read-back of every block.
-            Step::Write {
+            steps.push(Step::Write {
                 fs: "all".into(),
                 blocks: 2,
                 cluster: None,
                 via: None,
                 expect: any,
-            },
-            Step::ReadVerify {
+            });
+            steps.push(Step::ReadVerify {
                 fs: "all".into(),
                 cluster: None,
                 via: None,
                 expect: any,
-            },
-        ],
+            });
+            steps
+        }
         Op::DiskHeal => vec![Step::DiskHeal { backend: None }],
         Op::Race(racers) => race_steps(racers, kms, names),
     }
