@@ -127,29 +127,23 @@ pub trait Damageable {
 impl Damageable for StoredBlock {
     /// One bit of the ciphertext (of the nonce if it has no ciphertext).
     fn flip_a_bit(&mut self, rng: &mut ChaCha20Rng) {
-        let bit = rng.gen_range(0..8u32);
-        if self.ciphertext.is_empty() {
-            let i = rng.gen_range(0..self.nonce.len());
-            self.nonce[i] ^= 1 << bit;
-        } else {
-            let i = rng.gen_range(0..self.ciphertext.len());
-            self.ciphertext[i] ^= 1 << bit;
-        }
+        flip_a_bit_of(&mut self.ciphertext, &mut self.nonce, rng);
     }
 }
 
 impl Damageable for SealedRecord {
     /// One bit of the record's bytes (of its checksum if it has none).
     fn flip_a_bit(&mut self, rng: &mut ChaCha20Rng) {
-        let bit = rng.gen_range(0..8u32);
-        if self.bytes.is_empty() {
-            let i = rng.gen_range(0..self.checksum.len());
-            self.checksum[i] ^= 1 << bit;
-        } else {
-            let i = rng.gen_range(0..self.bytes.len());
-            self.bytes[i] ^= 1 << bit;
-        }
+        flip_a_bit_of(&mut self.bytes, &mut self.checksum, rng);
     }
+}
+
+/// Flips one bit of `bytes`, or of `otherwise` if `bytes` is empty.
+fn flip_a_bit_of(bytes: &mut [u8], otherwise: &mut [u8], rng: &mut ChaCha20Rng) {
+    let bit = rng.gen_range(0..8u32);
+    let target = if bytes.is_empty() { otherwise } else { bytes };
+    let i = rng.gen_range(0..target.len());
+    target[i] ^= 1 << bit;
 }
 
 /// The faults on one disk, and the damage they left that the disk itself knows of (bad

@@ -27,7 +27,7 @@ use super::derive_seed;
 use super::world::{RunnerEvent, World};
 use crate::coverage::Counts;
 use crate::scenario::Step;
-use cluster::disk::faults::FaultTarget;
+use cluster::disk::faults::{DiskFaultMode, FaultTarget};
 
 /// How often a disk fault meets a block read or write when the step does not say.
 pub const DEFAULT_PROBABILITY: f64 = 0.25;
@@ -174,26 +174,22 @@ impl World<'_> {
     /// disk, once per run, as `disk-fault:<mode>`; and each that met a config record, as
     /// `config-fault:<mode>`.
     pub(super) fn add_disk_faults_met(&self, counts: &mut Counts) {
-        let met: BTreeSet<_> = self
+        let blocks = self.backends.iter().flat_map(|b| b.disk.faults_met());
+        count_once(counts, "disk-fault", blocks);
+        let records = self
             .backends
             .iter()
-            .flat_map(|b| b.disk.faults_met())
-            .collect();
-        for mode in met {
-            *counts
-                .entry(format!("disk-fault:{}", mode.name()))
-                .or_default() += 1;
-        }
-        let met: BTreeSet<_> = self
-            .backends
-            .iter()
-            .flat_map(|b| b.disk.record_faults_met())
-            .collect();
-        for mode in met {
-            *counts
-                .entry(format!("config-fault:{}", mode.name()))
-                .or_default() += 1;
-        }
+            .flat_map(|b| b.disk.record_faults_met());
+        count_once(counts, "config-fault", records);
+    }
+}
+
+/// Adds one to `<prefix>:<mode>` for each distinct mode in `met`.
+fn count_once(counts: &mut Counts, prefix: &str, met: impl Iterator<Item = DiskFaultMode>) {
+    for mode in met.collect::<BTreeSet<_>>() {
+        *counts
+            .entry(format!("{prefix}:{}", mode.name()))
+            .or_default() += 1;
     }
 }
 
