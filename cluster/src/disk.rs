@@ -112,15 +112,29 @@ impl StoredBlock {
     }
 }
 
-/// SHA-256, cut to 128 bits, of a domain tag, the address and the bytes: lengths are
-/// fixed but the ciphertext's, which comes last, so no two inputs share an encoding.
+/// A block's checksum: its address, nonce and ciphertext. Lengths are fixed but the
+/// ciphertext's, which comes last, so no two inputs share an encoding.
 fn block_checksum(fs_id: u32, block: u64, nonce: &[u8; 12], ciphertext: &[u8]) -> [u8; 16] {
+    checksum(
+        b"wekasim block checksum v1",
+        &[
+            &fs_id.to_le_bytes(),
+            &block.to_le_bytes(),
+            nonce,
+            ciphertext,
+        ],
+    )
+}
+
+/// SHA-256, cut to 128 bits, of a domain tag and `parts` in order: what a stored copy's
+/// checksum is made of, for blocks and config records alike. It catches damage, not an
+/// attacker.
+pub(crate) fn checksum(domain: &[u8], parts: &[&[u8]]) -> [u8; 16] {
     let mut h = Sha256::new();
-    h.update(b"wekasim block checksum v1");
-    h.update(fs_id.to_le_bytes());
-    h.update(block.to_le_bytes());
-    h.update(nonce);
-    h.update(ciphertext);
+    h.update(domain);
+    for part in parts {
+        h.update(part);
+    }
     let digest = h.finalize();
     let mut out = [0u8; 16];
     out.copy_from_slice(&digest[..16]);

@@ -13,6 +13,8 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
     StorageError, StorageIOError, StoredMembership, Vote,
 };
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::sync::watch;
 
 use super::fail_stop::FailStop;
@@ -20,34 +22,62 @@ use super::{ConfigResponse, ConfigState, NodeId, TypeConfig};
 use crate::disk::records::{RecordError, RecordId};
 use crate::disk::{Disk, MachineRecord, SnapshotRecord};
 
+/// A replica's Raft records on its disk, read and written through the disk's faults,
+/// for both stores: once one call fails (or after a stop at boot), every call fails,
+/// and the first failure stops the replica.
 #[derive(Clone)]
-pub struct LogStore {
+struct Records {
     disk: Disk,
     stop: FailStop,
 }
 
-impl LogStore {
-    pub fn new(disk: Disk, stop: FailStop) -> Self {
-        LogStore { disk, stop }
-    }
-
-    /// Reads a single-valued record (`Option<T>` on disk) through the faults.
-    fn read_one<T: serde::de::DeserializeOwned>(
-        &self,
-        id: RecordId,
-    ) -> Result<Option<T>, RecordError> {
+impl Records {
+    /// Record `id`, checked (`None`: there is none).
+    fn read<T: DeserializeOwned>(&self, id: RecordId) -> Result<Option<T>, RecordError> {
         self.stop.check()?;
-        match self.disk.read_record::<Option<T>>(id) {
-            Ok(value) => Ok(value.flatten()),
-            Err(e) => Err(self.stop.fail(e)),
-        }
+        self.disk.read_record(id).map_err(|e| self.stop.fail(e))
     }
 
-    fn write(&self, id: RecordId, value: &impl serde::Serialize) -> Result<(), RecordError> {
+    /// The log entries in `range`, each checked.
+    fn read_log(
+        &self,
+        range: impl RangeBounds<u64>,
+    ) -> Result<Vec<Entry<TypeConfig>>, RecordError> {
+        self.stop.check()?;
+        self.disk.read_log(range).map_err(|e| self.stop.fail(e))
+    }
+
+    fn write(&self, id: RecordId, value: &impl Serialize) -> Result<(), RecordError> {
         self.stop.check()?;
         self.disk
             .write_record(id, value)
             .map_err(|e| self.stop.fail(e))
+    }
+}
+
+#[derive(Clone)]
+pub struct LogStore {
+    records: Records,
+}
+
+impl LogStore {
+    pub fn new(disk: Disk, stop: FailStop) -> Self {
+        LogStore {
+            records: Records { disk, stop },
+        }
+    }
+
+    /// Reads a single-valued record (`Option<T>` on disk).
+    fn read_one<T: DeserializeOwned>(&self, id: RecordId) -> Result<Option<T>, RecordError> {
+        self.records.read::<Option<T>>(id).map(Option::flatten)
+    }
+
+    fn write(&self, id: RecordId, value: &impl Serialize) -> Result<(), RecordError> {
+        self.records.write(id, value)
+    }
+
+    fn disk(&self) -> &Disk {
+        &self.records.disk
     }
 }
 
@@ -56,8 +86,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        self.stop.check()?;
-        Ok(self.disk.read_log(range).map_err(|e| self.stop.fail(e))?)
+        Ok(self.records.read_log(range)?)
     }
 }
 
@@ -66,7 +95,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         let last_purged: Option<LogId<NodeId>> = self.read_one(RecordId::LastPurged)?;
-        let last = match self.disk.log_indexes(..).last() {
+        let last = match self.disk().log_indexes(..).last() {
             Some(&i) => self.read_one::<Entry<TypeConfig>>(RecordId::Log(i))?,
             None => None,
         };
@@ -120,17 +149,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.stop.check()?;
-        for i in self.disk.log_indexes(log_id.index..) {
-            self.disk.remove_record(RecordId::Log(i));
+        self.records.stop.check()?;
+        for i in self.disk().log_indexes(log_id.index..) {
+            self.disk().remove_record(RecordId::Log(i));
         }
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.write(RecordId::LastPurged, &Some(log_id))?;
-        for i in self.disk.log_indexes(..=log_id.index) {
-            self.disk.remove_record(RecordId::Log(i));
+        for i in self.disk().log_indexes(..=log_id.index) {
+            self.disk().remove_record(RecordId::Log(i));
         }
         Ok(())
     }
@@ -139,8 +168,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// The applied config table. Every change is published on `published`, which is how
 /// the node learns that, say, a new encrypted filesystem needs its DEK unwrapped.
 pub struct StateMachineStore {
-    disk: Disk,
-    stop: FailStop,
+    records: Records,
     published: watch::Sender<Arc<ConfigState>>,
 }
 
@@ -152,8 +180,7 @@ impl StateMachineStore {
         let (published, rx) = watch::channel(state);
         (
             StateMachineStore {
-                disk,
-                stop,
+                records: Records { disk, stop },
                 published,
             },
             rx,
@@ -164,20 +191,13 @@ impl StateMachineStore {
         self.published.send_replace(Arc::new(state));
     }
 
-    /// The applied state machine, read through the faults (a fresh disk has none yet).
+    /// The applied state machine (a fresh disk has none yet).
     fn machine(&self) -> Result<MachineRecord, RecordError> {
-        self.stop.check()?;
-        match self.disk.read_record::<MachineRecord>(RecordId::Machine) {
-            Ok(machine) => Ok(machine.unwrap_or_default()),
-            Err(e) => Err(self.stop.fail(e)),
-        }
+        Ok(self.records.read(RecordId::Machine)?.unwrap_or_default())
     }
 
-    fn write<T: serde::Serialize>(&self, id: RecordId, value: &T) -> Result<(), RecordError> {
-        self.stop.check()?;
-        self.disk
-            .write_record(id, value)
-            .map_err(|e| self.stop.fail(e))
+    fn write(&self, id: RecordId, value: &impl Serialize) -> Result<(), RecordError> {
+        self.records.write(id, value)
     }
 }
 
@@ -188,7 +208,7 @@ fn io_error(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let machine = self.machine()?;
-        let boots = self.disk.lock().boots;
+        let boots = self.records.disk.lock().boots;
         let data = serde_json::to_vec(&machine).map_err(|e| io_error(&e))?;
         let snapshot_id = match machine.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, boots),
@@ -255,8 +275,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         StateMachineStore {
-            disk: self.disk.clone(),
-            stop: self.stop.clone(),
+            records: self.records.clone(),
             published: self.published.clone(),
         }
     }
@@ -289,14 +308,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        self.stop.check()?;
-        match self.disk.read_record::<SnapshotRecord>(RecordId::Snapshot) {
-            Ok(snapshot) => Ok(snapshot.map(|s| Snapshot {
-                meta: s.meta,
-                snapshot: Box::new(Cursor::new(s.data)),
-            })),
-            Err(e) => Err(self.stop.fail(e).into()),
-        }
+        let snapshot = self.records.read::<SnapshotRecord>(RecordId::Snapshot)?;
+        Ok(snapshot.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }
 

@@ -12,7 +12,6 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Which Raft record: what a record's checksum binds besides its bytes. Ordered so that
 /// the log entries come last, by index (`Log(a)..=Log(b)` is a range of the log).
@@ -118,7 +117,7 @@ impl SealedRecord {
     }
 }
 
-/// SHA-256, cut to 128 bits, of a domain tag, the record's kind and index and its bytes:
+/// A record's checksum ([`crate::disk::checksum`]): its kind and index, then its bytes;
 /// every field but the bytes, which come last, has a fixed length.
 fn record_checksum(id: RecordId, bytes: &[u8]) -> [u8; 16] {
     let (kind, index): (u8, u64) = match id {
@@ -129,15 +128,10 @@ fn record_checksum(id: RecordId, bytes: &[u8]) -> [u8; 16] {
         RecordId::Snapshot => (5, 0),
         RecordId::Log(i) => (6, i),
     };
-    let mut h = Sha256::new();
-    h.update(b"wekasim config record checksum v1");
-    h.update([kind]);
-    h.update(index.to_le_bytes());
-    h.update(bytes);
-    let digest = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
-    out
+    crate::disk::checksum(
+        b"wekasim config record checksum v1",
+        &[&[kind], &index.to_le_bytes(), bytes],
+    )
 }
 
 #[cfg(test)]

@@ -26,11 +26,12 @@ impl Node {
     pub async fn admin(&self, cmd: AdminCommand) -> Result<AdminOutput, AdminError> {
         // A stopped config-table replica serves only its status: everything else reads
         // or changes the config table (I/O included: placement and keys come from it).
-        if let (Some(record), false) = (self.config_stopped(), matches!(cmd, AdminCommand::Status))
-        {
-            return Err(AdminError::ConfigReplicaStopped {
-                record: record.to_string(),
-            });
+        if let Some(record) = self.config_stopped() {
+            if !matches!(cmd, AdminCommand::Status) {
+                return Err(AdminError::ConfigReplicaStopped {
+                    record: record.to_string(),
+                });
+            }
         }
         match cmd {
             AdminCommand::KmsSet(args) => self.kms_set(args.into_config()?).await,

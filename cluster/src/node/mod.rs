@@ -370,10 +370,7 @@ impl Node {
 
     /// The Raft replica, unless it stopped (at boot or since).
     fn live_raft(&self) -> Option<&Raft> {
-        self.0
-            .raft
-            .as_ref()
-            .filter(|_| self.config_stopped().is_none())
+        self.raft().ok()
     }
 
     /// What a Raft call's failure means: the replica's stop, if it stopped (the call that

@@ -3,8 +3,9 @@
 //!
 //! Each KMS batch of filesystems commits as one config-table proposal, so a rewrap of n
 //! filesystems costs n / `KMS_BATCH` commits. Within it each filesystem is decided on its
-//! own, only if its wrapping is still the one that was rewrapped (a compare-and-set), so a failure or crash midway leaves each one wrapped by
-//! the old or the new, never neither, and a racing change is never overwritten. A
+//! own, only if its wrapping is still the one that was rewrapped (a compare-and-set), so
+//! a failure or crash midway leaves each one wrapped by the old or the new, never
+//! neither, and a racing change is never overwritten. A
 //! filesystem that joins the cluster key while a rewrap runs (a create, a download, a move
 //! back) is caught one of two ways: committed before the rewrap's first commit, it is in
 //! the rescan that ends the rewrap; after it, the config table refuses its old wrapping

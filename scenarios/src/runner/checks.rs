@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use cluster::admin::{AdminCommand, AdminOutput};
 use cluster::config_table::ConfigState;
-use cluster::disk::MachineRecord;
 use cluster::events::KMS_ERROR_ALERT;
 use cluster::filesystem::KmsBinding;
 use cluster::kms::{KmsConfig, WrappedDek};
@@ -17,9 +16,6 @@ use crate::kms::KmsUnderTest;
 use crate::oracle::{self, DiskView, Key, Violation};
 use crate::scenario::{Expect, KmsKind};
 use crate::trace;
-
-/// A backend's applied state machine as its disk holds it, with the record's checksum.
-type Applied = Option<(MachineRecord, [u8; 16])>;
 
 impl World<'_> {
     /// Every acknowledged block of the selection must read back byte for byte.
@@ -232,41 +228,31 @@ impl World<'_> {
         let newest: Vec<Option<u64>> = (0..self.clusters.len())
             .map(|c| self.most_advanced(c).map(|b| b.id))
             .collect();
-        // Every backend's config table, read once, by cluster, with the log index its
-        // state machine applied it at (none for a record that fails its checksum).
-        let applied: Vec<Vec<(u64, Applied)>> = (0..self.books.len())
-            .map(|c| {
-                self.backends
-                    .iter()
-                    .filter(|b| b.cluster == c)
-                    .map(|b| (b.id, b.disk.applied()))
-                    .collect()
-            })
-            .collect();
-        let by_cluster: Vec<Vec<(u64, ConfigState)>> = applied
-            .iter()
-            .map(|tables| {
-                tables
-                    .iter()
-                    .map(|(id, m)| {
-                        let state = m.as_ref().map(|(m, _)| m.state.clone());
-                        (*id, state.unwrap_or_default())
-                    })
-                    .collect()
-            })
-            .collect();
-        self.probe_oracle_inputs(&held, &by_cluster);
-        let agree = applied.iter().enumerate().try_fold(0, |n, (c, tables)| {
-            let digests: Vec<(u64, oracle::AppliedAt)> = tables
+        // Every backend's config table, read once, by cluster, and where its state machine
+        // stands: the log index it applied and the record's checksum (none for a record
+        // that fails its checksum).
+        let mut by_cluster: Vec<Vec<(u64, ConfigState)>> = Vec::new();
+        let mut positions: Vec<Vec<(u64, oracle::AppliedAt)>> = Vec::new();
+        for c in 0..self.books.len() {
+            let (tables, at): (Vec<_>, Vec<_>) = self
+                .backends
                 .iter()
-                .map(|(id, m)| {
-                    let at = m
+                .filter(|b| b.cluster == c)
+                .map(|b| {
+                    let applied = b.disk.applied();
+                    let at = applied
                         .as_ref()
                         .and_then(|(m, digest)| m.last_applied.map(|l| (l.index, *digest)));
-                    (*id, at)
+                    let state = applied.map(|(m, _)| m.state).unwrap_or_default();
+                    ((b.id, state), (b.id, at))
                 })
-                .collect();
-            oracle::config_tables_agree(&mut self.applied, c, &digests).map(|k| n + k)
+                .unzip();
+            by_cluster.push(tables);
+            positions.push(at);
+        }
+        self.probe_oracle_inputs(&held, &by_cluster);
+        let agree = positions.iter().enumerate().try_fold(0, |n, (c, at)| {
+            oracle::config_tables_agree(&mut self.applied, c, at).map(|k| n + k)
         });
         if agree.as_ref().is_ok_and(|n| *n > 0) {
             self.coverage.hit("oracle:config-tables-agree");

@@ -25,7 +25,7 @@ use crate::crypto_history::CryptoHistory;
 use crate::kms::KmsUnderTest;
 use crate::oracle::{AppliedStates, Key, LeakScanner};
 use crate::safe_trims::SafeTrims;
-use crate::scenario::{Scenario, MAX_VOTERS};
+use crate::scenario::{default_voters, Scenario};
 use crate::trace::{self, SharedTrace};
 
 pub const SNAPSHOT_BUCKET: &str = "weka-snapshots";
@@ -251,7 +251,7 @@ impl<'a> World<'a> {
             spec.voter_count(),
         )];
         clusters.extend(scenario.extra_clusters.iter().map(|e| {
-            let voters = e.backends.min(MAX_VOTERS);
+            let voters = default_voters(e.backends);
             (e.name.clone(), e.backends, e.replicas, voters)
         }));
         let hosts: BTreeMap<u64, String> = clusters

@@ -79,8 +79,14 @@ pub const MAX_FILESYSTEMS: u32 = 100_000;
 impl ClusterSpec {
     /// How many backends vote on the config table.
     pub fn voter_count(&self) -> u32 {
-        self.voters.unwrap_or_else(|| self.backends.min(MAX_VOTERS))
+        self.voters.unwrap_or_else(|| default_voters(self.backends))
     }
+}
+
+/// Voters of a cluster of `backends` that does not say: every backend, up to
+/// [`MAX_VOTERS`].
+pub fn default_voters(backends: u32) -> u32 {
+    backends.min(MAX_VOTERS)
 }
 
 fn default_backends() -> u32 {
@@ -328,7 +334,7 @@ pub enum Step {
     /// `probability` (a quarter if not given). The runner's fault atlases keep a
     /// fault-free replica of every block, and an intact config table on a quorum of
     /// backends: a step that would put block faults on as many disks as a block has
-    /// replicas, or config faults on more than `(backends - 1) / 2` disks, is skipped, and
+    /// replicas, or config faults on more than `(voters - 1) / 2` disks, is skipped, and
     /// says so in the trace. Without `backend`, the atlas picks the disk (seeded): one that
     /// already has faults once no other may.
     DiskFault {
