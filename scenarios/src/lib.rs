@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_kmip;
+pub mod config_agreement;
 pub mod coverage;
 pub mod crypto_history;
 pub mod kms;

@@ -12,6 +12,7 @@ use cluster::kms::{KmsConfig, WrappedDek};
 
 use super::world::{lock, World};
 use super::{Failure, FailureKind};
+use crate::config_agreement::{self, AppliedAt};
 use crate::kms::KmsUnderTest;
 use crate::oracle::{self, DiskView, Key, Violation};
 use crate::scenario::{Expect, KmsKind};
@@ -232,7 +233,7 @@ impl World<'_> {
         // stands: the log index it applied and the record's checksum (none for a record
         // that fails its checksum).
         let mut by_cluster: Vec<Vec<(u64, ConfigState)>> = Vec::new();
-        let mut positions: Vec<Vec<(u64, oracle::AppliedAt)>> = Vec::new();
+        let mut positions: Vec<Vec<(u64, AppliedAt)>> = Vec::new();
         for c in 0..self.books.len() {
             let (tables, at): (Vec<_>, Vec<_>) = self
                 .backends
@@ -252,7 +253,7 @@ impl World<'_> {
         }
         self.probe_oracle_inputs(&held, &by_cluster);
         let agree = positions.iter().enumerate().try_fold(0, |n, (c, at)| {
-            oracle::config_tables_agree(&mut self.applied, c, at).map(|k| n + k)
+            config_agreement::config_tables_agree(&mut self.applied, c, at).map(|k| n + k)
         });
         if agree.as_ref().is_ok_and(|n| *n > 0) {
             self.coverage.hit("oracle:config-tables-agree");

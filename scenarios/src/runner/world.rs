@@ -20,10 +20,11 @@ use tokio::sync::watch;
 
 use super::fabric::{Fabric, Stuck};
 use super::{derive_seed, SimOptions};
+use crate::config_agreement::AppliedStates;
 use crate::coverage::{add_faults_met, Counts, Coverage};
 use crate::crypto_history::CryptoHistory;
 use crate::kms::KmsUnderTest;
-use crate::oracle::{AppliedStates, Key, LeakScanner};
+use crate::oracle::{Key, LeakScanner};
 use crate::safe_trims::SafeTrims;
 use crate::scenario::{default_voters, Scenario};
 use crate::trace::{self, SharedTrace};
@@ -135,7 +136,7 @@ pub struct World<'a> {
     /// (`ConfigRecordCorrupt`), as the event sink saw it.
     pub(super) reported_corrupt: Arc<Mutex<BTreeSet<u64>>>,
     /// Per cluster and log index, the config state a backend applied there (see
-    /// `oracle::config_tables_agree`).
+    /// `config_agreement::config_tables_agree`).
     pub(super) applied: AppliedStates,
 }
 
