@@ -46,6 +46,51 @@ fn bench_prints_speed_ceiling_and_memory() {
 }
 
 #[test]
+fn bench_scale_prints_a_row_per_size_and_refuses_a_bad_size() {
+    let r = run(&["bench", "--scale", "--sizes", "3x4,4x8", "--json"]);
+    assert_eq!(r.code, Some(EXIT_PASS), "{}", r.describe());
+    let rows: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", r.stdout);
+    for (row, (backends, filesystems)) in rows.iter().zip([(3, 4), (4, 8)]) {
+        assert_eq!(row["backends"], backends, "{row}");
+        assert_eq!(row["filesystems"], filesystems, "{row}");
+        for field in [
+            "sim_s",
+            "wall_s",
+            "rewrap_sim_s",
+            "rewrap_wall_s",
+            "ceiling_wall_s",
+        ] {
+            assert!(
+                row[field].as_f64().is_some_and(|v| v > 0.0),
+                "{field}: {row}"
+            );
+        }
+        assert!(
+            row["peak_rss_mib"].as_f64().is_some_and(|v| v > 0.0),
+            "{row}"
+        );
+    }
+    // A size out of range is a usage error before anything runs.
+    let r = run(&["bench", "--scale", "--sizes", "3x4,65x4"]);
+    assert_eq!(r.code, Some(2), "{}", r.describe());
+    assert!(
+        r.stderr.contains("--sizes 65x4") && r.stderr.contains("must be 1 to 64"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        !r.stdout.contains("3x4"),
+        "nothing runs before every size is checked: {}",
+        r.describe()
+    );
+}
+
+#[test]
 fn bench_vault_times_every_operation_against_openbao() {
     let bao = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/bao");
     assert!(

@@ -5,7 +5,7 @@
 //! what an attacker with the drives would see, so oracles scan it for plaintext keys.
 //!
 //! Data blocks go through [`Disk::read_block`] and [`Disk::write_block`], the config
-//! table's Raft records (vote, committed mark, log entries, state machine, snapshot)
+//! table's Raft records (vote, committed mark, log entries, snapshot)
 //! through [`Disk::read_record`] and [`Disk::write_record`]; both are where the runner's
 //! storage faults (see [`faults`]) meet them, each only when the runner aimed a fault at
 //! it ([`faults::FaultTarget`]). A block is checksummed and has replicas on other disks,
@@ -42,9 +42,15 @@ pub struct DiskState {
     pub nonce_seq: u64,
     /// The storage faults the runner put on this disk (none on a healthy one).
     pub faults: DiskFaults,
-    /// The state-machine record the harness last decoded, with what it decoded to: the
-    /// harness reads it after every step, and it changes only when a change is applied.
-    applied_cache: Option<(SealedRecord, MachineRecord)>,
+}
+
+/// Where a piece of data lies on a disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StoredAt {
+    /// A config-table record.
+    Record(RecordId),
+    /// Block `.1` of the filesystem with data id `.0`.
+    Block(u32, u64),
 }
 
 /// How many times a write whose read-back did not find it is tried again before the
@@ -68,6 +74,8 @@ pub struct RaftRecords {
     pub records: BTreeMap<RecordId, SealedRecord>,
 }
 
+/// The config table's state machine as a snapshot holds it (and as a replica keeps it
+/// in memory): how far it applied the log, the membership, and the table.
 #[derive(Default, Clone, Serialize, Deserialize)]
 pub struct MachineRecord {
     pub last_applied: Option<LogId<NodeId>>,
@@ -148,16 +156,21 @@ impl Disk {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Every byte at rest, in the form it is stored: each Raft record's bytes and each
-    /// block's nonce and ciphertext.
-    pub fn for_each_stored(&self, mut f: impl FnMut(&[u8])) {
+    /// Every byte at rest, in the form it is stored, piece by piece: where it lies, the
+    /// checksum stored with it, and its bytes (a Raft record's bytes; a block's nonce,
+    /// then its ciphertext). A piece's bytes change only with its checksum, but for bit
+    /// rot's few flipped bits, so a scanner may skip a piece it saw with that checksum.
+    pub fn for_each_stored(&self, mut f: impl FnMut(StoredAt, &[u8; 16], &[&[u8]])) {
         let disk = self.lock();
-        for record in disk.raft.records.values() {
-            f(&record.bytes);
+        for (id, record) in &disk.raft.records {
+            f(StoredAt::Record(*id), &record.checksum, &[&record.bytes]);
         }
-        for block in disk.blocks.values() {
-            f(&block.nonce);
-            f(&block.ciphertext);
+        for ((fs, block), stored) in &disk.blocks {
+            f(
+                StoredAt::Block(*fs, *block),
+                &stored.checksum,
+                &[&stored.nonce, &stored.ciphertext],
+            );
         }
     }
 
@@ -271,38 +284,6 @@ impl Disk {
             .range((fs_id, 0)..=(fs_id, u64::MAX))
             .map(|((_, b), _)| *b)
             .collect()
-    }
-
-    /// The applied state machine as the harness sees it, with the record's checksum (a
-    /// digest of the state, its membership and the index it was applied at): read past
-    /// the faults (the harness is not the backend), and `None` if the record is missing
-    /// or fails its checksum (a backend that reads it stops its replica; it never applies
-    /// it).
-    pub fn applied(&self) -> Option<(MachineRecord, [u8; 16])> {
-        let mut guard = self.lock();
-        let disk = &mut *guard;
-        let record = disk.raft.records.get(&RecordId::Machine)?;
-        if let Some((sealed, machine)) = &disk.applied_cache {
-            if sealed == record {
-                return Some((machine.clone(), sealed.checksum));
-            }
-        }
-        let machine: MachineRecord = record.open(RecordId::Machine).ok()?;
-        let checksum = record.checksum;
-        disk.applied_cache = Some((record.clone(), machine.clone()));
-        Some((machine, checksum))
-    }
-
-    /// How far this disk's state machine has applied the log (`None` also when its
-    /// record fails its checksum).
-    pub fn last_applied(&self) -> Option<LogId<NodeId>> {
-        self.applied().and_then(|(m, _)| m.last_applied)
-    }
-
-    /// The committed config table as this disk's state machine last applied it (empty
-    /// when its record fails its checksum).
-    pub fn config_state(&self) -> ConfigState {
-        self.applied().map(|(m, _)| m.state).unwrap_or_default()
     }
 
     /// Reads record `id` through the disk's faults and checks it: `Ok(None)` if there is

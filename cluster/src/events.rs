@@ -97,7 +97,7 @@ pub enum Event {
     /// its config-table replica (see `config_table::fail_stop`). Names the record, never
     /// its contents.
     ConfigRecordCorrupt {
-        /// The record's kind (`log-entry`, `vote`, `state-machine`, ...).
+        /// The record's kind (`log-entry`, `vote`, `snapshot`, ...).
         record: String,
         /// A log entry's index.
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,53 +2,171 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::runner::{pinned_epoch, SimOptions};
 use crate::scenario::{Auth, ClusterSpec, Expect, KmsSpec, Meta, Scenario, Step};
 use crate::simulated;
 
-/// startup-unwrap at bench scale: `backends` nodes, `filesystems` encrypted filesystems
-/// with one block each, a power cycle, and the wait for every key.
-pub fn startup_unwrap(backends: u32, filesystems: u32) -> Scenario {
+/// A benchmark's scenario: a Vault on AppRole, `filesystems` encrypted filesystems
+/// created on `backends` backends, then `steps`.
+fn bench_scenario(
+    name: &str,
+    backends: u32,
+    replicas: u32,
+    filesystems: u32,
+    steps: Vec<Step>,
+) -> Scenario {
+    let setup = [
+        Step::KmsSet {
+            auth: Auth::Approle,
+        },
+        Step::FsCreate {
+            name: "enc".into(),
+            count: filesystems,
+            encrypted: true,
+            capacity_gib: 10,
+            expect: Expect::Ok,
+        },
+    ];
     Scenario {
         scenario: Meta {
-            name: "bench-startup-unwrap".into(),
-            description: "startup-unwrap at benchmark scale".into(),
+            name: format!("bench-{name}"),
+            description: format!("{name} at benchmark scale"),
             knobs: Default::default(),
             seeds: Vec::new(),
         },
         cluster: ClusterSpec {
             backends,
-            replicas: 2.min(backends),
+            replicas: replicas.min(backends),
             block_size: 512,
             voters: None,
         },
         kms: KmsSpec::default(),
         extra_clusters: Vec::new(),
-        steps: vec![
-            Step::KmsSet {
-                auth: Auth::Approle,
-            },
-            Step::FsCreate {
-                name: "enc".into(),
-                count: filesystems,
-                encrypted: true,
-                capacity_gib: 10,
-                expect: Expect::Ok,
-            },
-            Step::Write {
-                fs: "all".into(),
-                blocks: 1,
-                cluster: None,
-                via: None,
-                expect: Expect::Ok,
-            },
-            Step::RestartAll,
-            Step::WaitReady {
-                within: Duration::from_secs(60),
-                except: Vec::new(),
-            },
-        ],
+        steps: setup.into_iter().chain(steps).collect(),
     }
+}
+
+/// Waits until every backend holds every key again.
+fn wait_ready() -> Step {
+    Step::WaitReady {
+        within: Duration::from_secs(60),
+        except: Vec::new(),
+    }
+}
+
+/// startup-unwrap at bench scale: `backends` nodes, `filesystems` encrypted filesystems
+/// with one block each, a power cycle, and the wait for every key.
+pub fn startup_unwrap(backends: u32, filesystems: u32) -> Scenario {
+    let write = Step::Write {
+        fs: "all".into(),
+        blocks: 1,
+        cluster: None,
+        via: None,
+        expect: Expect::Ok,
+    };
+    let steps = vec![write, Step::RestartAll, wait_ready()];
+    bench_scenario("startup-unwrap", backends, 2, filesystems, steps)
+}
+
+/// The scale benchmark's scenario: `filesystems` encrypted filesystems on `backends`
+/// backends, a power cycle, a key rotation and `security kms rewrap`, and a power cycle
+/// again, each power cycle waited out until every key is back in memory.
+pub fn scale(backends: u32, filesystems: u32) -> Scenario {
+    let rewrap = Step::Weka {
+        command: REWRAP.into(),
+        cluster: None,
+        expect_error: None,
+        expect: Expect::Ok,
+    };
+    let steps = vec![
+        Step::RestartAll,
+        wait_ready(),
+        Step::KmsRotate,
+        rewrap,
+        Step::RestartAll,
+        wait_ready(),
+    ];
+    bench_scenario("scale", backends, 3, filesystems, steps)
+}
+
+/// The command whose time the scale table reports, and its step (1-based).
+const REWRAP: &str = "weka security kms rewrap";
+const REWRAP_STEP: usize = 6;
+
+/// One row of the scale table: a run of [`scale`] and the bare-turmoil ceiling for the
+/// same hosts and simulated time. Times in seconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleRow {
+    pub backends: u32,
+    pub filesystems: u32,
+    /// The whole run, simulated.
+    pub sim_s: f64,
+    /// The whole run, wall.
+    pub wall_s: f64,
+    /// The rewrap step alone, simulated.
+    pub rewrap_sim_s: f64,
+    /// The rewrap step alone, wall.
+    pub rewrap_wall_s: f64,
+    /// Bare turmoil's wall time for the same hosts, tick and simulated time.
+    pub ceiling_wall_s: f64,
+    /// This process's peak resident memory after the run, in MiB (one row per process).
+    pub peak_rss_mib: Option<f64>,
+}
+
+impl ScaleRow {
+    /// Simulated seconds per wall second.
+    pub fn speed(&self) -> f64 {
+        self.sim_s / self.wall_s.max(1e-9)
+    }
+
+    /// Bare turmoil's simulated seconds per wall second, for the same hosts.
+    pub fn ceiling_speed(&self) -> f64 {
+        self.sim_s / self.ceiling_wall_s.max(1e-9)
+    }
+}
+
+/// Whether the scale table can run `backends` x `filesystems`: the loader's own checks,
+/// so a size out of range is refused as a scenario file's would be.
+pub fn scale_scenario(backends: u32, filesystems: u32) -> Result<Scenario, String> {
+    Scenario::parse(&scale(backends, filesystems).to_toml()?)
+}
+
+/// Runs one row of the scale table (seed 0). Peak memory is the process's, so a table
+/// runs each row in a process of its own.
+pub fn scale_row(backends: u32, filesystems: u32, tick: Duration) -> Result<ScaleRow, String> {
+    let scenario = scale_scenario(backends, filesystems)?;
+    let mut opts = SimOptions::new(0);
+    opts.tick = tick;
+    let report = simulated::run(&scenario, &opts);
+    if let Some(f) = &report.failure {
+        return Err(format!(
+            "scale run failed ({}): {}",
+            f.check,
+            report.verdict_line()
+        ));
+    }
+    let times = &report.step_times;
+    let rewrap = times
+        .iter()
+        .position(|t| t.index == REWRAP_STEP)
+        .ok_or("the scale run never reached its rewrap")?;
+    let (start, end) = (&times[rewrap], times.get(rewrap + 1));
+    let end = end.ok_or("the scale run stopped at its rewrap")?;
+    let sim = Duration::from_millis(report.sim_ms);
+    // The backends, the Vault, the object store and the admin host.
+    let ceiling_wall = bare_turmoil(backends + 3, tick, sim, 0);
+    Ok(ScaleRow {
+        backends,
+        filesystems,
+        sim_s: sim.as_secs_f64(),
+        wall_s: report.wall_ms as f64 / 1000.0,
+        rewrap_sim_s: (end.sim - start.sim).as_secs_f64(),
+        rewrap_wall_s: (end.wall - start.wall).as_secs_f64(),
+        ceiling_wall_s: ceiling_wall.as_secs_f64(),
+        peak_rss_mib: peak_rss_kib().map(|k| k as f64 / 1024.0),
+    })
 }
 
 /// Bare turmoil: the same number of hosts (backends, the Vault, the object store, the admin client)

@@ -8,20 +8,20 @@ use std::collections::BTreeMap;
 use crate::oracle::Violation;
 
 /// The config states backends were seen to have applied, per cluster and log index: a
-/// digest of the state (the state-machine record's checksum, which binds the state, its
-/// membership and the index) and the first backend seen with it. Only digests are kept (a
+/// digest of the state (see `cluster::config_table::Applied::digest`, which binds the
+/// state, its membership and the index) and the first backend seen with it. Only digests are kept (a
 /// config table holds wrapped DEKs and KMS credentials, which a violation must not show).
 #[derive(Debug, Default)]
 pub struct AppliedStates(BTreeMap<(usize, u64), ([u8; 16], u64)>);
 
 /// Where a backend's state machine stands: the log index it applied up to and the digest
-/// of its state there (`None`: nothing applied, or a record that fails its checksum).
+/// of its state there (`None`: nothing applied yet).
 pub type AppliedAt = Option<(u64, [u8; 16])>;
 
 /// State machine safety (`config-tables-agree`): no two backends of a cluster ever
 /// applied different config states at the same log index. `applied` holds, per backend,
-/// the index its state machine reached and the digest of its state there (`None`: nothing
-/// applied, or a record that fails its checksum, which that backend never applies).
+/// the index its state machine reached and the digest of its state there (`None`:
+/// nothing applied yet).
 /// Checked after every step against all seen before (`seen`), so it also catches a backend
 /// that applied a damaged entry: its state parts from the others' at that index.
 /// Returns how many backends were judged against another's state at the same index.
@@ -73,7 +73,7 @@ mod tests {
         );
         // Another cluster keeps its own log: index 5 there is another entry.
         config_tables_agree(&mut seen, 1, &[(101, Some((5, b)))]).unwrap();
-        // Nothing applied, or a record that fails its checksum, is not judged.
+        // Nothing applied yet is not judged.
         config_tables_agree(&mut seen, 0, &[(3, None)]).unwrap();
         // Later, backend 3 reaches index 5 with a state of its own (an entry applied
         // from a damaged record, say): caught, naming backends, never contents.

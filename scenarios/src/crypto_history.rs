@@ -71,7 +71,7 @@ impl CryptoHistory {
         keys: &BTreeMap<String, Key>,
     ) -> Result<(), Violation> {
         for view in disks {
-            let state = view.disk.config_state();
+            let state = view.applied.state();
             let disk = view.disk.lock();
             let filesystems: BTreeMap<u32, FsView> = state
                 .filesystems

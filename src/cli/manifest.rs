@@ -179,6 +179,7 @@ impl SeedResult {
             failure: self.failure.clone(),
             coverage: Default::default(),
             trace: Vec::new(),
+            step_times: Vec::new(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use cluster::secret::Secret;
@@ -37,6 +38,9 @@ pub struct RunArgs {
     /// Plant a known bug (repeatable; needs a build with `--features planted-bugs`).
     #[arg(long, value_name = "BUG")]
     pub plant: Vec<String>,
+    /// Also print, on stderr, how long each step took in simulated and in wall time.
+    #[arg(long)]
+    pub timings: bool,
     /// Scenario directory (default: ./scenarios, else the project's own).
     #[arg(long, value_name = "DIR")]
     pub scenarios: Option<PathBuf>,
@@ -367,10 +371,41 @@ fn finish(args: &RunArgs, scenario: &Scenario, report: &RunReport) -> i32 {
             }
         }
     }
+    if args.timings {
+        print_timings(report);
+    }
     if args.json {
         println!("{}", serde_json::to_string(report).unwrap_or_default());
     } else {
         println!("{}", report.verdict_line());
     }
     exit_code([report])
+}
+
+/// Each step's simulated and wall time (to the next step's start, or the run's end), on
+/// stderr so the verdict line stays the last line of stdout.
+fn print_timings(report: &scenarios::runner::RunReport) {
+    let times = &report.step_times;
+    let end = (
+        Duration::from_millis(report.sim_ms),
+        Duration::from_millis(report.wall_ms),
+    );
+    eprintln!(
+        "{:>5}  {:<16} {:>10} {:>10}",
+        "step", "action", "sim", "wall"
+    );
+    for (i, t) in times.iter().enumerate() {
+        let (sim_end, wall_end) = times.get(i + 1).map_or(end, |n| (n.sim, n.wall));
+        let step = if t.index == 0 {
+            "-".to_string()
+        } else {
+            t.index.to_string()
+        };
+        eprintln!(
+            "{step:>5}  {:<16} {:>9.3}s {:>9.3}s",
+            t.action,
+            sim_end.saturating_sub(t.sim).as_secs_f64(),
+            wall_end.saturating_sub(t.wall).as_secs_f64()
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! is committed once a majority of backends stored it, so it survives the crash of
 //! any minority, and a partitioned minority cannot commit.
 
+mod applied;
 mod fail_stop;
 mod kms_change;
 mod network;
@@ -13,6 +14,7 @@ mod store;
 
 use std::io::Cursor;
 
+pub use applied::{Applied, AppliedTable};
 pub use fail_stop::FailStop;
 pub use kms_change::{name_list, own_key_refusal, Dependent};
 pub use network::Network;

@@ -1,6 +1,6 @@
 //! What the config table holds, and the only ways it changes.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,11 +10,13 @@ use crate::kms::{self, KmsConfig, WrappedDek};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigState {
     pub kms: Option<KmsConfig>,
-    pub filesystems: BTreeMap<String, FsRecord>,
+    /// By name. Persistent maps (here and below): a copy of the table shares them, so
+    /// publishing the table after each apply costs the change, not the table.
+    pub filesystems: OrdMap<String, FsRecord>,
     pub next_fs_id: u32,
     /// Snapshots uploaded to the object store, by locator.
     #[serde(default)]
-    pub snapshots: BTreeMap<String, SnapshotRecord>,
+    pub snapshots: OrdMap<String, SnapshotRecord>,
     /// Vault: the oldest version of the cluster key a DEK on it may still be committed
     /// under, raised by every rewrap's commit and cleared when the cluster key changes. A
     /// create, download or move that wrapped its DEK before a racing rewrap and commits
@@ -26,7 +28,7 @@ pub struct ConfigState {
     /// Only in a build that plants bugs: where one of them leaks a key.
     #[cfg(feature = "planted-bugs")]
     #[serde(default)]
-    pub debug_notes: BTreeMap<String, String>,
+    pub debug_notes: std::collections::BTreeMap<String, String>,
 }
 
 /// One filesystem's part of a [`ConfigCommand::Rewrap`]: its DEK wrapped anew, if it is

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::fail_stop::FailStop;
-use super::{ConfigResponse, ConfigState, NodeId, TypeConfig};
+use super::{AppliedTable, ConfigResponse, ConfigState, NodeId, TypeConfig};
 use crate::disk::records::{RecordError, RecordId};
 use crate::disk::{Disk, MachineRecord, SnapshotRecord};
 
@@ -165,35 +165,57 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// The applied config table. Every change is published on `published`, which is how
-/// the node learns that, say, a new encrypted filesystem needs its DEK unwrapped.
+/// The applied config table, in memory. Every change is published on `published`,
+/// which is how the node learns that, say, a new encrypted filesystem needs its DEK
+/// unwrapped, and shown on `applied`, which is how the harness sees it.
+///
+/// Why in memory, with only snapshots on disk: a state machine written to disk after
+/// every apply costs the whole table per change, so a cluster that creates n filesystems
+/// one by one writes O(n^2) bytes. The log already holds every change durably; at boot
+/// openraft replays the committed entries after the snapshot (`applied_state` says
+/// where it stands), and a snapshot every few thousand entries keeps that replay short.
 pub struct StateMachineStore {
     records: Records,
+    machine: MachineRecord,
     published: watch::Sender<Arc<ConfigState>>,
+    applied: AppliedTable,
 }
 
 impl StateMachineStore {
-    /// The store, with the config table as the disk holds it published (the node
-    /// checked every record at boot, see `Disk::scrub_records`).
-    pub fn new(disk: Disk, stop: FailStop) -> (Self, watch::Receiver<Arc<ConfigState>>) {
-        let state = Arc::new(disk.config_state());
-        let (published, rx) = watch::channel(state);
+    /// The store, with the state machine as the last snapshot on disk left it (nothing
+    /// on a fresh disk), published and shown on `applied`. A snapshot that cannot be
+    /// read stops the replica, as any bad record does (the node checked every record at
+    /// boot, see `Disk::scrub_records`).
+    pub fn new(
+        disk: Disk,
+        stop: FailStop,
+        applied: AppliedTable,
+    ) -> (Self, watch::Receiver<Arc<ConfigState>>) {
+        let records = Records { disk, stop };
+        let machine = records
+            .read::<SnapshotRecord>(RecordId::Snapshot)
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_slice::<MachineRecord>(&s.data).ok())
+            .unwrap_or_default();
+        applied.set(&machine);
+        let (published, rx) = watch::channel(Arc::new(machine.state.clone()));
         (
             StateMachineStore {
-                records: Records { disk, stop },
+                records,
+                machine,
                 published,
+                applied,
             },
             rx,
         )
     }
 
-    fn publish(&self, state: ConfigState) {
-        self.published.send_replace(Arc::new(state));
-    }
-
-    /// The applied state machine (a fresh disk has none yet).
-    fn machine(&self) -> Result<MachineRecord, RecordError> {
-        Ok(self.records.read(RecordId::Machine)?.unwrap_or_default())
+    /// Tells the node and the harness what is now applied.
+    fn publish(&self) {
+        self.published
+            .send_replace(Arc::new(self.machine.state.clone()));
+        self.applied.set(&self.machine);
     }
 
     fn write(&self, id: RecordId, value: &impl Serialize) -> Result<(), RecordError> {
@@ -207,9 +229,10 @@ fn io_error(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let machine = self.machine()?;
+        self.records.stop.check()?;
+        let machine = &self.machine;
         let boots = self.records.disk.lock().boots;
-        let data = serde_json::to_vec(&machine).map_err(|e| io_error(&e))?;
+        let data = serde_json::to_vec(machine).map_err(|e| io_error(&e))?;
         let snapshot_id = match machine.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, boots),
             None => format!("empty-{boots}"),
@@ -245,8 +268,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         ),
         StorageError<NodeId>,
     > {
-        let machine = self.machine()?;
-        Ok((machine.last_applied, machine.membership))
+        self.records.stop.check()?;
+        Ok((self.machine.last_applied, self.machine.membership.clone()))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<ConfigResponse>, StorageError<NodeId>>
@@ -254,7 +277,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut machine = self.machine()?;
+        self.records.stop.check()?;
+        let machine = &mut self.machine;
         let mut responses = Vec::new();
         for entry in entries {
             machine.last_applied = Some(entry.log_id);
@@ -268,15 +292,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
             responses.push(response);
         }
-        self.write(RecordId::Machine, &machine)?;
-        self.publish(machine.state);
+        self.publish();
         Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         StateMachineStore {
             records: self.records.clone(),
+            machine: self.machine.clone(),
             published: self.published.clone(),
+            applied: self.applied.clone(),
         }
     }
 
@@ -293,7 +318,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         let machine: MachineRecord = serde_json::from_slice(&data).map_err(|e| io_error(&e))?;
-        self.write(RecordId::Machine, &machine)?;
         self.write(
             RecordId::Snapshot,
             &SnapshotRecord {
@@ -301,7 +325,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 data,
             },
         )?;
-        self.publish(machine.state);
+        self.machine = machine;
+        self.publish();
         Ok(())
     }
 

@@ -23,8 +23,6 @@ pub enum RecordId {
     Committed,
     /// The last log id purged from the log (the snapshot covers it).
     LastPurged,
-    /// The applied state machine: the config table itself.
-    Machine,
     /// The last snapshot built or installed.
     Snapshot,
     /// The log entry at this index.
@@ -38,7 +36,6 @@ impl RecordId {
             RecordId::Vote => "vote",
             RecordId::Committed => "committed",
             RecordId::LastPurged => "last-purged",
-            RecordId::Machine => "state-machine",
             RecordId::Snapshot => "snapshot",
             RecordId::Log(_) => "log-entry",
         }
@@ -124,7 +121,8 @@ fn record_checksum(id: RecordId, bytes: &[u8]) -> [u8; 16] {
         RecordId::Vote => (1, 0),
         RecordId::Committed => (2, 0),
         RecordId::LastPurged => (3, 0),
-        RecordId::Machine => (4, 0),
+        // 4 was the state machine, which lives in memory now (see
+        // `config_table::store`); its number is not reused.
         RecordId::Snapshot => (5, 0),
         RecordId::Log(i) => (6, i),
     };
@@ -183,6 +181,6 @@ mod tests {
         let e = RecordError::Corrupt(RecordId::Log(12));
         assert_eq!(e.record(), RecordId::Log(12));
         assert!(e.to_string().contains("log-entry 12"), "{e}");
-        assert_eq!(RecordId::Machine.to_string(), "state-machine");
+        assert_eq!(RecordId::Snapshot.to_string(), "snapshot");
     }
 }

@@ -20,8 +20,8 @@ use tokio::sync::watch;
 use crate::admin::{AdminError, NodeStatus};
 use crate::buggify::Site;
 use crate::config_table::{
-    ConfigCommand, ConfigResponse, ConfigState, FailStop, LogStore, Network, NodeId, Raft,
-    StateMachineStore,
+    AppliedTable, ConfigCommand, ConfigResponse, ConfigState, FailStop, LogStore, Network, NodeId,
+    Raft, StateMachineStore,
 };
 use crate::dek::Dek;
 use crate::disk::records::RecordError;
@@ -56,6 +56,9 @@ pub struct NodeOptions {
     pub hooks: Hooks,
     /// The object store Snap-To-Object uploads to: `http://host:port` and the bucket.
     pub object_store: Option<ObjectStoreConfig>,
+    /// Where this backend's replica shows what it applied of the config table, for
+    /// whoever runs it to read (the harness keeps one per backend across its boots).
+    pub applied: AppliedTable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +216,7 @@ impl Node {
         if let Err(e) = disk.scrub_records() {
             stop.meet(&e);
         }
-        let (sm, state) = StateMachineStore::new(disk.clone(), stop.clone());
+        let (sm, state) = StateMachineStore::new(disk.clone(), stop.clone(), opts.applied.clone());
         let raft = match stop.stopped() {
             Some(_) => None,
             None => match Raft::new(

@@ -10,12 +10,16 @@
 //! DEK fails is split, so one filesystem's broken key (its own key trimmed or destroyed,
 //! its namespace out of reach) never keeps another filesystem locked.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use imbl::ordmap::DiffItem;
 use rand::Rng;
 
 use super::{lock, Node, KMS_BATCH};
+use crate::config_table::ConfigState;
 use crate::dek::Dek;
 use crate::events::{Event, KMS_ERROR_ALERT};
 use crate::hooks::PlantedBug;
@@ -27,16 +31,44 @@ impl Node {
     pub(super) async fn unwrap_loop(self) {
         let mut state_rx = self.0.state.clone();
         let mut failures: u32 = 0;
+        // Every encrypted filesystem whose key this node may lack: all of them at first,
+        // then only those the table changed since the last round, and those still locked.
+        // (Keys are never dropped, so a filesystem with its key never needs another
+        // look until the table changes it.) Without this, each change would cost a scan
+        // of the whole table, and creating n filesystems would cost O(n^2).
+        let mut maybe_locked: BTreeSet<String> = BTreeSet::new();
+        let mut last: Option<Arc<ConfigState>> = None;
         loop {
             let state = state_rx.borrow_and_update().clone();
+            match last.replace(state.clone()) {
+                None => maybe_locked.extend(state.filesystems.keys().cloned()),
+                // imbl's diff skips what the two tables share: O(changes), not O(table).
+                Some(before) => {
+                    for change in before.filesystems.diff(&state.filesystems) {
+                        match change {
+                            DiffItem::Add(name, _) | DiffItem::Update { new: (name, _), .. } => {
+                                maybe_locked.insert(name.clone());
+                            }
+                            DiffItem::Remove(name, _) => {
+                                maybe_locked.remove(name);
+                            }
+                        }
+                    }
+                }
+            }
             // Grouped by the KMS configuration that wraps them (the cluster key, or a
-            // filesystem's own key).
+            // filesystem's own key), in name order.
             let pending = {
                 let keys = lock(&self.0.keys);
                 let creating = lock(&self.0.creating);
-                let missing = state
-                    .members_encrypted()
-                    .filter(|f| !keys.contains_key(&f.name) && !creating.contains_key(&f.name));
+                maybe_locked.retain(|name| {
+                    state.filesystems.get(name).is_some_and(|f| f.encrypted())
+                        && !keys.contains_key(name)
+                });
+                let missing = maybe_locked
+                    .iter()
+                    .filter(|name| !creating.contains_key(*name))
+                    .filter_map(|name| state.filesystems.get(name));
                 by_config(missing.filter_map(|f| {
                     Some((state.kms_for(f)?, f.name.clone(), f.wrapped_dek.clone()?))
                 }))

@@ -166,6 +166,7 @@ mod tests {
             events: 0,
             failure,
             coverage: Default::default(),
+            step_times: Vec::new(),
             trace: Vec::new(),
         }
     }

@@ -670,6 +670,7 @@ backend = 2
                 detail: String::new(),
             }),
             coverage: Default::default(),
+            step_times: Vec::new(),
             trace: TRACE.iter().map(|l| l.to_string()).collect(),
         };
         build(&scenario, &report)

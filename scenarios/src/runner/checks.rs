@@ -18,6 +18,16 @@ use crate::oracle::{self, DiskView, Key, Violation};
 use crate::scenario::{Expect, KmsKind};
 use crate::trace;
 
+/// How much a wait's `lagging` must say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// Only whether anything lags: asked every tick, so it stops at the first laggard
+    /// and describes nothing (a status names every filesystem).
+    FirstOnly,
+    /// Every laggard and why: for the failure message.
+    Full,
+}
+
 impl World<'_> {
     /// Every acknowledged block of the selection must read back byte for byte.
     pub(super) fn read_verify(
@@ -64,22 +74,23 @@ impl World<'_> {
     }
 
     /// Steps the simulation until `lagging` reports nothing, or fails the run as a
-    /// liveness failure of `check` once `within` has passed.
+    /// liveness failure of `check` once `within` has passed. `lagging` is asked every
+    /// tick for [`Detail::FirstOnly`], and for [`Detail::Full`] only to explain a failure.
     fn wait_until(
         &mut self,
         step: Option<usize>,
         within: Duration,
         check: &str,
-        lagging: impl Fn(&Self) -> Vec<String>,
+        lagging: impl Fn(&Self, Detail) -> Vec<String>,
     ) -> Result<(), Failure> {
         let end = self.fabric.elapsed() + within;
         loop {
             self.check_interrupt(step)?;
-            let waiting = lagging(self);
-            if waiting.is_empty() {
+            if lagging(self, Detail::FirstOnly).is_empty() {
                 return Ok(());
             }
             if self.fabric.elapsed() >= end {
+                let waiting = lagging(self, Detail::Full);
                 return Err(self.fail(
                     FailureKind::Liveness,
                     step,
@@ -103,15 +114,18 @@ impl World<'_> {
         within: Duration,
         except: &[String],
     ) -> Result<(), Failure> {
-        self.wait_until(step, within, "filesystems-ready", |world| {
-            world.not_ready(except)
+        self.wait_until(step, within, "filesystems-ready", |world, detail| {
+            world.not_ready(except, detail)
         })
     }
 
-    fn not_ready(&self, except: &[String]) -> Vec<String> {
+    fn not_ready(&self, except: &[String], detail: Detail) -> Vec<String> {
         let running = self.running();
         let mut waiting = Vec::new();
         for b in &self.backends {
+            if detail == Detail::FirstOnly && !waiting.is_empty() {
+                break;
+            }
             let expected = self.books[b.cluster].filesystems.len();
             let ready = |node: &cluster::node::Node| {
                 if except.is_empty() {
@@ -132,6 +146,9 @@ impl World<'_> {
                             b.host
                         ));
                     }
+                }
+                Some((_, node)) if !ready(node) && detail == Detail::FirstOnly => {
+                    waiting.push(b.host.clone());
                 }
                 Some((_, node)) if !ready(node) => {
                     let status = node.status();
@@ -157,7 +174,7 @@ impl World<'_> {
         within: Duration,
         only: Option<Vec<u64>>,
     ) -> Result<(), Failure> {
-        self.wait_until(step, within, "locked-during-outage", |world| {
+        self.wait_until(step, within, "locked-during-outage", |world, _| {
             world.not_locked(only.as_deref())
         })
     }
@@ -222,6 +239,7 @@ impl World<'_> {
                 node: b.id,
                 cluster: &self.clusters[b.cluster],
                 disk: &b.disk,
+                applied: &b.applied,
             })
             .collect();
         // Per cluster, the backend with the most advanced config table: what the KMS must
@@ -230,8 +248,8 @@ impl World<'_> {
             .map(|c| self.most_advanced(c).map(|b| b.id))
             .collect();
         // Every backend's config table, read once, by cluster, and where its state machine
-        // stands: the log index it applied and the record's checksum (none for a record
-        // that fails its checksum).
+        // stands: the log index it applied and the digest of the table there (none before
+        // its first apply).
         let mut by_cluster: Vec<Vec<(u64, ConfigState)>> = Vec::new();
         let mut positions: Vec<Vec<(u64, AppliedAt)>> = Vec::new();
         for c in 0..self.books.len() {
@@ -240,11 +258,11 @@ impl World<'_> {
                 .iter()
                 .filter(|b| b.cluster == c)
                 .map(|b| {
-                    let applied = b.disk.applied();
+                    let applied = b.applied.get();
                     let at = applied
                         .as_ref()
-                        .and_then(|(m, digest)| m.last_applied.map(|l| (l.index, *digest)));
-                    let state = applied.map(|(m, _)| m.state).unwrap_or_default();
+                        .and_then(|a| a.last_applied().map(|l| (l.index, a.digest())));
+                    let state = applied.map(|a| a.machine.state.clone()).unwrap_or_default();
                     ((b.id, state), (b.id, at))
                 })
                 .unzip();

@@ -26,7 +26,7 @@ use crate::coverage::Counts;
 use crate::scenario::Scenario;
 use crate::trace;
 pub(crate) use world::lock;
-pub use world::{Backend, Progress, Slot, World};
+pub use world::{Backend, Progress, Slot, StepTime, World};
 
 /// How a simulated run is set up. Everything not here comes from the scenario or is
 /// derived from `seed`.
@@ -166,6 +166,9 @@ pub struct RunReport {
     pub coverage: Counts,
     #[serde(skip)]
     pub trace: Vec<String>,
+    /// When each step began (wall time included, so never serialized with the report).
+    #[serde(skip)]
+    pub step_times: Vec<StepTime>,
 }
 
 impl RunReport {
@@ -231,10 +234,15 @@ pub fn play_on<'a>(
     // Wall time is reported beside the verdict and never enters the trace or its hash.
     let wall = crate::wall::Stopwatch::start();
     let shared_trace = trace::SharedTrace::default();
-    let (failure, sim, coverage) =
+    let (failure, sim, coverage, step_times) =
         match catch_unwind(AssertUnwindSafe(|| build(shared_trace.clone()))) {
             Ok(Err(e)) => return Err(e),
-            Err(panic) => (Some(crashed(panic)), Duration::ZERO, Counts::new()),
+            Err(panic) => (
+                Some(crashed(panic)),
+                Duration::ZERO,
+                Counts::new(),
+                Vec::new(),
+            ),
             Ok(Ok(mut world)) => {
                 let played = catch_unwind(AssertUnwindSafe(|| world.play().err()));
                 let sim = world.elapsed();
@@ -252,7 +260,7 @@ pub fn play_on<'a>(
                     }),
                     (Ok(failure), _) => failure,
                 };
-                (failure, sim, world.coverage())
+                (failure, sim, world.coverage(), world.step_times().to_vec())
             }
         };
     let trace = trace::lock(&shared_trace);
@@ -269,6 +277,7 @@ pub fn play_on<'a>(
         failure,
         coverage,
         trace: trace.lines().to_vec(),
+        step_times,
     })
 }
 

@@ -205,10 +205,7 @@ impl World<'_> {
     /// most advanced config table of the cluster. Where two acknowledged commands of a
     /// race change the same thing, either may have the last word.
     fn judge_race(&self, raced: &[Raced]) -> Result<(), String> {
-        let Some(state) = self
-            .most_advanced(self.current)
-            .map(|b| b.disk.config_state())
-        else {
+        let Some(state) = self.most_advanced(self.current).map(|b| b.applied.state()) else {
             return Ok(());
         };
         let acked: Vec<&Raced> = raced

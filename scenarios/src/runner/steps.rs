@@ -103,9 +103,7 @@ impl World<'_> {
                 index,
                 action: step.action(),
             });
-            if let Some(progress) = &self.progress {
-                progress(index, steps.len(), step.action(), self.fabric.elapsed());
-            }
+            self.step_begins(index, steps.len(), step.action());
             self.check_interrupt(Some(index))?;
             self.take(index, step)?;
             self.check_oracles(Some(index))?;
@@ -113,9 +111,7 @@ impl World<'_> {
         // Liveness: with every fault healed and every backend up, every filesystem must
         // become ready within the bound, and every acknowledged write read back.
         self.record(&RunnerEvent::Phase { name: "liveness" });
-        if let Some(progress) = &self.progress {
-            progress(0, steps.len(), "liveness", self.fabric.elapsed());
-        }
+        self.step_begins(0, steps.len(), "liveness");
         self.heal_all();
         let bound = self.opts.liveness_bound;
         self.wait_ready(None, bound, &[])?;
@@ -485,7 +481,7 @@ impl World<'_> {
     /// Whether the most advanced config table of cluster `cluster` has filesystem `fs`.
     pub(super) fn exists(&self, cluster: usize, fs: &str) -> bool {
         self.most_advanced(cluster)
-            .is_some_and(|b| b.disk.config_state().filesystems.contains_key(fs))
+            .is_some_and(|b| b.applied.state().filesystems.contains_key(fs))
     }
 
     fn expected_error(&self, at: Option<usize>, text: Option<&str>, got: &str) -> Failure {

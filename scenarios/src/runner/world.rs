@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster::buggify::{Buggify, Site};
+use cluster::config_table::AppliedTable;
 use cluster::disk::Disk;
 use cluster::events::{Event, EventSink};
 use cluster::hooks::{CrashPoint, CrashPointHook, Hooks};
@@ -44,6 +45,9 @@ pub struct Backend {
     /// Where its node serves (`host:port`).
     pub addr: String,
     pub disk: Disk,
+    /// What its replica applied of the config table (kept across its boots: after a
+    /// crash, what it had applied when it went down).
+    pub applied: AppliedTable,
     pub slot: Slot,
     /// Counts the times this backend's node went down (crashed, powered off or bounced):
     /// an admin command in flight to it watches this to learn it will get no answer.
@@ -138,6 +142,20 @@ pub struct World<'a> {
     /// Per cluster and log index, the config state a backend applied there (see
     /// `config_agreement::config_tables_agree`).
     pub(super) applied: AppliedStates,
+    /// When each step began, in simulated and wall time (for benchmarks; never traced).
+    pub(super) step_times: Vec<StepTime>,
+    /// Wall time since the world was built: only for `step_times`.
+    pub(super) stopwatch: crate::wall::Stopwatch,
+}
+
+/// When a step (or, with index 0, the liveness phase) began: simulated time since the
+/// run began, and wall time since its world was built. Wall time never enters a trace.
+#[derive(Debug, Clone)]
+pub struct StepTime {
+    pub index: usize,
+    pub action: &'static str,
+    pub sim: Duration,
+    pub wall: Duration,
 }
 
 /// Called with (step, of steps, action, time since the run began) as each step starts;
@@ -293,6 +311,7 @@ impl<'a> World<'a> {
             for i in 1..=*count as u64 {
                 let host = host_name(index, name, i);
                 let id = node_id(index, i);
+                let applied = AppliedTable::default();
                 let options = NodeOptions {
                     id,
                     members: members.clone(),
@@ -302,6 +321,7 @@ impl<'a> World<'a> {
                     timing: Timing::default(),
                     hooks: hooks.clone(),
                     object_store: Some(object_store.clone()),
+                    applied: applied.clone(),
                 };
                 let backend = Backend {
                     cluster: index,
@@ -309,6 +329,7 @@ impl<'a> World<'a> {
                     addr: addrs[&id].clone(),
                     host,
                     disk: Disk::default(),
+                    applied,
                     slot: Slot::default(),
                     downs: Arc::new(watch::Sender::new(0)),
                 };
@@ -355,6 +376,27 @@ impl<'a> World<'a> {
             config_faulty_disks: BTreeSet::new(),
             reported_corrupt,
             applied: AppliedStates::default(),
+            step_times: Vec::new(),
+            stopwatch: crate::wall::Stopwatch::start(),
+        }
+    }
+
+    /// When each step began, so far.
+    pub fn step_times(&self) -> &[StepTime] {
+        &self.step_times
+    }
+
+    /// Notes that step `index` (0: the liveness phase) begins, and tells `progress`.
+    pub(super) fn step_begins(&mut self, index: usize, of: usize, action: &'static str) {
+        let sim = self.fabric.elapsed();
+        self.step_times.push(StepTime {
+            index,
+            action,
+            sim,
+            wall: self.stopwatch.elapsed(),
+        });
+        if let Some(progress) = &self.progress {
+            progress(index, of, action, sim);
         }
     }
 
@@ -429,13 +471,13 @@ impl<'a> World<'a> {
             .collect()
     }
 
-    /// The backend of `cluster` whose disk has applied the most of the config table: a
+    /// The backend of `cluster` whose replica has applied the most of the config table: a
     /// lagging or crashed backend's table may trail its cluster's.
     pub(super) fn most_advanced(&self, cluster: usize) -> Option<&Backend> {
         self.backends
             .iter()
             .filter(|b| b.cluster == cluster)
-            .max_by_key(|b| b.disk.last_applied())
+            .max_by_key(|b| b.applied.last_applied())
     }
 
     /// `call`, unless backend `id` goes down before it ends: then `None`, at once. A

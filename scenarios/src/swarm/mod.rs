@@ -26,8 +26,15 @@ use steps::{op_steps, Names, FS_KEY};
 /// subset, so rare combinations get runs of their own).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Knobs {
-    /// Backend nodes in the cluster, 3 to 7.
+    /// Backend nodes in the cluster: 3 to 7, or 8 to 11 in a large cluster (see
+    /// `voters`).
     pub backends: u32,
+    /// A large cluster's voter set: 3, 5 or 7 of its backends vote on the config table,
+    /// the others are learners (as real clusters run). One run in 64 gets a large
+    /// cluster, drawn from the seed apart from the other knobs, so every other run draws
+    /// the plan it drew before; shown only then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voters: Option<u32>,
     /// The KMS kind: Vault in three runs of four, KMIP in the fourth. Drawn from the seed
     /// apart from the other knobs, so a Vault run draws the same plan it drew before KMIP
     /// existed; shown only when it is KMIP, for the same reason.
@@ -103,6 +110,17 @@ fn is_false(on: &bool) -> bool {
 /// leaves every other draw as it was.
 fn drawn_apart(seed: u64, label: &str, one_in: u64) -> bool {
     derive_seed(seed, label).is_multiple_of(one_in)
+}
+
+/// A large cluster for one seed in 64: (backends, voters), 8 to 11 backends of which 3,
+/// 5 or 7 vote. Rare because every backend costs every tick: such a run takes 2 to 4
+/// times the wall time of a small one (`wekasim bench --scale` shows the trend).
+fn large_cluster(seed: u64) -> Option<(u32, u32)> {
+    if !drawn_apart(seed, "swarm large cluster", 64) {
+        return None;
+    }
+    let d = derive_seed(seed, "swarm large cluster size");
+    Some((8 + (d % 4) as u32, [3, 5, 7][(d / 4 % 3) as usize]))
 }
 
 /// The KMS kind of a seed's swarm run.
@@ -415,10 +433,13 @@ fn plan(
     racing_admins: bool,
     buggify: bool,
     disk_faults: bool,
+    large: Option<(u32, u32)>,
 ) -> impl Strategy<Value = Plan> {
+    // A large cluster replaces the drawn size after the draw, so the draws stay as they were.
     (3u32..=7, any::<[bool; 8]>(), prop::bool::weighted(0.125))
         .prop_map(move |(backends, k, long_outages)| Knobs {
-            backends,
+            backends: large.map_or(backends, |(b, _)| b),
+            voters: large.map(|(_, v)| v),
             kms,
             kms_faults: k[0],
             kms_seal: k[1] && kms == KmsKind::Vault,
@@ -460,6 +481,7 @@ fn tree(seed: u64) -> impl ValueTree<Value = Plan> {
         drawn_apart(seed, "swarm racing admins", 4),
         drawn_apart(seed, "swarm buggify", 2),
         drawn_apart(seed, "swarm disk faults", 4),
+        large_cluster(seed),
     )
     .new_tree(&mut runner(seed))
     .expect("the swarm strategy always produces a plan")
@@ -508,7 +530,7 @@ impl Plan {
                 backends: k.backends,
                 replicas: 2,
                 block_size: 256,
-                voters: None,
+                voters: k.voters,
             },
             kms: KmsSpec {
                 kind: k.kms,
@@ -592,7 +614,13 @@ mod tests {
             let plan = draw(seed);
             let k = &plan.knobs;
             let n = k.backends;
-            assert!((3..=7).contains(&n), "seed {seed}: {n} backends");
+            match k.voters {
+                None => assert!((3..=7).contains(&n), "seed {seed}: {n} backends"),
+                Some(v) => assert!(
+                    (8..=11).contains(&n) && [3, 5, 7].contains(&v),
+                    "seed {seed}: {n} backends, {v} voters"
+                ),
+            }
             assert!((4..24).contains(&plan.ops.len()), "seed {seed}");
             let backend = |b: u32| (1..=n).contains(&b);
             for op in &plan.ops {
