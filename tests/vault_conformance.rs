@@ -596,6 +596,25 @@ fn cases() -> Vec<Case> {
             .same("/data/orphan")
             .same("/data/renewable")
             .same("/data/type"),
+        // ---- a secret-id destroyed: its logins are refused, the role's others still work
+        raw("approle secret-id to destroy", "POST", "/v1/auth/approle/role/weka/secret-id")
+            .save("doomed_secret_id", "/data/secret_id"),
+        raw("approle secret-id destroy", "POST", "/v1/auth/approle/role/weka/secret-id/destroy")
+            .body(json!({ "secret_id": "{doomed_secret_id}" }))
+            .want(204),
+        raw("approle login, destroyed secret-id", "POST", "/v1/auth/approle/login")
+            .body(json!({ "role_id": "{role_id}", "secret_id": "{doomed_secret_id}" }))
+            .no_token()
+            .want(400),
+        raw("approle secret-id destroy, again", "POST", "/v1/auth/approle/role/weka/secret-id/destroy")
+            .body(json!({ "secret_id": "{doomed_secret_id}" }))
+            .want(204),
+        raw("approle secret-id destroy, no secret_id", "POST", "/v1/auth/approle/role/weka/secret-id/destroy")
+            .body(json!({}))
+            .want(400),
+        raw("approle login, the other secret-id", "POST", "/v1/auth/approle/login")
+            .body(json!({ "role_id": "{role_id}", "secret_id": "{secret_id}" }))
+            .no_token(),
         // ---- tokens, and create vs update on a missing key
         typed("token create (root)", |_| {
             prep(

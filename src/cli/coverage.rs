@@ -31,8 +31,12 @@ pub fn text(tally: &Tally, seeds: usize, full: bool) -> String {
         .collect();
     let _ = writeln!(
         t,
-        "coverage: {} of {required} required probes fired in {seeds} seeds, {gaps} not reachable yet (rarest: {})",
+        "coverage: {} of {required} required probes fired in {seeds} seeds{} (rarest: {})",
         required - never.len(),
+        match gaps {
+            0 => String::new(),
+            n => format!(", {n} not reachable yet"),
+        },
         if rarest.is_empty() {
             "none fired".to_string()
         } else {

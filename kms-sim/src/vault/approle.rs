@@ -225,6 +225,19 @@ pub fn handle(
             });
             Ok(reply(response::data(rng, data)))
         }
+        (["role", name, "secret-id", "destroy"], Op::Update | Op::Delete) => {
+            let secret_id = match body.get("secret_id") {
+                Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+                _ => return Err(VaultError::bad_request("missing secret_id")),
+            };
+            let r = a
+                .roles
+                .get_mut(*name)
+                .ok_or_else(|| VaultError::bad_request("role not found"))?;
+            // Destroying a secret-id that is gone already is no error.
+            r.secret_ids.remove(secret_id);
+            Ok(reply(no_content()))
+        }
         (["login"] | ["role"] | ["role", _] | ["role", _, "role-id" | "secret-id"], _) => {
             Err(VaultError::unsupported())
         }

@@ -83,6 +83,12 @@ pub trait KmsUnderTest {
         Box::pin(async move { Err(e) })
     }
 
+    /// Destroys the AppRole secret-id the cluster was given and mints a new one, which
+    /// `kms_set` and `$SECRET_ID` give from now on. Only a Vault has secret-ids.
+    fn replace_secret_id(&self, _dialer: Arc<dyn Dialer>) -> AdminJob<()> {
+        Box::pin(async { Err("this KMS has no AppRole secret-id".to_string()) })
+    }
+
     /// Rotates `key` to a new version.
     fn rotate(&self, dialer: Arc<dyn Dialer>, key: &str) -> AdminJob<()>;
 

@@ -7,12 +7,16 @@
 use std::time::Duration;
 
 use cluster::admin::{AdminCommand, AdminOutput};
+use cluster::kms::{KmsConfig, VaultAuth};
 
 use super::steps::Answer;
 use super::world::{RunnerEvent, World};
 use super::{Failure, FailureKind};
 use crate::kms::{AdminJob, Lifecycle};
-use crate::scenario::{host_group, Step};
+use crate::scenario::{host_group, Auth, Step};
+
+/// How often the liveness phase gives the cluster a new secret-id before it fails.
+const SECRET_ID_TRIES: u32 = 10;
 
 const KMS_ADMIN_BOUND: Duration = Duration::from_secs(30);
 
@@ -86,6 +90,18 @@ impl World<'_> {
             }
             Step::KmsSeal => self.lifecycle(at, Lifecycle::Seal)?,
             Step::KmsRevokeTokens => self.lifecycle(at, Lifecycle::RevokeCredentials)?,
+            Step::KmsRevokeSecretId => {
+                let job = self.kms.replace_secret_id(self.fabric.dialer());
+                match self.key_admin(job) {
+                    // A sealed or stopped Vault takes no admin call: nothing was revoked.
+                    Err(e) => format!("kms-revoke-secret-id skipped: the admin's call failed: {e}"),
+                    Ok(()) => {
+                        let revoked = self.lifecycle(at, Lifecycle::RevokeCredentials)?;
+                        self.secret_id_replaced = true;
+                        format!("the cluster's secret-id destroyed and a new one minted; {revoked}")
+                    }
+                }
+            }
             Step::KmsUnseal => self.lifecycle(at, Lifecycle::Unseal)?,
             Step::KmsStop => self.lifecycle(at, Lifecycle::Stop)?,
             Step::KmsStart => self.lifecycle(at, Lifecycle::Start)?,
@@ -168,6 +184,45 @@ impl World<'_> {
         self.record(&RunnerEvent::Fault {
             what: "all healed".into(),
         });
+    }
+
+    /// The liveness phase's fix for a destroyed secret-id (`kms-revoke-secret-id`) that no
+    /// step replaced: `security kms set` again, with the key the cluster is configured
+    /// with and the admin's new secret-id, as an admin would before expecting the cluster
+    /// to unlock. Nothing to do for a cluster on a token or on KMIP (the revoked tokens
+    /// lock a token-configured cluster out, as `kms-revoke-tokens` does).
+    pub(super) fn give_new_secret_id(&mut self) -> Result<(), Failure> {
+        if !std::mem::take(&mut self.secret_id_replaced) {
+            return Ok(());
+        }
+        let config = self.most_advanced(0).and_then(|b| b.applied.state().kms);
+        let key = match config {
+            Some(KmsConfig::Vault(v)) if matches!(v.auth, VaultAuth::AppRole { .. }) => v.key_name,
+            _ => return Ok(()),
+        };
+        // The admin tries again while the cluster settles (a leader to elect, a fault
+        // site that fails a request): what must hold is that the new secret-id works.
+        let mut last = String::new();
+        self.current = 0;
+        for _ in 0..SECRET_ID_TRIES {
+            let cmd = self.kms.kms_set(&key, Auth::Approle);
+            let backend = self.pick_backend();
+            match self.admin(backend, cmd) {
+                Answer::Done(_) => return Ok(()),
+                Answer::Refused(e) => last = format!("backend{backend}: {e}"),
+                Answer::Lost(e) => last = format!("backend{backend}: {e}"),
+            }
+            let end = self.fabric.elapsed() + Duration::from_secs(1);
+            while self.fabric.elapsed() < end {
+                self.step_sim();
+            }
+        }
+        Err(self.fail(
+            FailureKind::Liveness,
+            None,
+            "security kms set",
+            format!("the new secret-id, given {SECRET_ID_TRIES} times, never took: {last}"),
+        ))
     }
 
     /// A KMS lifecycle step; a failure to carry it out fails the run.

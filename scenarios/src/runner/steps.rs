@@ -113,6 +113,7 @@ impl World<'_> {
         self.record(&RunnerEvent::Phase { name: "liveness" });
         self.step_begins(0, steps.len(), "liveness");
         self.heal_all();
+        self.give_new_secret_id()?;
         let bound = self.opts.liveness_bound;
         self.wait_ready(None, bound, &[])?;
         for cluster in 0..self.clusters.len() {
@@ -197,8 +198,14 @@ impl World<'_> {
         expect: Expect,
     ) -> Result<Option<AdminOutput>, Failure> {
         let what = command_name(&cmd);
+        let gives_secret_id = matches!(&cmd, AdminCommand::KmsSet(a) if a.secret_id.is_some());
         let answer = self.admin(backend, cmd);
-        self.judge(step, what, backend, answer, expect)
+        let judged = self.judge(step, what, backend, answer, expect);
+        if gives_secret_id && matches!(judged, Ok(Some(_))) {
+            // The cluster has the admin's newest secret-id (`kms_set` gives no other).
+            self.secret_id_replaced = false;
+        }
+        judged
     }
 
     /// A block read, judged as any command is, but for one answer: a read refused as
@@ -383,6 +390,7 @@ impl World<'_> {
             | Step::ObjectStoreFault { .. }
             | Step::KmsSeal
             | Step::KmsRevokeTokens
+            | Step::KmsRevokeSecretId
             | Step::KmsRevokeKey
             | Step::KmsUnseal
             | Step::KmsStop

@@ -142,6 +142,9 @@ pub struct World<'a> {
     /// Per cluster and log index, the config state a backend applied there (see
     /// `config_agreement::config_tables_agree`).
     pub(super) applied: AppliedStates,
+    /// A `kms-revoke-secret-id` destroyed the secret-id the cluster has, and no `kms set`
+    /// has given it the new one since.
+    pub(super) secret_id_replaced: bool,
     /// When each step began, in simulated and wall time (for benchmarks; never traced).
     pub(super) step_times: Vec<StepTime>,
     /// Wall time since the world was built: only for `step_times`.
@@ -376,6 +379,7 @@ impl<'a> World<'a> {
             config_faulty_disks: BTreeSet::new(),
             reported_corrupt,
             applied: AppliedStates::default(),
+            secret_id_replaced: false,
             step_times: Vec::new(),
             stopwatch: crate::wall::Stopwatch::start(),
         }

@@ -241,6 +241,11 @@ impl Scenario {
                 "kms-revoke-key is KMIP's (a revoked, deactivated key): Vault has no such state"
                     .into(),
             ),
+            Step::KmsRevokeSecretId if self.kms.kind == KmsKind::Kmip => Err(
+                "kms-revoke-secret-id is Vault's (an AppRole secret-id): a KMIP client has a \
+                 certificate"
+                    .into(),
+            ),
             Step::KmsSeal | Step::KmsUnseal if self.kms.kind == KmsKind::Kmip => {
                 Err("a KMIP server has no seal: use kms-stop and kms-start, or kms-fault".into())
             }

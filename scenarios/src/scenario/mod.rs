@@ -358,6 +358,12 @@ pub enum Step {
     /// Revokes every token the KMS issued (the root token aside): a cluster that logs in
     /// by AppRole logs in again; one configured with a token is locked out.
     KmsRevokeTokens,
+    /// Vault: the admin destroys the AppRole secret-id the cluster was given and revokes
+    /// every token (a leaked credential, say), and mints a new secret-id. The cluster's
+    /// next login is refused (`KMSError`) until a `kms-set` (or `weka security kms set`
+    /// with `$SECRET_ID`) gives it the new one; if none has by the end, the liveness
+    /// phase does, as the admin would.
+    KmsRevokeSecretId,
     /// KMIP: the KMS's admin revokes the cluster key's newest key (Deactivated): it no
     /// longer wraps, but still unwraps what it wrapped. New encrypted filesystems fail until
     /// a new key and a rewrap to it. (Vault has no such state: refused for Vault.)
@@ -480,6 +486,7 @@ impl Step {
             Step::DiskHeal { .. } => "disk-heal",
             Step::KmsSeal => "kms-seal",
             Step::KmsRevokeTokens => "kms-revoke-tokens",
+            Step::KmsRevokeSecretId => "kms-revoke-secret-id",
             Step::KmsRevokeKey => "kms-revoke-key",
             Step::KmsUnseal => "kms-unseal",
             Step::KmsStop => "kms-stop",

@@ -17,9 +17,11 @@ pub(super) struct Names {
     last_encrypted: bool,
     downloads: u32,
     uploads: Vec<String>,
-    /// The run's seed, and the crash points armed so far: each draws its point from them.
+    /// The run's seed, and the crash points armed and the credentials revoked so far:
+    /// each draws what it does from them.
     seed: u64,
     crash_points: u32,
+    revocations: u32,
 }
 
 impl Names {
@@ -182,7 +184,21 @@ pub(super) fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
             delay: None,
         }],
         Op::Seal => vec![Step::KmsSeal],
-        Op::RevokeTokens => vec![Step::KmsRevokeTokens],
+        Op::RevokeTokens => {
+            // With Vault, one revocation in four destroys the cluster's secret-id too (a
+            // leaked credential): its logins are refused until a `kms set` with the new
+            // one, which a later `kms-set` op or the liveness phase gives. Drawn beside
+            // the plan, as crash points are, so the plans stay as they were drawn.
+            names.revocations += 1;
+            let label = format!("swarm revocation {}", names.revocations);
+            let secret_id =
+                kms == KmsKind::Vault && derive_seed(names.seed, &label).is_multiple_of(4);
+            if secret_id {
+                vec![Step::KmsRevokeSecretId]
+            } else {
+                vec![Step::KmsRevokeTokens]
+            }
+        }
         Op::RevokeKey => vec![Step::KmsRevokeKey],
         Op::Unseal => vec![Step::KmsUnseal],
         Op::Partition { a, b } => vec![Step::Partition {

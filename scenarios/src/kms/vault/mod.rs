@@ -184,6 +184,18 @@ impl<H: VaultHost> KmsUnderTest for VaultUnderTest<H> {
         }
     }
 
+    fn replace_secret_id(&self, dialer: Arc<dyn Dialer>) -> AdminJob<()> {
+        let (books, role) = (self.books.clone(), self.plan.name.clone());
+        let old = self.with_creds(|c| c.secret_id.clone());
+        self.as_admin(dialer, async move |admin: VaultAdmin<'_>| {
+            let secret_id = admin.replace_secret_id(&role, &old).await?;
+            if let Some(creds) = books.borrow_mut().creds.as_mut() {
+                creds.secret_id = secret_id;
+            }
+            Ok(())
+        })
+    }
+
     fn rotate(&self, dialer: Arc<dyn Dialer>, key: &str) -> AdminJob<()> {
         let path = format!("{}/keys/{key}/rotate", self.plan.mount);
         let (books, key) = (self.books.clone(), key.to_string());

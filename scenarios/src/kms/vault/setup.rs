@@ -160,6 +160,21 @@ impl VaultAdmin<'_> {
         })
     }
 
+    /// Destroys `old`, a secret-id of AppRole role `role`, and mints a new one: what an
+    /// admin does to a leaked secret-id.
+    pub async fn replace_secret_id(&self, role: &str, old: &Secret) -> Result<Secret, String> {
+        self.call(
+            "POST",
+            &format!("auth/approle/role/{role}/secret-id/destroy"),
+            Some(json!({"secret_id": old.expose()})),
+        )
+        .await?;
+        let secret = self
+            .call("POST", &format!("auth/approle/role/{role}/secret-id"), None)
+            .await?;
+        Self::field(&secret, "/data/secret_id", "secret-id").map(Secret::new)
+    }
+
     /// Undoes [`VaultAdmin::prepare`] on a Vault that outlives the run: the token it
     /// created, the role, the policy, AppRole if the setup enabled it, and the keys (with
     /// the mount, if the setup mounted it). Every step is tried; the first error is
