@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runner::{pinned_epoch, SimOptions};
+use crate::runner::{pinned_epoch, RunReport, SimOptions};
 use crate::scenario::{Auth, ClusterSpec, Expect, KmsSpec, Meta, Scenario, Step};
 use crate::simulated;
 
@@ -91,9 +91,8 @@ pub fn scale(backends: u32, filesystems: u32) -> Scenario {
     bench_scenario("scale", backends, 3, filesystems, steps)
 }
 
-/// The command whose time the scale table reports, and its step (1-based).
+/// The command whose time the scale table reports.
 const REWRAP: &str = "weka security kms rewrap";
-const REWRAP_STEP: usize = 6;
 
 /// One row of the scale table: a run of [`scale`] and the bare-turmoil ceiling for the
 /// same hosts and simulated time. Times in seconds.
@@ -137,23 +136,18 @@ pub fn scale_scenario(backends: u32, filesystems: u32) -> Result<Scenario, Strin
 /// runs each row in a process of its own.
 pub fn scale_row(backends: u32, filesystems: u32, tick: Duration) -> Result<ScaleRow, String> {
     let scenario = scale_scenario(backends, filesystems)?;
-    let mut opts = SimOptions::new(0);
-    opts.tick = tick;
-    let report = simulated::run(&scenario, &opts);
-    if let Some(f) = &report.failure {
-        return Err(format!(
-            "scale run failed ({}): {}",
-            f.check,
-            report.verdict_line()
-        ));
-    }
-    let times = &report.step_times;
-    let rewrap = times
+    // The rewrap's step, 1-based as the report counts steps.
+    let rewrap_step = 1 + scenario
+        .steps
         .iter()
-        .position(|t| t.index == REWRAP_STEP)
+        .position(|s| matches!(s, Step::Weka { command, .. } if command == REWRAP))
+        .ok_or("the scale scenario has no rewrap")?;
+    let report = play(&scenario, 0, tick, "scale")?;
+    let (_, rewrap_sim, rewrap_wall) = report
+        .step_spans()
+        .into_iter()
+        .find(|(t, ..)| t.index == rewrap_step)
         .ok_or("the scale run never reached its rewrap")?;
-    let (start, end) = (&times[rewrap], times.get(rewrap + 1));
-    let end = end.ok_or("the scale run stopped at its rewrap")?;
     let sim = Duration::from_millis(report.sim_ms);
     // The backends, the Vault, the object store and the admin host.
     let ceiling_wall = bare_turmoil(backends + 3, tick, sim, 0);
@@ -162,11 +156,27 @@ pub fn scale_row(backends: u32, filesystems: u32, tick: Duration) -> Result<Scal
         filesystems,
         sim_s: sim.as_secs_f64(),
         wall_s: report.wall_ms as f64 / 1000.0,
-        rewrap_sim_s: (end.sim - start.sim).as_secs_f64(),
-        rewrap_wall_s: (end.wall - start.wall).as_secs_f64(),
+        rewrap_sim_s: rewrap_sim.as_secs_f64(),
+        rewrap_wall_s: rewrap_wall.as_secs_f64(),
         ceiling_wall_s: ceiling_wall.as_secs_f64(),
         peak_rss_mib: peak_rss_kib().map(|k| k as f64 / 1024.0),
     })
+}
+
+/// Plays `scenario` with `seed` at `tick`; a failed run is an error (`what` names the
+/// benchmark), since a benchmark of a failing run measures nothing.
+fn play(scenario: &Scenario, seed: u64, tick: Duration, what: &str) -> Result<RunReport, String> {
+    let mut opts = SimOptions::new(seed);
+    opts.tick = tick;
+    let report = simulated::run(scenario, &opts);
+    match &report.failure {
+        Some(f) => Err(format!(
+            "{what} run failed ({}): {}",
+            f.check,
+            report.verdict_line()
+        )),
+        None => Ok(report),
+    }
 }
 
 /// Bare turmoil: the same number of hosts (backends, the Vault, the object store, the admin client)
@@ -218,16 +228,7 @@ pub fn run(
     let scenario = startup_unwrap(backends, filesystems);
     let mut rows = Vec::new();
     for seed in 0..seeds {
-        let mut opts = SimOptions::new(seed);
-        opts.tick = tick;
-        let report = simulated::run(&scenario, &opts);
-        if let Some(f) = &report.failure {
-            return Err(format!(
-                "bench run failed ({}): {}",
-                f.check,
-                report.verdict_line()
-            ));
-        }
+        let report = play(&scenario, seed, tick, "bench")?;
         rows.push(BenchRow {
             label: format!("seed {seed}"),
             sim: Duration::from_millis(report.sim_ms),

@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 use cluster::secret::Secret;
@@ -385,17 +384,11 @@ fn finish(args: &RunArgs, scenario: &Scenario, report: &RunReport) -> i32 {
 /// Each step's simulated and wall time (to the next step's start, or the run's end), on
 /// stderr so the verdict line stays the last line of stdout.
 fn print_timings(report: &scenarios::runner::RunReport) {
-    let times = &report.step_times;
-    let end = (
-        Duration::from_millis(report.sim_ms),
-        Duration::from_millis(report.wall_ms),
-    );
     eprintln!(
         "{:>5}  {:<16} {:>10} {:>10}",
         "step", "action", "sim", "wall"
     );
-    for (i, t) in times.iter().enumerate() {
-        let (sim_end, wall_end) = times.get(i + 1).map_or(end, |n| (n.sim, n.wall));
+    for (t, sim, wall) in report.step_spans() {
         let step = if t.index == 0 {
             "-".to_string()
         } else {
@@ -404,8 +397,8 @@ fn print_timings(report: &scenarios::runner::RunReport) {
         eprintln!(
             "{step:>5}  {:<16} {:>9.3}s {:>9.3}s",
             t.action,
-            sim_end.saturating_sub(t.sim).as_secs_f64(),
-            wall_end.saturating_sub(t.wall).as_secs_f64()
+            sim.as_secs_f64(),
+            wall.as_secs_f64()
         );
     }
 }

@@ -212,10 +212,7 @@ impl World<'_> {
                 Answer::Refused(e) => last = format!("backend{backend}: {e}"),
                 Answer::Lost(e) => last = format!("backend{backend}: {e}"),
             }
-            let end = self.fabric.elapsed() + Duration::from_secs(1);
-            while self.fabric.elapsed() < end {
-                self.step_sim();
-            }
+            self.idle(None, Duration::from_secs(1))?;
         }
         Err(self.fail(
             FailureKind::Liveness,

@@ -176,6 +176,24 @@ impl RunReport {
         self.failure.is_none()
     }
 
+    /// Each step (and the liveness phase, index 0) with how long it took, simulated and
+    /// wall: to the next one's start, or to the run's end.
+    pub fn step_spans(&self) -> Vec<(&StepTime, Duration, Duration)> {
+        let end = (
+            Duration::from_millis(self.sim_ms),
+            Duration::from_millis(self.wall_ms),
+        );
+        let times = &self.step_times;
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let (sim, wall) = times.get(i + 1).map_or(end, |n| (n.sim, n.wall));
+                (t, sim.saturating_sub(t.sim), wall.saturating_sub(t.wall))
+            })
+            .collect()
+    }
+
     /// The command that replays this run exactly (for a live run: the same scenario and
     /// seed, simulated).
     pub fn repro(&self) -> String {

@@ -80,6 +80,16 @@ impl World<'_> {
         Ok(())
     }
 
+    /// Lets `duration` of simulated time pass.
+    pub(super) fn idle(&mut self, step: Option<usize>, duration: Duration) -> Result<(), Failure> {
+        let end = self.fabric.elapsed() + duration;
+        while self.fabric.elapsed() < end {
+            self.check_interrupt(step)?;
+            self.step_sim();
+        }
+        Ok(())
+    }
+
     /// Plays the scenario to its end, or to the first failure.
     pub fn play(&mut self) -> Result<(), Failure> {
         let result = self.play_inner();
@@ -378,13 +388,7 @@ impl World<'_> {
                 let only = self.backend_ids(backends.as_deref());
                 self.expect_locked(at, *within, only)?;
             }
-            Step::Idle { duration } => {
-                let end = self.fabric.elapsed() + *duration;
-                while self.fabric.elapsed() < end {
-                    self.check_interrupt(at)?;
-                    self.step_sim();
-                }
-            }
+            Step::Idle { duration } => self.idle(at, *duration)?,
             Step::DiskFault { .. } | Step::DiskHeal { .. } => self.disk_fault(at, step),
             Step::KmsFault { .. }
             | Step::ObjectStoreFault { .. }
