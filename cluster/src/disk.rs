@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config_table::{ConfigState, NodeId};
 use faults::{DiskError, DiskFaultMode, DiskFaults, FaultTarget, WriteFate};
-use records::{RecordError, RecordId, SealedRecord};
+use records::{RecordCheck, RecordError, RecordId, SealedRecord};
 
 #[derive(Clone, Default)]
 pub struct Disk(Arc<Mutex<DiskState>>);
@@ -286,13 +286,22 @@ impl Disk {
             .collect()
     }
 
-    /// Reads record `id` through the disk's faults and checks it: `Ok(None)` if there is
-    /// none, an error if its sector is bad or its copy fails its checksum.
-    pub fn read_record<T: DeserializeOwned>(&self, id: RecordId) -> Result<Option<T>, RecordError> {
+    /// Reads record `id` through the disk's faults and checks it (as `check` says):
+    /// `Ok(None)` if there is none, an error if its sector is bad or its copy fails its
+    /// checksum or does not decode.
+    pub fn read_record<T: DeserializeOwned>(
+        &self,
+        id: RecordId,
+        check: RecordCheck,
+    ) -> Result<Option<T>, RecordError> {
         let mut guard = self.lock();
         let disk = &mut *guard;
         disk.faults.on_record_read(&mut disk.raft.records, id)?;
-        disk.raft.records.get(&id).map(|r| r.open(id)).transpose()
+        disk.raft
+            .records
+            .get(&id)
+            .map(|r| r.open(id, check))
+            .transpose()
     }
 
     /// The log entries with an index in `range`, each read and checked as
@@ -300,10 +309,11 @@ impl Disk {
     pub fn read_log<T: DeserializeOwned>(
         &self,
         range: impl std::ops::RangeBounds<u64>,
+        check: RecordCheck,
     ) -> Result<Vec<T>, RecordError> {
         self.log_indexes(range)
             .into_iter()
-            .filter_map(|i| self.read_record(RecordId::Log(i)).transpose())
+            .filter_map(|i| self.read_record(RecordId::Log(i), check).transpose())
             .collect()
     }
 
@@ -369,10 +379,10 @@ impl Disk {
 
     /// Reads every record through the disk's faults and checks it, as a backend does at
     /// boot: the first one that fails, if any.
-    pub fn scrub_records(&self) -> Result<(), RecordError> {
+    pub fn scrub_records(&self, check: RecordCheck) -> Result<(), RecordError> {
         let ids: Vec<RecordId> = self.lock().raft.records.keys().copied().collect();
         for id in ids {
-            self.read_record::<serde::de::IgnoredAny>(id)?;
+            self.read_record::<serde::de::IgnoredAny>(id, check)?;
         }
         Ok(())
     }

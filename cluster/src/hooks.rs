@@ -100,10 +100,14 @@ pub enum PlantedBug {
     /// checksum only of copies from a fallback replica: a rotted or misdirected copy on
     /// the first replica is returned as the block.
     ReadSkipsChecksum,
+    /// The config table's records are decoded without their checksum checked, as if the
+    /// decoder would notice damage: a rotted bit that still decodes (a digit, a letter of
+    /// a name or of a wrapped DEK) is applied as a change nobody made, on one replica.
+    RecordSkipsChecksum,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 15] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::CommitBeforeKms,
         PlantedBug::SkipOneRewrap,
         PlantedBug::GiveUpUnwrap,
@@ -119,6 +123,7 @@ impl PlantedBug {
         PlantedBug::LostUpdateOnRewrap,
         PlantedBug::DownloadIgnoresOwnKey,
         PlantedBug::ReadSkipsChecksum,
+        PlantedBug::RecordSkipsChecksum,
     ];
 
     pub fn name(self) -> &'static str {
@@ -138,6 +143,7 @@ impl PlantedBug {
             PlantedBug::LostUpdateOnRewrap => "lost-update-on-rewrap",
             PlantedBug::DownloadIgnoresOwnKey => "download-ignores-own-key",
             PlantedBug::ReadSkipsChecksum => "read-skips-checksum",
+            PlantedBug::RecordSkipsChecksum => "record-skips-checksum",
         }
     }
 
@@ -179,6 +185,9 @@ impl PlantedBug {
             PlantedBug::DownloadIgnoresOwnKey => ("wrapped-deks-unwrappable", "correctness"),
             // A damaged copy on a block's first replica comes back as the block.
             PlantedBug::ReadSkipsChecksum => ("acknowledged-writes-read-back", "correctness"),
+            // A replica applies a rotted entry that still decodes: its table differs from
+            // the others' at the same log index.
+            PlantedBug::RecordSkipsChecksum => ("config-tables-agree", "correctness"),
         };
         Catch { check, kind }
     }

@@ -1,6 +1,8 @@
 //! The scenario library: the TOML files under `scenarios/` and `scenarios/regressions/`,
 //! and, found by name but not part of the library's runs, the live variants under
-//! `scenarios/live/` (scenarios that only a live run plays).
+//! `scenarios/live/` (scenarios that only a live run plays) and the long ones under
+//! `scenarios/long/` (hours of simulated time: seconds of wall time each, so the test
+//! command plays them once, `wekasim suite --scenarios scenarios/long --seeds 0`).
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +57,7 @@ pub fn find(name_or_path: &str, dir: &Path) -> Result<PathBuf, String> {
         dir.join(format!("{name_or_path}.toml")),
         dir.join("regressions").join(format!("{name_or_path}.toml")),
         dir.join("live").join(format!("{name_or_path}.toml")),
+        dir.join("long").join(format!("{name_or_path}.toml")),
     ] {
         if candidate.is_file() {
             return Ok(candidate);
@@ -111,6 +114,24 @@ mod tests {
             .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
             .map(str::to_string)
             .collect()
+    }
+
+    /// The long scenarios load, are found by name, and stay out of the library's runs.
+    #[test]
+    fn long_scenarios_load_and_stay_out_of_the_library() {
+        let dir = default_dir();
+        let long = toml_files(&dir.join("long")).expect("scenarios/long");
+        assert!(!long.is_empty(), "no long scenarios");
+        let library = all(&dir).expect("the library");
+        for path in &long {
+            Scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
+            let name = path.file_stem().and_then(|n| n.to_str()).expect("a name");
+            assert_eq!(find(name, &dir).expect("found by name"), *path);
+            assert!(
+                !library.iter().any(|p| p.file_stem() == path.file_stem()),
+                "{name} is in the library's runs"
+            );
+        }
     }
 
     /// The README cannot claim an action no library scenario plays: each listed action,

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::fail_stop::FailStop;
 use super::{AppliedTable, ConfigResponse, ConfigState, NodeId, TypeConfig};
-use crate::disk::records::{RecordError, RecordId};
+use crate::disk::records::{RecordCheck, RecordError, RecordId};
 use crate::disk::{Disk, MachineRecord, SnapshotRecord};
 
 /// A replica's Raft records on its disk, read and written through the disk's faults,
@@ -29,13 +29,16 @@ use crate::disk::{Disk, MachineRecord, SnapshotRecord};
 struct Records {
     disk: Disk,
     stop: FailStop,
+    check: RecordCheck,
 }
 
 impl Records {
     /// Record `id`, checked (`None`: there is none).
     fn read<T: DeserializeOwned>(&self, id: RecordId) -> Result<Option<T>, RecordError> {
         self.stop.check()?;
-        self.disk.read_record(id).map_err(|e| self.stop.fail(e))
+        self.disk
+            .read_record(id, self.check)
+            .map_err(|e| self.stop.fail(e))
     }
 
     /// The log entries in `range`, each checked.
@@ -44,7 +47,9 @@ impl Records {
         range: impl RangeBounds<u64>,
     ) -> Result<Vec<Entry<TypeConfig>>, RecordError> {
         self.stop.check()?;
-        self.disk.read_log(range).map_err(|e| self.stop.fail(e))
+        self.disk
+            .read_log(range, self.check)
+            .map_err(|e| self.stop.fail(e))
     }
 
     fn write(&self, id: RecordId, value: &impl Serialize) -> Result<(), RecordError> {
@@ -61,9 +66,11 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub fn new(disk: Disk, stop: FailStop) -> Self {
+    /// `check` is how every read treats a record's checksum (`RecordCheck::Verify` but
+    /// under a planted bug).
+    pub fn new(disk: Disk, stop: FailStop, check: RecordCheck) -> Self {
         LogStore {
-            records: Records { disk, stop },
+            records: Records { disk, stop, check },
         }
     }
 
@@ -189,9 +196,10 @@ impl StateMachineStore {
     pub fn new(
         disk: Disk,
         stop: FailStop,
+        check: RecordCheck,
         applied: AppliedTable,
     ) -> (Self, watch::Receiver<Arc<ConfigState>>) {
-        let records = Records { disk, stop };
+        let records = Records { disk, stop, check };
         let machine = records
             .read::<SnapshotRecord>(RecordId::Snapshot)
             .ok()
@@ -364,7 +372,11 @@ mod tests {
         let stop = FailStop::new(move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
         });
-        (LogStore::new(disk.clone(), stop.clone()), stop, reports)
+        (
+            LogStore::new(disk.clone(), stop.clone(), RecordCheck::Verify),
+            stop,
+            reports,
+        )
     }
 
     /// A rotted log entry is never handed to Raft: the read fails, the replica stops once

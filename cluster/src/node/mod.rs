@@ -24,7 +24,7 @@ use crate::config_table::{
     Raft, StateMachineStore,
 };
 use crate::dek::Dek;
-use crate::disk::records::RecordError;
+use crate::disk::records::{RecordCheck, RecordError};
 use crate::disk::Disk;
 use crate::events::{Event, EventSink, CONFIG_REPLICA_STOPPED_ALERT};
 use crate::filesystem::FsRecord;
@@ -213,17 +213,23 @@ impl Node {
         };
         // Every record is read and checked before Raft sees any: a replica that cannot
         // trust its own log must not vote (see `config_table::fail_stop`).
-        if let Err(e) = disk.scrub_records() {
+        let check = if opts.hooks.planted(PlantedBug::RecordSkipsChecksum) {
+            RecordCheck::DecodeOnly
+        } else {
+            RecordCheck::Verify
+        };
+        if let Err(e) = disk.scrub_records(check) {
             stop.meet(&e);
         }
-        let (sm, state) = StateMachineStore::new(disk.clone(), stop.clone(), opts.applied.clone());
+        let (sm, state) =
+            StateMachineStore::new(disk.clone(), stop.clone(), check, opts.applied.clone());
         let raft = match stop.stopped() {
             Some(_) => None,
             None => match Raft::new(
                 opts.id,
                 Arc::new(config),
                 Network::new(dialer.clone()),
-                LogStore::new(disk.clone(), stop.clone()),
+                LogStore::new(disk.clone(), stop.clone(), check),
                 sm,
             )
             .await

@@ -598,5 +598,10 @@ within = "5s"
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("s").is_err());
+        assert_eq!(parse_duration("3h").unwrap(), Duration::from_secs(3 * 3600));
+        let err = parse_duration("99999999999999999h").unwrap_err();
+        assert!(err.contains("too long"), "{err}");
+        let err = parse_duration("2d").unwrap_err();
+        assert!(err.contains("use ms, s, m or h"), "{err}");
     }
 }

@@ -588,23 +588,29 @@ pub fn substitute(
         .replace("$SECRET_ID", secret_id)
 }
 
-/// `"30s"`, `"250ms"`, `"2m"`.
+/// `"30s"`, `"250ms"`, `"2m"`, `"3h"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s or m)"))?;
+        .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s, m or h)"))?;
     let (num, unit) = text.split_at(split);
     let unit = unit.trim();
     let n: u64 = num
         .parse()
         .map_err(|_| format!("duration {text:?} does not start with a whole number"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!(
-            "duration {text:?} has unit {unit:?}; use ms, s or m"
-        )),
-    }
+    let seconds_per = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => {
+            return Err(format!(
+                "duration {text:?} has unit {unit:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    n.checked_mul(seconds_per)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration {text:?} is too long"))
 }

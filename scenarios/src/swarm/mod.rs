@@ -95,6 +95,15 @@ pub struct Knobs {
     /// before; shown only when on.
     #[serde(skip_serializing_if = "is_false")]
     pub disk_faults: bool,
+    /// One KMS outage of an hour or more (1 to 2 h, log-uniform), every backend
+    /// power-cycled in it, put at a place in the plan drawn from the seed: the cluster's
+    /// Vault token (1 h TTL) expires meanwhile, and a startup backoff must have kept its
+    /// ceiling all along. On in one run in 1,000 (each costs several seconds of wall time
+    /// until idle stretches are skipped), drawn apart from the other knobs; its length and
+    /// place are drawn apart from the plan too, so the rest of the plan is the one the seed
+    /// drew before; shown only when on.
+    #[serde(skip_serializing_if = "is_false")]
+    pub hour_outage: bool,
 }
 
 fn is_vault(kind: &KmsKind) -> bool {
@@ -426,7 +435,28 @@ fn racer() -> impl Strategy<Value = Racer> {
     ]
 }
 
-fn plan(
+/// The hour-long outage of a seed whose `hour_outage` knob is on: where in the plan it goes
+/// (an index into the drawn operations, wrapped to their count) and the operation itself.
+fn hour_outage(seed: u64) -> Option<(usize, Op)> {
+    if !drawn_apart(seed, "swarm hour outage", 1000) {
+        return None;
+    }
+    let draw = derive_seed(seed, "swarm hour outage draw");
+    // Log-uniform from 3,600 to 7,200 s, from the draw's low 32 bits.
+    let fraction = (draw & 0xffff_ffff) as f64 / u32::MAX as f64;
+    let secs = (3600.0 * 2f64.powf(fraction)) as u64;
+    Some((
+        (draw >> 32) as usize,
+        Op::Outage {
+            secs,
+            restart: true,
+        },
+    ))
+}
+
+/// What a seed draws apart from its plan (each from the seed and its own label), so that
+/// adding one leaves every other draw as it was.
+struct DrawnApart {
     kms: KmsKind,
     store_faults: bool,
     reach: bool,
@@ -434,7 +464,36 @@ fn plan(
     buggify: bool,
     disk_faults: bool,
     large: Option<(u32, u32)>,
-) -> impl Strategy<Value = Plan> {
+    hour: Option<(usize, Op)>,
+}
+
+impl DrawnApart {
+    fn for_seed(seed: u64) -> Self {
+        DrawnApart {
+            kms: kms_kind(seed),
+            store_faults: drawn_apart(seed, "swarm store faults", 4),
+            reach: drawn_apart(seed, "swarm reach", 4),
+            racing_admins: drawn_apart(seed, "swarm racing admins", 4),
+            buggify: drawn_apart(seed, "swarm buggify", 2),
+            disk_faults: drawn_apart(seed, "swarm disk faults", 4),
+            large: large_cluster(seed),
+            hour: hour_outage(seed),
+        }
+    }
+}
+
+fn plan(apart: DrawnApart) -> impl Strategy<Value = Plan> {
+    let DrawnApart {
+        kms,
+        store_faults,
+        reach,
+        racing_admins,
+        buggify,
+        disk_faults,
+        large,
+        hour,
+    } = apart;
+    let hour_outage = hour.is_some();
     // A large cluster replaces the drawn size after the draw, so the draws stay as they were.
     (3u32..=7, any::<[bool; 8]>(), prop::bool::weighted(0.125))
         .prop_map(move |(backends, k, long_outages)| Knobs {
@@ -455,12 +514,19 @@ fn plan(
             racing_admins,
             buggify,
             disk_faults,
+            hour_outage,
         })
         .prop_flat_map(|knobs| {
             let ops = proptest::collection::vec(op(&knobs), 4..24);
             (Just(knobs), ops)
         })
-        .prop_map(|(knobs, ops)| Plan { knobs, ops })
+        .prop_map(move |(knobs, mut ops)| {
+            // Put in after the draw (and after each shrink), so it costs the plan no draws.
+            if let Some((at, outage)) = &hour {
+                ops.insert(at % (ops.len() + 1), outage.clone());
+            }
+            Plan { knobs, ops }
+        })
 }
 
 /// The proptest runner for a seed: its RNG is seeded from the seed alone.
@@ -474,17 +540,9 @@ fn runner(seed: u64) -> TestRunner {
 }
 
 fn tree(seed: u64) -> impl ValueTree<Value = Plan> {
-    plan(
-        kms_kind(seed),
-        drawn_apart(seed, "swarm store faults", 4),
-        drawn_apart(seed, "swarm reach", 4),
-        drawn_apart(seed, "swarm racing admins", 4),
-        drawn_apart(seed, "swarm buggify", 2),
-        drawn_apart(seed, "swarm disk faults", 4),
-        large_cluster(seed),
-    )
-    .new_tree(&mut runner(seed))
-    .expect("the swarm strategy always produces a plan")
+    plan(DrawnApart::for_seed(seed))
+        .new_tree(&mut runner(seed))
+        .expect("the swarm strategy always produces a plan")
 }
 
 /// The plan a seed draws.
@@ -596,6 +654,35 @@ pub fn shrink(
 mod tests {
     use super::*;
 
+    /// A seed with an hour-long outage draws the plan it would draw without one, with the
+    /// outage put in: the knob costs the other draws nothing.
+    #[test]
+    fn an_hour_outage_leaves_the_rest_of_the_plan_as_drawn() {
+        let seed = (0..5000u64)
+            .find(|&s| hour_outage(s).is_some())
+            .expect("one seed in 1,000 has an hour-long outage");
+        let with = draw(seed);
+        assert!(with.knobs.hour_outage, "seed {seed}");
+        let mut apart = DrawnApart::for_seed(seed);
+        apart.hour = None;
+        let without = plan(apart)
+            .new_tree(&mut runner(seed))
+            .expect("a plan")
+            .current();
+        let mut ops = with.ops.clone();
+        let at = ops
+            .iter()
+            .position(|op| matches!(op, Op::Outage { secs, restart: true } if *secs >= 3600))
+            .expect("the hour-long outage is in the plan");
+        ops.remove(at);
+        assert_eq!(ops, without.ops);
+        let knobs = Knobs {
+            hour_outage: false,
+            ..with.knobs
+        };
+        assert_eq!(knobs, without.knobs);
+    }
+
     #[test]
     fn a_seed_always_draws_the_same_plan() {
         assert_eq!(draw(7), draw(7));
@@ -621,7 +708,8 @@ mod tests {
                     "seed {seed}: {n} backends, {v} voters"
                 ),
             }
-            assert!((4..24).contains(&plan.ops.len()), "seed {seed}");
+            let drawn_ops = plan.ops.len() - usize::from(k.hour_outage);
+            assert!((4..24).contains(&drawn_ops), "seed {seed}");
             let backend = |b: u32| (1..=n).contains(&b);
             for op in &plan.ops {
                 let (name, allowed) = match *op {
@@ -654,7 +742,9 @@ mod tests {
                     Op::MoveKey { fs, .. } => ("move-key", k.key_moves && (1..4).contains(&fs)),
                     Op::RetryCreate => ("retry-create", true),
                     Op::Outage { secs, .. } => {
-                        ("outage", k.long_outages && (10..=600).contains(&secs))
+                        let long = k.long_outages && (10..=600).contains(&secs);
+                        let hour = k.hour_outage && (3600..=7200).contains(&secs);
+                        ("outage", long || hour)
                     }
                     Op::OwnKeySnapshot { fs } => {
                         ("own-key-snapshot", k.reach && (1..4).contains(&fs))
