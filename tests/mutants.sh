@@ -17,42 +17,62 @@
 # tree, so the first mutant pays a whole build (about 8 minutes on 2 cores); each later one
 # a few seconds of build and about 16 s of test.
 #
+# The mutants that survive the gate are then tried against cluster/'s own unit tests (a
+# second cargo-mutants pass over those mutants alone), which the test command also runs.
+#
 # Prints the kill rate per file and in all (killed: a failing test or a timeout; unviable
-# mutants, which do not build, are not counted), and the survivors to look at. Results stay
-# in target/mutants.out/.
+# mutants, which do not build, are not counted), what killed them, and the survivors to look
+# at. Results stay in target/mutants-gate/mutants.out/ and target/mutants-unit/mutants.out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 version=27.1.0
-out=target/mutants.out
+gate=target/mutants-gate/mutants.out
+unit=target/mutants-unit/mutants.out
+
+# The lines of outcome file $2 ("caught", "missed", ...) of results $1, if any.
+outcomes() {
+  if [ -f "$1/$2.txt" ]; then cat "$1/$2.txt"; fi
+}
 
 report() {
-  if [ ! -d "$out" ]; then
-    echo "FAIL: no results in $out: run tests/mutants.sh first" >&2
+  if [ ! -d "$gate" ]; then
+    echo "FAIL: no results in $gate: run tests/mutants.sh first" >&2
     exit 1
   fi
-  # One line per mutant: the file, then its outcome.
+  # One line per viable mutant: its file, then what killed it (gate, unit) or "missed".
   {
-    for outcome in caught timeout missed; do
-      if [ -f "$out/$outcome.txt" ]; then
-        sed -e "s/:.*//" -e "s/\$/ $outcome/" "$out/$outcome.txt"
+    outcomes "$gate" caught | sed -e 's/:.*//' -e 's/$/ gate/'
+    outcomes "$gate" timeout | sed -e 's/:.*//' -e 's/$/ gate/'
+    outcomes "$gate" missed | while IFS= read -r m; do
+      if outcomes "$unit" caught | grep -qxF "$m" || outcomes "$unit" timeout | grep -qxF "$m"; then
+        echo "${m%%:*} unit"
+      else
+        echo "${m%%:*} missed"
       fi
     done
   } | awk '
-    { n[$1]++; if ($2 != "missed") k[$1]++; else m[$1]++; total++; if ($2 != "missed") killed++ }
+    { n[$1]++; total++ }
+    $2 == "gate" { g[$1]++; gates++ }
+    $2 == "unit" { u[$1]++; units++ }
     END {
       if (total == 0) { print "no viable mutants were tested"; exit 1 }
-      printf "%-44s %7s %7s %7s\n", "file", "mutants", "killed", "rate"
-      for (f in n) printf "%-44s %7d %7d %6.1f%%\n", f, n[f], k[f], 100 * k[f] / n[f] | "sort"
+      printf "%-40s %7s %6s %6s %7s\n", "file", "mutants", "gate", "unit", "killed"
+      for (f in n) printf "%-40s %7d %6d %6d %6.1f%%\n", f, n[f], g[f], u[f], 100 * (g[f] + u[f]) / n[f] | "sort"
       close("sort")
-      printf "%-44s %7d %7d %6.1f%%\n", "in all", total, killed, 100 * killed / total
+      printf "%-40s %7d %6d %6d %6.1f%%\n", "in all", total, gates, units, 100 * (gates + units) / total
+      printf "(gate: the scenario library and the sweep; unit: cluster/'"'"'s unit tests, tried on the gate'"'"'s survivors)\n"
     }'
-  if [ -f "$out/unviable.txt" ]; then
-    echo "unviable (did not build, not counted): $(wc -l <"$out/unviable.txt")"
-  fi
-  if [ -s "$out/missed.txt" ]; then
+  echo "unviable (did not build, not counted): $(outcomes "$gate" unviable | wc -l)"
+  local survivors
+  survivors=$(outcomes "$gate" missed | while IFS= read -r m; do
+    if ! outcomes "$unit" caught | grep -qxF "$m" && ! outcomes "$unit" timeout | grep -qxF "$m"; then
+      echo "  $m"
+    fi
+  done)
+  if [ -n "$survivors" ]; then
     echo "survivors:"
-    sed 's/^/  /' "$out/missed.txt"
+    echo "$survivors"
   fi
 }
 
@@ -83,6 +103,10 @@ fi
 # --in-place), later ones take seconds; a mutant whose tests run past 5 minutes (the gate
 # takes about 16 s) is counted as a timeout, which kills it. `--test=mutation_gate` goes to
 # every cargo call, so each build makes only what the gate needs.
+in_place=()
+for arg in "$@"; do
+  if [ "$arg" = "--in-place" ]; then in_place=(--in-place); fi
+done
 rc=0
 .tools/bin/cargo-mutants mutants \
   --baseline skip \
@@ -93,13 +117,35 @@ rc=0
   --test-package scenarios \
   --profile mutants \
   --sharding round-robin \
-  --output target \
+  --output target/mutants-gate \
   --cargo-arg=--test=mutation_gate \
   "$@" || rc=$?
 case $rc in
-  0 | 2 | 3) report ;;
+  0 | 2 | 3) ;;
   *)
     echo "FAIL: cargo-mutants exited $rc" >&2
     exit "$rc"
     ;;
 esac
+
+# The gate's survivors against cluster/'s unit tests: exactly those mutants, by name.
+rm -rf "$unit"
+if [ -s "$gate/missed.txt" ]; then
+  names=$(sed -e 's/[][\\.*^$()+?{}|]/\\&/g' -e 's/^/^/' -e 's/$/$/' "$gate/missed.txt" | paste -sd'|')
+  rc=0
+  .tools/bin/cargo-mutants mutants \
+    --package cluster \
+    --test-package cluster \
+    --cargo-arg=--lib \
+    --output target/mutants-unit \
+    --re "$names" \
+    "${in_place[@]}" || rc=$?
+  case $rc in
+    0 | 2 | 3) ;;
+    *)
+      echo "FAIL: cargo-mutants (unit tests on the gate's survivors) exited $rc" >&2
+      exit "$rc"
+      ;;
+  esac
+fi
+report

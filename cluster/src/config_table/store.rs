@@ -400,6 +400,36 @@ mod tests {
         assert!(disk.faults_met().is_empty());
     }
 
+    /// A truncation removes the entries from its index on, so a boot never finds a stale
+    /// suffix of an older term; a purge removes those up to its index and remembers it.
+    #[tokio::test]
+    async fn truncate_and_purge_remove_their_entries() {
+        let disk = Disk::default();
+        for i in 1..=5 {
+            disk.write_record(RecordId::Log(i), &entry(i)).unwrap();
+        }
+        let (mut log, _, _) = store(&disk);
+        log.truncate(entry(4).log_id).await.unwrap();
+        assert_eq!(disk.log_indexes(..), vec![1, 2, 3]);
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(entry(3).log_id));
+
+        log.purge(entry(2).log_id).await.unwrap();
+        assert_eq!(disk.log_indexes(..), vec![3]);
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(entry(2).log_id));
+        assert_eq!(state.last_log_id, Some(entry(3).log_id));
+
+        log.purge(entry(3).log_id).await.unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert!(disk.log_indexes(..).is_empty());
+        assert_eq!(
+            state.last_log_id,
+            Some(entry(3).log_id),
+            "the purge mark stands in"
+        );
+    }
+
     /// A record that a misdirected write put at another index fails there, and a write
     /// that never lands is refused after its rewrites: both stop the replica.
     #[tokio::test]
