@@ -35,26 +35,30 @@ outcomes() {
   if [ -f "$1/$2.txt" ]; then cat "$1/$2.txt"; fi
 }
 
+# One line per viable mutant: what killed it ("gate", "unit") or "missed", then its name.
+classify() {
+  outcomes "$gate" caught | sed 's/^/gate /'
+  outcomes "$gate" timeout | sed 's/^/gate /'
+  outcomes "$gate" missed | while IFS= read -r m; do
+    if { outcomes "$unit" caught; outcomes "$unit" timeout; } | grep -qxF "$m"; then
+      echo "unit $m"
+    else
+      echo "missed $m"
+    fi
+  done
+}
+
 report() {
   if [ ! -d "$gate" ]; then
     echo "FAIL: no results in $gate: run tests/mutants.sh first" >&2
     exit 1
   fi
-  # One line per viable mutant: its file, then what killed it (gate, unit) or "missed".
-  {
-    outcomes "$gate" caught | sed -e 's/:.*//' -e 's/$/ gate/'
-    outcomes "$gate" timeout | sed -e 's/:.*//' -e 's/$/ gate/'
-    outcomes "$gate" missed | while IFS= read -r m; do
-      if outcomes "$unit" caught | grep -qxF "$m" || outcomes "$unit" timeout | grep -qxF "$m"; then
-        echo "${m%%:*} unit"
-      else
-        echo "${m%%:*} missed"
-      fi
-    done
-  } | awk '
-    { n[$1]++; total++ }
-    $2 == "gate" { g[$1]++; gates++ }
-    $2 == "unit" { u[$1]++; units++ }
+  local classified
+  classified=$(classify)
+  awk '
+    { split($2, at, ":"); f = at[1]; n[f]++; total++ }
+    $1 == "gate" { g[f]++; gates++ }
+    $1 == "unit" { u[f]++; units++ }
     END {
       if (total == 0) { print "no viable mutants were tested"; exit 1 }
       printf "%-40s %7s %6s %6s %7s\n", "file", "mutants", "gate", "unit", "killed"
@@ -62,17 +66,11 @@ report() {
       close("sort")
       printf "%-40s %7d %6d %6d %6.1f%%\n", "in all", total, gates, units, 100 * (gates + units) / total
       printf "(gate: the scenario library and the sweep; unit: cluster/'"'"'s unit tests, tried on the gate'"'"'s survivors)\n"
-    }'
+    }' <<<"$classified"
   echo "unviable (did not build, not counted): $(outcomes "$gate" unviable | wc -l)"
-  local survivors
-  survivors=$(outcomes "$gate" missed | while IFS= read -r m; do
-    if ! outcomes "$unit" caught | grep -qxF "$m" && ! outcomes "$unit" timeout | grep -qxF "$m"; then
-      echo "  $m"
-    fi
-  done)
-  if [ -n "$survivors" ]; then
+  if grep -q '^missed ' <<<"$classified"; then
     echo "survivors:"
-    echo "$survivors"
+    grep '^missed ' <<<"$classified" | sed 's/^missed /  /'
   fi
 }
 

@@ -32,12 +32,7 @@ fn the_library_passes() {
     let files = library::all(&dir).unwrap_or_else(|e| panic!("{e}"));
     for path in files {
         let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        let seeds = if scenario.scenario.seeds.is_empty() {
-            vec![0]
-        } else {
-            scenario.scenario.seeds.clone()
-        };
-        for seed in seeds {
+        for seed in scenario.scenario.seeds_or([0]) {
             require_pass(&simulated::run(&scenario, &SimOptions::new(seed)));
         }
     }

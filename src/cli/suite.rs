@@ -72,12 +72,10 @@ pub fn run(args: SuiteArgs) -> i32 {
         .iter()
         .enumerate()
         .flat_map(|(i, s)| {
-            let seeds: Vec<u64> = if s.scenario.seeds.is_empty() {
-                args.seeds.clone().collect()
-            } else {
-                s.scenario.seeds.clone()
-            };
-            seeds.into_iter().map(move |seed| (i, seed))
+            s.scenario
+                .seeds_or(args.seeds.clone())
+                .into_iter()
+                .map(move |seed| (i, seed))
         })
         .collect();
     let progress = std::io::stderr().is_terminal();

@@ -365,6 +365,15 @@ mod tests {
         }
     }
 
+    /// A disk holding log entries 1 to `last`.
+    fn disk_with_log(last: u64) -> Disk {
+        let disk = Disk::default();
+        for i in 1..=last {
+            disk.write_record(RecordId::Log(i), &entry(i)).unwrap();
+        }
+        disk
+    }
+
     /// A store over `disk` whose stops are counted.
     fn store(disk: &Disk) -> (LogStore, FailStop, Arc<AtomicUsize>) {
         let reports = Arc::new(AtomicUsize::new(0));
@@ -383,10 +392,7 @@ mod tests {
     /// (one report), and every storage call after it fails too, without a panic.
     #[tokio::test]
     async fn a_rotted_entry_stops_the_replica() {
-        let disk = Disk::default();
-        for i in 1..=3 {
-            disk.write_record(RecordId::Log(i), &entry(i)).unwrap();
-        }
+        let disk = disk_with_log(3);
         let (mut log, stop, reports) = store(&disk);
         assert_eq!(log.try_get_log_entries(1..=3).await.unwrap().len(), 3);
         disk.inject_on(FaultTarget::Config, DiskFaultMode::BitRot, 1.0, 7);
@@ -404,10 +410,7 @@ mod tests {
     /// suffix of an older term; a purge removes those up to its index and remembers it.
     #[tokio::test]
     async fn truncate_and_purge_remove_their_entries() {
-        let disk = Disk::default();
-        for i in 1..=5 {
-            disk.write_record(RecordId::Log(i), &entry(i)).unwrap();
-        }
+        let disk = disk_with_log(5);
         let (mut log, _, _) = store(&disk);
         log.truncate(entry(4).log_id).await.unwrap();
         assert_eq!(disk.log_indexes(..), vec![1, 2, 3]);

@@ -51,6 +51,17 @@ pub struct Meta {
     pub knobs: BTreeMap<String, String>,
 }
 
+impl Meta {
+    /// The seeds to run this scenario with: its own (a regression's), else `default`.
+    pub fn seeds_or(&self, default: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        if self.seeds.is_empty() {
+            default.into_iter().collect()
+        } else {
+            self.seeds.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
