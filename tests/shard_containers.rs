@@ -7,14 +7,16 @@
 //! seeds in one container: the same seeds, the same trace hash for every seed, the same
 //! failures, the same exit code.
 //!
-//! Built with `--features planted-bugs` (tests/run.sh runs it so), the binary under test goes
-//! into an image of the test's own (`WEKASIM_BIN`/`WEKASIM_TAG` of tests/images.sh) and the
-//! sweep plants a bug, so the comparison covers failing seeds and their grouping too.
+//! Asked for with `--ignored` and a wekasim built with planted bugs named by
+//! `WEKASIM_PLANTED_BIN` (tests/run.sh does both), that binary goes into an image of the
+//! test's own (`WEKASIM_BIN`/`WEKASIM_TAG` of tests/images.sh) and the sweep plants bugs,
+//! so the comparison covers failing seeds and their grouping too.
 //!
 //! Containers run read-only, without a network, as the caller's user, and are removed (`--rm`).
 
 mod common;
 mod docker_support;
+mod live;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -25,7 +27,6 @@ use serde_json::Value;
 const SHARDS: u64 = 4;
 const SEEDS: &str = "0..24";
 
-#[cfg(not(feature = "planted-bugs"))]
 fn version() -> String {
     let toml = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
         .expect("Cargo.toml");
@@ -190,7 +191,6 @@ fn failing(m: &Value) -> usize {
         .count()
 }
 
-#[cfg(not(feature = "planted-bugs"))]
 #[test]
 fn shards_in_containers_merge_into_one_sweep() {
     let version = version();
@@ -210,12 +210,12 @@ fn shards_in_containers_merge_into_one_sweep() {
 
 /// The bugs planted: failing seeds of two checks among the shards (a correctness one and a
 /// liveness one in seeds 0..24 when this was written).
-#[cfg(feature = "planted-bugs")]
 const BUGS: [&str; 4] = ["--plant", "skip-one-rewrap", "--plant", "give-up-unwrap"];
 
-#[cfg(feature = "planted-bugs")]
 #[test]
+#[ignore = "needs a wekasim built with planted bugs: WEKASIM_PLANTED_BIN=<it> cargo test -- --ignored"]
 fn shards_in_containers_merge_into_one_sweep_with_a_planted_bug() {
+    let planted = live::planted_bin();
     // The binary under test in an image of the test's own, removed at the end.
     struct Image(String);
     impl Drop for Image {
@@ -230,7 +230,7 @@ fn shards_in_containers_merge_into_one_sweep_with_a_planted_bug() {
     let out = Command::new("bash")
         .arg("tests/images.sh")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("WEKASIM_BIN", env!("CARGO_BIN_EXE_wekasim"))
+        .env("WEKASIM_BIN", &planted)
         .env("WEKASIM_TAG", &tag)
         .output()
         .unwrap_or_else(|e| panic!("cannot run tests/images.sh: {e}"));

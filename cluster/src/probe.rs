@@ -35,6 +35,10 @@ pub enum Probe {
     /// A rewrap lost its compare-and-set: the filesystem was re-wrapped or moved between
     /// the KMS's answer and the commit, and the other change stands.
     RewrapLostRace,
+    /// A rewrap's rescan found filesystems that joined the cluster key behind it, wrapped
+    /// under what the rewrap was moving away from (a create or download that wrapped
+    /// before a rotation, say), and moved them too.
+    RewrapRescanFound,
     /// A block read skipped a replica that did not have it or did not answer, and read
     /// another one.
     ReadFromAnotherReplica,
@@ -65,7 +69,7 @@ pub enum Probe {
 }
 
 impl Probe {
-    pub const ALL: [Probe; 21] = [
+    pub const ALL: [Probe; 22] = [
         Probe::KmsUnreachable,
         Probe::KmsTimeout,
         Probe::KmsSealed,
@@ -76,6 +80,7 @@ impl Probe {
         Probe::KmipFailure,
         Probe::UnwrapBackoffAtCeiling,
         Probe::RewrapLostRace,
+        Probe::RewrapRescanFound,
         Probe::ReadFromAnotherReplica,
         Probe::SnapshotBlocksUnlisted,
         Probe::DownloadOwnKeySnapshot,
@@ -102,6 +107,7 @@ impl Probe {
             Probe::KmipFailure => "cluster:kmip-operation-failed",
             Probe::UnwrapBackoffAtCeiling => "cluster:unwrap-backoff-at-ceiling",
             Probe::RewrapLostRace => "cluster:rewrap-lost-race",
+            Probe::RewrapRescanFound => "cluster:rewrap-rescan-found",
             Probe::ReadFromAnotherReplica => "cluster:read-from-another-replica",
             Probe::SnapshotBlocksUnlisted => "cluster:snapshot-blocks-unlisted",
             Probe::DownloadOwnKeySnapshot => "cluster:download-own-key-snapshot",

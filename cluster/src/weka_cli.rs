@@ -78,6 +78,16 @@ pub fn parse_with_files(line: &str, read: ReadFile<'_>) -> Result<AdminCommand, 
     }
 }
 
+/// WEKA's switches (flags without a value) that no command here accepts yet.
+const UNMODELLED_SWITCHES: [&str; 6] = [
+    "allow-no-kms",
+    "convert-to-cluster-key-on-fs",
+    "allow-downgrade",
+    "force",
+    "all",
+    "no-header",
+];
+
 /// A flag and its value (`None` for a bare switch).
 type Flag<'a> = (&'a str, Option<&'a str>);
 
@@ -92,6 +102,13 @@ fn split<'a>(
     while i < words.len() {
         let w = words[i];
         if let Some(flag) = w.strip_prefix("--") {
+            if UNMODELLED_SWITCHES.contains(&flag) && !switches.contains(&flag) {
+                // Said plainly: read as a flag wanting a value, it would be refused with
+                // "needs a value", which sends the admin looking for the wrong mistake.
+                return Err(format!(
+                    "--{flag} is a WEKA switch this model does not support yet"
+                ));
+            }
             if switches.contains(&flag) {
                 flags.push((flag, None));
                 i += 1;
@@ -465,6 +482,14 @@ mod tests {
         assert!(parse("security kms rewrap --new-key-uid")
             .unwrap_err()
             .contains("needs a value"));
+        for line in [
+            "fs create fs1 default 1GiB --encrypted --allow-no-kms",
+            "security kms set vault http://v:8200 k --token t --convert-to-cluster-key-on-fs",
+        ] {
+            let err = parse(line).unwrap_err();
+            assert!(err.contains("does not support yet"), "{line}: {err}");
+            assert!(!err.contains("needs a value"), "{line}: {err}");
+        }
         assert!(parse("security kms rewrap --new-key-uid --all").is_err());
         assert!(parse("security kms rewrap --bogus").is_err());
     }

@@ -180,6 +180,34 @@ pub fn wekasim(args: &[&str], env: &[(&str, &str)]) -> LiveRun {
     run_wekasim(args, env, &[], &mut |_| ())
 }
 
+/// The variable naming the wekasim built with `--features planted-bugs` that the tests of
+/// planted bugs run (`bash tests/run.sh` builds it and sets this).
+pub const PLANTED_BIN_VAR: &str = "WEKASIM_PLANTED_BIN";
+
+/// The planted-bugs binary [`PLANTED_BIN_VAR`] names, relative to the repository or
+/// absolute; a test asking for it without one fails, saying how to give it.
+pub fn planted_bin() -> PathBuf {
+    let Ok(path) = std::env::var(PLANTED_BIN_VAR) else {
+        panic!(
+            "{PLANTED_BIN_VAR} is not set: build wekasim with `cargo build --release --features \
+             planted-bugs` and set {PLANTED_BIN_VAR}=target/release/wekasim (bash tests/run.sh \
+             does both)"
+        );
+    };
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(&path);
+    assert!(
+        bin.is_file(),
+        "{PLANTED_BIN_VAR}={path}: no such file ({})",
+        bin.display()
+    );
+    bin
+}
+
+/// As [`wekasim`], running the planted-bugs binary of [`planted_bin`].
+pub fn wekasim_planted(args: &[&str], env: &[(&str, &str)]) -> LiveRun {
+    run_bin(&planted_bin(), args, env, &[], &mut |_| ())
+}
+
 /// As [`wekasim`], and sends it SIGINT (Ctrl-C) once its stderr shows `after[0]`, again
 /// once it shows `after[1]`, and so on: each Ctrl-C waits for what the run printed.
 pub fn wekasim_interrupted(args: &[&str], env: &[(&str, &str)], after: &[&str]) -> LiveRun {
@@ -202,8 +230,19 @@ fn run_wekasim(
     after: &[&str],
     before: &mut dyn FnMut(usize),
 ) -> LiveRun {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_wekasim"));
+    run_bin(bin, args, env, after, before)
+}
+
+fn run_bin(
+    bin: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    after: &[&str],
+    before: &mut dyn FnMut(usize),
+) -> LiveRun {
     let (out, err) = (OutFile::new("stdout"), OutFile::new("stderr"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wekasim"));
+    let mut cmd = Command::new(bin);
     cmd.args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::null());

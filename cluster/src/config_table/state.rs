@@ -390,4 +390,42 @@ mod tests {
         // b, left at version 1 by the rewrap, is what the rewrap's rescan moves.
         assert_eq!(state.filesystems["b"].wrapped_dek, Some(vault(1)));
     }
+
+    #[test]
+    fn a_create_proposed_again_gets_the_same_answer_and_any_other_is_refused() {
+        let mut state = ConfigState::default();
+        let fresh = create("a", vault(1), KmsBinding::ClusterKey);
+        assert_eq!(state.apply(&fresh), ConfigResponse::FsCreated { id: 1 });
+        assert_eq!(state.apply(&fresh), ConfigResponse::FsCreated { id: 1 });
+        // A download names the data it was made from: proposed again, the same data.
+        let mut download = create("b", vault(1), KmsBinding::ClusterKey);
+        if let ConfigCommand::CreateFs { record } = &mut download {
+            record.data_id = 7;
+        }
+        assert_eq!(state.apply(&download), ConfigResponse::FsCreated { id: 2 });
+        assert_eq!(state.filesystems["b"].data_id, 7);
+        assert_eq!(state.apply(&download), ConfigResponse::FsCreated { id: 2 });
+        // The same name with anything else different is another create, refused.
+        let refused = |r: ConfigResponse| matches!(r, ConfigResponse::Rejected { .. });
+        let mut other_data = download.clone();
+        if let ConfigCommand::CreateFs { record } = &mut other_data {
+            record.data_id = 8;
+        }
+        assert!(refused(state.apply(&other_data)));
+        assert!(refused(state.apply(&create(
+            "a",
+            vault(2),
+            KmsBinding::ClusterKey
+        ))));
+        let mut bigger = fresh.clone();
+        if let ConfigCommand::CreateFs { record } = &mut bigger {
+            record.capacity_gib = 2;
+        }
+        assert!(refused(state.apply(&bigger)));
+        let own_key = KmsBinding::OwnKey {
+            key: "fs-key".into(),
+        };
+        assert!(refused(state.apply(&create("a", vault(1), own_key))));
+        assert_eq!(state.filesystems.len(), 2);
+    }
 }

@@ -696,16 +696,23 @@ fn counting_transport(server: &FakeKms, opened: Arc<Mutex<u32>>) -> KmipTranspor
     })
 }
 
-#[tokio::test]
-async fn a_reusing_connector_keeps_one_stream_and_retries_once_on_a_closed_one() {
-    let server = FakeKms::new();
+/// A connector to key "1" of `server` that keeps its stream between calls, and the count
+/// of streams it opened.
+fn reusing(server: &FakeKms) -> (KmipConnector, Arc<Mutex<u32>>) {
     let opened = Arc::new(Mutex::new(0));
     let kms = KmipConnector::new(
         config("1"),
-        counting_transport(&server, opened.clone()),
+        counting_transport(server, opened.clone()),
         counter(),
     )
     .reusing_streams(true);
+    (kms, opened)
+}
+
+#[tokio::test]
+async fn a_reusing_connector_keeps_one_stream_and_retries_once_on_a_closed_one() {
+    let server = FakeKms::new();
+    let (kms, opened) = reusing(&server);
     let wrapped = kms.wrap(&[dek(1)]).await.unwrap();
     kms.unwrap(&wrapped).await.unwrap();
     kms.wrap(&[dek(2)]).await.unwrap();
@@ -720,13 +727,7 @@ async fn a_reusing_connector_keeps_one_stream_and_retries_once_on_a_closed_one()
             Reply::Bytes(response.encode())
         }
     });
-    let opened = Arc::new(Mutex::new(0));
-    let kms = KmipConnector::new(
-        config("1"),
-        counting_transport(&closing, opened.clone()),
-        counter(),
-    )
-    .reusing_streams(true);
+    let (kms, opened) = reusing(&closing);
     let wrapped = kms.wrap(&[dek(3)]).await.unwrap();
     assert_eq!(kms.unwrap(&wrapped).await.unwrap(), vec![dek(3)]);
     assert_eq!(
@@ -745,4 +746,31 @@ async fn a_reusing_connector_keeps_one_stream_and_retries_once_on_a_closed_one()
     let wrapped = kms.wrap(&[dek(4)]).await.unwrap();
     kms.unwrap(&wrapped).await.unwrap();
     assert_eq!(*opened.lock().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_rewrap_on_a_kept_stream_found_closed_is_made_once_more_on_a_new_one() {
+    // The server hangs up after its first Encrypt answer only: the wrap's stream is kept,
+    // and the rewrap finds it closed.
+    let hung_up = Arc::new(Mutex::new(false));
+    let flag = hung_up.clone();
+    let server = FakeKms::new().with_tamper(move |request, response| {
+        let mut hung_up = flag.lock().unwrap();
+        if is_op(request, operation::ENCRYPT) && !*hung_up {
+            *hung_up = true;
+            Reply::Bytes(response.encode())
+        } else {
+            Reply::Message(response)
+        }
+    });
+    let (kms, opened) = reusing(&server);
+    let wrapped = kms.wrap(&[dek(6)]).await.unwrap();
+    let rewrapped = kms.rewrap(&wrapped).await.unwrap();
+    assert_eq!(kms.unwrap(&rewrapped).await.unwrap(), vec![dek(6)]);
+    assert!(*hung_up.lock().unwrap());
+    assert_eq!(
+        *opened.lock().unwrap(),
+        2,
+        "the closed stream was replaced once"
+    );
 }

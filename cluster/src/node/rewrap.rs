@@ -62,6 +62,7 @@ impl Node {
             if targets.is_empty() {
                 break;
             }
+            self.probe(Probe::RewrapRescanFound);
         }
         if self.planted(PlantedBug::TrimUnderSnapshot) {
             let on_cluster_key = state
@@ -129,6 +130,7 @@ impl Node {
             if targets.is_empty() {
                 break;
             }
+            self.probe(Probe::RewrapRescanFound);
         }
         Ok(AdminOutput::Rewrapped {
             filesystems: progress.total,

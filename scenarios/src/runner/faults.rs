@@ -18,7 +18,7 @@ use crate::scenario::{host_group, Auth, Step};
 /// How often the liveness phase gives the cluster a new secret-id before it fails.
 const SECRET_ID_TRIES: u32 = 10;
 
-const KMS_ADMIN_BOUND: Duration = Duration::from_secs(30);
+pub(super) const KMS_ADMIN_BOUND: Duration = Duration::from_secs(30);
 
 impl World<'_> {
     /// Runs an admin call to the KMS on the admin host.

@@ -15,14 +15,21 @@ use cluster::filesystem::KmsBinding;
 use cluster::kms;
 use cluster::rpc::{self, Request};
 use rand::seq::SliceRandom;
+use rand::Rng;
 
 use super::checks::kms_unwraps;
+use super::faults::KMS_ADMIN_BOUND;
 use super::steps::{command_name, Answer, ADMIN_BOUND};
 use super::world::{lock, RunnerEvent};
 use super::{Failure, FailureKind, World};
 
 /// The check that judges a race.
 const ORACLE: &str = "acknowledged-effects";
+
+/// The latest a race's key rotation starts, after the commands are sent: about the time a
+/// command takes to reach its backend and the KMS, so that the rotation lands between one
+/// command's wrap and another's.
+pub const RACE_ROTATION_DELAY_MAX: Duration = Duration::from_millis(400);
 
 /// One command of a race and what came of it.
 struct Raced {
@@ -34,7 +41,12 @@ struct Raced {
 impl World<'_> {
     /// Sends `commands` at once, each to its own backend, waits for every answer, books
     /// what was acknowledged, and judges the race.
-    pub(super) fn race(&mut self, at: Option<usize>, commands: &[String]) -> Result<(), Failure> {
+    pub(super) fn race(
+        &mut self,
+        at: Option<usize>,
+        commands: &[String],
+        kms_rotate: bool,
+    ) -> Result<(), Failure> {
         let mut cmds = Vec::with_capacity(commands.len());
         for command in commands {
             cmds.push(self.parse_weka(at, command)?);
@@ -51,7 +63,30 @@ impl World<'_> {
                 })) as Pin<Box<dyn Future<Output = _>>>
             })
             .collect();
-        let replies = self.run_job(ADMIN_BOUND + Duration::from_secs(1), join_all(calls));
+        let rotation = kms_rotate.then(|| self.rotation(dialer.clone()));
+        let replies = self.run_job(ADMIN_BOUND + Duration::from_secs(1), async move {
+            let rotation = async move {
+                match rotation {
+                    Some(rotate) => Some(rotate.await),
+                    None => None,
+                }
+            };
+            join2(join_all(calls), rotation).await
+        });
+        let replies = replies.map(|(replies, rotated)| {
+            if let Some(rotated) = rotated {
+                self.record(&RunnerEvent::Fault {
+                    what: match rotated {
+                        Ok(()) => format!(
+                            "key rotated to v{} during the race",
+                            self.kms.versions(&self.scenario.kms.key).latest
+                        ),
+                        Err(e) => format!("the key rotation during the race failed: {e}"),
+                    },
+                });
+            }
+            replies
+        });
         let raced: Vec<Raced> = match replies {
             Ok(replies) => cmds
                 .into_iter()
@@ -117,6 +152,32 @@ impl World<'_> {
         }];
         self.judge_race(&alone)
             .map_err(|detail| self.fail(FailureKind::Correctness, at, ORACLE, detail))
+    }
+
+    /// The cluster key's rotation in a race, after a seeded delay of at most
+    /// [`RACE_ROTATION_DELAY_MAX`]. The KMS's admin reaches it out of band, as for a
+    /// `kms-rotate` step: a fault on the wire is lifted for the call (the racing commands
+    /// meet no fault meanwhile either); a KMS stopped or sealed refuses it, and a rotation
+    /// refused is one that did not happen.
+    fn rotation(
+        &mut self,
+        dialer: std::sync::Arc<dyn cluster::net::Dialer>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>>>> {
+        let max = RACE_ROTATION_DELAY_MAX.as_millis() as u64;
+        let delay = Duration::from_millis(self.rng.gen_range(0..=max));
+        let key = self.scenario.kms.key.clone();
+        let job = self.kms.rotate(dialer, &key);
+        let chaos = self.fabric.chaos().clone();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            let fault = chaos.fault();
+            chaos.set(kms_sim::chaos::Fault::None);
+            let rotated = tokio::time::timeout(KMS_ADMIN_BOUND, job)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {KMS_ADMIN_BOUND:?}")));
+            chaos.set(fault);
+            rotated
+        })
     }
 
     /// A backend per command, all different while there are enough running: the seed
@@ -416,6 +477,29 @@ async fn join_all<T>(futures: Vec<Pin<Box<dyn Future<Output = T>>>>) -> Vec<T> {
             Poll::Ready(done.iter_mut().filter_map(Option::take).collect())
         } else {
             Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Both futures to the end, polled in this order (determinism), with both outputs.
+async fn join2<A, B>(a: impl Future<Output = A>, b: impl Future<Output = B>) -> (A, B) {
+    let (mut a, mut b) = (Box::pin(a), Box::pin(b));
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(move |cx| {
+        if out_a.is_none() {
+            if let Poll::Ready(value) = a.as_mut().poll(cx) {
+                out_a = Some(value);
+            }
+        }
+        if out_b.is_none() {
+            if let Poll::Ready(value) = b.as_mut().poll(cx) {
+                out_b = Some(value);
+            }
+        }
+        match (&out_a, &out_b) {
+            (Some(_), Some(_)) => Poll::Ready((out_a.take().unwrap(), out_b.take().unwrap())),
+            _ => Poll::Pending,
         }
     })
     .await

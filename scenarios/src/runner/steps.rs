@@ -360,7 +360,10 @@ impl World<'_> {
                 expect,
                 ..
             } => self.weka(at, command, expect_error.as_deref(), *expect)?,
-            Step::Race { commands } => self.race(at, commands)?,
+            Step::Race {
+                commands,
+                kms_rotate,
+            } => self.race(at, commands, *kms_rotate)?,
             Step::RestartAll => {
                 for i in 0..self.backends.len() {
                     self.restart(i);

@@ -56,7 +56,7 @@ fn step_filesystems(step: &Step) -> (bool, Vec<String>) {
             }
         }
         // A racing create may succeed; nothing in a race must.
-        Step::Race { commands } => (
+        Step::Race { commands, .. } => (
             true,
             commands
                 .iter()
@@ -265,7 +265,15 @@ impl Scenario {
                     .map(|_| ())
                     .map_err(|e| format!("command {command:?}: {e}"))
             }
-            Step::Race { commands } => {
+            Step::Race {
+                commands,
+                kms_rotate,
+            } => {
+                if *kms_rotate && self.kms.kind != KmsKind::Vault {
+                    return Err("kms_rotate: only a Vault key rotates (a KMIP key does not \
+                                version)"
+                        .into());
+                }
                 if commands.len() < 2 {
                     return Err(format!(
                         "a race needs at least 2 commands, not {}",
@@ -479,6 +487,30 @@ within = "5s"
         // Unset: every backend votes, up to seven.
         assert_eq!(with("backends = 5").unwrap().cluster.voter_count(), 5);
         assert_eq!(with("backends = 15").unwrap().cluster.voter_count(), 7);
+    }
+
+    #[test]
+    fn a_race_rotates_only_a_vault_key() {
+        let with = |kind: &str| {
+            Scenario::parse(&format!(
+                "[scenario]\nname = \"t\"\n[kms]\ntype = \"{kind}\"\n[[step]]\n\
+                 action = \"race\"\nkms_rotate = true\ncommands = [\"weka security kms \
+                 rewrap\", \"weka fs create a default 1GiB --encrypted\"]\n"
+            ))
+        };
+        let parsed = with("vault").unwrap();
+        assert!(matches!(
+            parsed.steps.last(),
+            Some(Step::Race {
+                kms_rotate: true,
+                ..
+            })
+        ));
+        let err = with("kmip").unwrap_err();
+        assert!(
+            err.contains("kms_rotate: only a Vault key rotates"),
+            "{err}"
+        );
     }
 
     #[test]

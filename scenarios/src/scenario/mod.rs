@@ -289,6 +289,12 @@ pub enum Step {
     /// `acknowledged-effects` check).
     Race {
         commands: Vec<String>,
+        /// The cluster key is rotated in the KMS while the commands run (by a KMS admin,
+        /// or the KMS's own rotation schedule), at a seeded moment in its first
+        /// `RACE_ROTATION_DELAY_MAX`: a wrap may then land under a version older than the
+        /// one a racing rewrap moves to.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        kms_rotate: bool,
     },
     /// Power-cycles every backend at once: memory (and every DEK in it) is lost, disks stay.
     RestartAll,

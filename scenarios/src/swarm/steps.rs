@@ -22,6 +22,8 @@ pub(super) struct Names {
     seed: u64,
     crash_points: u32,
     revocations: u32,
+    /// Races with a rewrap, on Vault, so far: each draws whether the key rotates during it.
+    rewrap_races: u32,
 }
 
 impl Names {
@@ -318,12 +320,18 @@ pub(super) fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
 }
 
 /// A race's steps: a rotation first if a rewrap races (so it has something to do), then
-/// the commands at once.
+/// the commands at once. On Vault, half such races (drawn from the seed) rotate the key
+/// once more while they run, so a racing wrap may land under the version before the one
+/// the rewrap moves to: what the rewrap's rescan is for.
 fn race_steps(racers: &[Racer], kms: KmsKind, names: &mut Names) -> Vec<Step> {
     let mut steps = Vec::new();
+    let mut kms_rotate = false;
     if racers.contains(&Racer::Rewrap) {
         if kms == KmsKind::Vault {
             steps.push(Step::KmsUnseal);
+            names.rewrap_races += 1;
+            let label = format!("swarm race rotation {}", names.rewrap_races);
+            kms_rotate = derive_seed(names.seed, &label).is_multiple_of(2);
         }
         steps.push(Step::KmsRotate);
     }
@@ -364,7 +372,10 @@ fn race_steps(racers: &[Racer], kms: KmsKind, names: &mut Names) -> Vec<Step> {
         // A download before any upload has no command: a race of one is a plain step.
         0 => {}
         1 => steps.push(weka(commands.remove(0))),
-        _ => steps.push(Step::Race { commands }),
+        _ => steps.push(Step::Race {
+            commands,
+            kms_rotate,
+        }),
     }
     steps
 }
