@@ -41,6 +41,15 @@ cd "$(dirname "$0")/.."
 OPENBAO_VERSION=2.7.2
 LABEL=org.wekasim.inputs
 
+# Run from a test (tests/container_gate.rs, tests/shard_containers.rs), this script inherits
+# the variables cargo sets for that test (CARGO_MANIFEST_DIR, CARGO_PKG_VERSION, ...). A cargo
+# build that sees them takes them for changed inputs of every crate that reads one with
+# `env!` and compiles the workspace again (minutes, and again for the next build outside the
+# test): they are not this script's to pass on.
+while read -r var; do
+  unset "$var"
+done < <(compgen -e | grep -E '^CARGO_(MANIFEST_|PKG_|CRATE_|BIN_|PRIMARY_PACKAGE|TARGET_TMPDIR)' || true)
+
 if ! docker info >/dev/null 2>&1; then
   echo "FAIL: cannot reach the Docker engine (is dockerd running, may this user use it?)" >&2
   exit 1
