@@ -102,8 +102,13 @@ fi
 # takes about 16 s) is counted as a timeout, which kills it. `--test=mutation_gate` goes to
 # every cargo call, so each build makes only what the gate needs.
 in_place=()
+sharding=()
 for arg in "$@"; do
-  if [ "$arg" = "--in-place" ]; then in_place=(--in-place); fi
+  case $arg in
+    --in-place) in_place=(--in-place) ;;
+    # Spread a shard over every file; cargo-mutants refuses --sharding without --shard.
+    --shard | --shard=*) sharding=(--sharding round-robin) ;;
+  esac
 done
 rc=0
 .tools/bin/cargo-mutants mutants \
@@ -114,7 +119,7 @@ rc=0
   --exclude cluster/src/hooks.rs \
   --test-package scenarios \
   --profile mutants \
-  --sharding round-robin \
+  "${sharding[@]}" \
   --output target/mutants-gate \
   --cargo-arg=--test=mutation_gate \
   "$@" || rc=$?

@@ -774,3 +774,25 @@ async fn a_rewrap_on_a_kept_stream_found_closed_is_made_once_more_on_a_new_one()
         "the closed stream was replaced once"
     );
 }
+
+#[tokio::test]
+async fn a_rewrap_on_new_streams_that_keep_closing_fails_rather_than_retrying_forever() {
+    // Every Decrypt is answered with a hang-up: only a kept stream earns a second try,
+    // so the rewrap gives up on the first new stream that fails.
+    let server = FakeKms::new().with_tamper(|request, response| {
+        if is_op(request, operation::DECRYPT) {
+            Reply::Bytes(Vec::new())
+        } else {
+            Reply::Message(response)
+        }
+    });
+    let kms = connector(&server, "1");
+    let wrapped = kms.wrap(&[dek(7)]).await.unwrap();
+    let rewrap = tokio::time::timeout(std::time::Duration::from_secs(5), kms.rewrap(&wrapped));
+    let result = rewrap.await.expect("the rewrap gave up in time");
+    assert!(
+        matches!(result, Err(KmsError::Unreachable(_))),
+        "{result:?}"
+    );
+    assert_eq!(server.seen_op(operation::DECRYPT).len(), 1);
+}
