@@ -31,6 +31,9 @@ const ORACLE: &str = "acknowledged-effects";
 /// command's wrap and another's.
 pub const RACE_ROTATION_DELAY_MAX: Duration = Duration::from_millis(400);
 
+/// A race's key rotation: what came of it, if there was one.
+type Rotation = Pin<Box<dyn Future<Output = Option<Result<(), String>>>>>;
+
 /// One command of a race and what came of it.
 struct Raced {
     backend: u64,
@@ -63,30 +66,22 @@ impl World<'_> {
                 })) as Pin<Box<dyn Future<Output = _>>>
             })
             .collect();
-        let rotation = kms_rotate.then(|| self.rotation(dialer.clone()));
-        let replies = self.run_job(ADMIN_BOUND + Duration::from_secs(1), async move {
-            let rotation = async move {
-                match rotation {
-                    Some(rotate) => Some(rotate.await),
-                    None => None,
-                }
+        let rotation = self.rotation(kms_rotate, dialer.clone());
+        let replies = self.run_job(
+            ADMIN_BOUND + Duration::from_secs(1),
+            join2(join_all(calls), rotation),
+        );
+        if let Ok((_, Some(rotated))) = &replies {
+            let what = match rotated {
+                Ok(()) => format!(
+                    "key rotated to v{} during the race",
+                    self.kms.versions(&self.scenario.kms.key).latest
+                ),
+                Err(e) => format!("the key rotation during the race failed: {e}"),
             };
-            join2(join_all(calls), rotation).await
-        });
-        let replies = replies.map(|(replies, rotated)| {
-            if let Some(rotated) = rotated {
-                self.record(&RunnerEvent::Fault {
-                    what: match rotated {
-                        Ok(()) => format!(
-                            "key rotated to v{} during the race",
-                            self.kms.versions(&self.scenario.kms.key).latest
-                        ),
-                        Err(e) => format!("the key rotation during the race failed: {e}"),
-                    },
-                });
-            }
-            replies
-        });
+            self.record(&RunnerEvent::Fault { what });
+        }
+        let replies = replies.map(|(replies, _)| replies);
         let raced: Vec<Raced> = match replies {
             Ok(replies) => cmds
                 .into_iter()
@@ -154,15 +149,19 @@ impl World<'_> {
             .map_err(|detail| self.fail(FailureKind::Correctness, at, ORACLE, detail))
     }
 
-    /// The cluster key's rotation in a race, after a seeded delay of at most
-    /// [`RACE_ROTATION_DELAY_MAX`]. The KMS's admin reaches it out of band, as for a
-    /// `kms-rotate` step: a fault on the wire is lifted for the call (the racing commands
-    /// meet no fault meanwhile either); a KMS stopped or sealed refuses it, and a rotation
-    /// refused is one that did not happen.
+    /// The cluster key's rotation in a race (`None` at once without `kms_rotate`), after a
+    /// seeded delay of at most [`RACE_ROTATION_DELAY_MAX`]. The KMS's admin reaches it out
+    /// of band, as for a `kms-rotate` step: a fault on the wire is lifted for the call (the
+    /// racing commands meet no fault meanwhile either); a KMS stopped or sealed refuses it,
+    /// and a rotation refused is one that did not happen.
     fn rotation(
         &mut self,
+        kms_rotate: bool,
         dialer: std::sync::Arc<dyn cluster::net::Dialer>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>>>> {
+    ) -> Rotation {
+        if !kms_rotate {
+            return Box::pin(async { None });
+        }
         let max = RACE_ROTATION_DELAY_MAX.as_millis() as u64;
         let delay = Duration::from_millis(self.rng.gen_range(0..=max));
         let key = self.scenario.kms.key.clone();
@@ -176,7 +175,7 @@ impl World<'_> {
                 .await
                 .unwrap_or_else(|_| Err(format!("no answer within {KMS_ADMIN_BOUND:?}")));
             chaos.set(fault);
-            rotated
+            Some(rotated)
         })
     }
 
