@@ -14,8 +14,17 @@ pub enum AdminCommand {
     KmsSet(KmsSetVault),
     /// `weka security kms`
     KmsShow,
+    /// `weka security kms reset` (older: `unset`): the KMS configuration removed, refused
+    /// while anything encrypted depends on it.
+    KmsReset,
     /// `weka security kms rewrap`
     KmsRewrap,
+    /// `weka security kms rewrap --all`: the cluster key's filesystems, then those on
+    /// keys of their own, each key's DEKs wrapped by its newest version (Vault).
+    KmsRewrapAll,
+    /// `weka fs kms-rewrap <name>`: one filesystem's DEK wrapped by the newest version of
+    /// its key, the cluster's or its own (Vault).
+    FsKmsRewrap { name: String },
     /// `weka fs snapshot`: the snapshots uploaded, with the key version of each.
     SnapshotList,
     /// `weka fs snapshot upload <fs> <snapshot>`
@@ -27,11 +36,16 @@ pub enum AdminCommand {
         bucket: String,
         locator: String,
     },
-    /// `weka fs create <name> <group> <capacity> [--encrypted]`
+    /// `weka fs create <name> <group> <capacity> [--encrypted [--kms-key-identifier <key>]]`
     FsCreate {
         name: String,
         capacity_gib: u64,
         encrypted: bool,
+        /// A key of its own (`--kms-key-identifier`), reached with the cluster's KMS
+        /// address and credentials; `None`: the cluster key. Left out of the wire form
+        /// when `None`, so commands without it serialize as they always did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kms_key: Option<String>,
     },
     /// `weka fs`
     FsList,
@@ -425,6 +439,12 @@ pub enum AdminError {
     /// `security kms set` over a live configuration that would strand committed DEKs.
     #[error("security kms set refused: {0}; the KMS configuration was not changed")]
     KmsChangeRefused(String),
+    /// `security kms reset` while encrypted filesystems or snapshots depend on the KMS.
+    #[error(
+        "security kms reset refused: {0}; the KMS configuration was not changed \
+         (--allow-downgrade and --force are not modelled)"
+    )]
+    KmsResetRefused(String),
     #[error("no filesystem named {0}")]
     NoSuchFs(String),
     #[error("filesystem {0} is locked: this backend has not unwrapped its key (KMSError)")]

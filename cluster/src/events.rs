@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config_table::NodeId;
+use crate::config_table::{ConfigResponse, NodeId};
 use crate::hooks::CrashPoint;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -17,7 +17,21 @@ pub enum Event {
     BecameLeader {
         term: u64,
     },
-    KmsConfigured {
+    /// A KMS configured where the cluster had none (`security kms set`). Named as WEKA
+    /// names the event, so a search for WEKA's name finds it in a trace.
+    #[serde(rename = "KmsConfigurationAdded")]
+    KmsConfigurationAdded {
+        kms: String,
+    },
+    /// A KMS configuration replaced by another (`security kms set` again, or a KMIP
+    /// rewrap moving the cluster to its new key). WEKA's name.
+    #[serde(rename = "KmsConfigurationUpdated")]
+    KmsConfigurationUpdated {
+        kms: String,
+    },
+    /// The KMS configuration removed (`security kms reset`). WEKA's name.
+    #[serde(rename = "KmsConfigurationRemoved")]
+    KmsConfigurationRemoved {
         kms: String,
     },
     KmsSetRefused {
@@ -64,6 +78,10 @@ pub enum Event {
     },
     Rewrapped {
         fs: String,
+        /// A key of the filesystem's own (`security kms rewrap --all`, `fs kms-rewrap`);
+        /// `None` for the cluster key, and then left out of the trace.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
         from_version: u64,
         to_version: u64,
     },
@@ -105,6 +123,17 @@ pub enum Event {
         /// What the disk did: `checksum`, `unreadable` or `write-not-stored`.
         fault: String,
     },
+}
+
+impl Event {
+    /// The event a committed `SetKms` reports, by the config table's `answer`: added where
+    /// the cluster had no KMS, updated where it replaced one.
+    pub fn kms_configured(answer: &ConfigResponse, kms: String) -> Event {
+        match answer {
+            ConfigResponse::KmsSet { replaced: false } => Event::KmsConfigurationAdded { kms },
+            _ => Event::KmsConfigurationUpdated { kms },
+        }
+    }
 }
 
 /// Where a node's events go.

@@ -39,6 +39,8 @@ pub enum Probe {
     /// under what the rewrap was moving away from (a create or download that wrapped
     /// before a rotation, say), and moved them too.
     RewrapRescanFound,
+    /// `security kms rewrap --all` re-wrapped a filesystem on a key of its own.
+    RewrapOwnKey,
     /// A block read skipped a replica that did not have it or did not answer, and read
     /// another one.
     ReadFromAnotherReplica,
@@ -69,7 +71,7 @@ pub enum Probe {
 }
 
 impl Probe {
-    pub const ALL: [Probe; 22] = [
+    pub const ALL: [Probe; 23] = [
         Probe::KmsUnreachable,
         Probe::KmsTimeout,
         Probe::KmsSealed,
@@ -81,6 +83,7 @@ impl Probe {
         Probe::UnwrapBackoffAtCeiling,
         Probe::RewrapLostRace,
         Probe::RewrapRescanFound,
+        Probe::RewrapOwnKey,
         Probe::ReadFromAnotherReplica,
         Probe::SnapshotBlocksUnlisted,
         Probe::DownloadOwnKeySnapshot,
@@ -108,6 +111,7 @@ impl Probe {
             Probe::UnwrapBackoffAtCeiling => "cluster:unwrap-backoff-at-ceiling",
             Probe::RewrapLostRace => "cluster:rewrap-lost-race",
             Probe::RewrapRescanFound => "cluster:rewrap-rescan-found",
+            Probe::RewrapOwnKey => "cluster:rewrap-own-key",
             Probe::ReadFromAnotherReplica => "cluster:read-from-another-replica",
             Probe::SnapshotBlocksUnlisted => "cluster:snapshot-blocks-unlisted",
             Probe::DownloadOwnKeySnapshot => "cluster:download-own-key-snapshot",

@@ -32,7 +32,21 @@ pub fn parse_with_files(line: &str, read: ReadFile<'_>) -> Result<AdminCommand, 
     match words {
         ["security", "kms", "set", rest @ ..] | ["kms", "set", rest @ ..] => kms_set(rest, read),
         ["security", "kms"] | ["security", "kms", "--json"] => Ok(AdminCommand::KmsShow),
+        ["security", "kms", "reset" | "unset", rest @ ..] => match split(rest, &[])? {
+            (positional, flags) if positional.is_empty() && flags.is_empty() => {
+                Ok(AdminCommand::KmsReset)
+            }
+            _ => Err("usage: security kms reset (older: security kms unset)".into()),
+        },
         ["security", "kms", "rewrap"] => Ok(AdminCommand::KmsRewrap),
+        ["security", "kms", "rewrap", "--all"] => Ok(AdminCommand::KmsRewrapAll),
+        ["security", "kms", "rewrap", rest @ ..]
+            if rest.contains(&"--all") && rest.contains(&"--new-key-uid") =>
+        {
+            Err("--all re-wraps each filesystem's own key by its newest version, which a KMIP \
+                 key does not have: give --new-key-uid alone"
+                .into())
+        }
         // Whether the KMS is KMIP (which needs it) or Vault (which refuses it) only the
         // backend knows; it checks.
         ["security", "kms", "rewrap", "--new-key-uid", uid] if !uid.starts_with("--") => {
@@ -42,7 +56,7 @@ pub fn parse_with_files(line: &str, read: ReadFile<'_>) -> Result<AdminCommand, 
         }
         ["security", "kms", "rewrap", "--new-key-uid"] => Err("--new-key-uid needs a value".into()),
         ["security", "kms", "rewrap", ..] => {
-            Err("usage: security kms rewrap [--new-key-uid <uid>] (the new key UID for a KMIP KMS)".into())
+            Err("usage: security kms rewrap [--all | --new-key-uid <uid>] (--all: filesystems on keys of their own too; --new-key-uid: the new key UID for a KMIP KMS)".into())
         }
         ["fs", "snapshot", "upload", fs, snapshot] => Ok(AdminCommand::SnapshotUpload {
             fs: fs.to_string(),
@@ -66,25 +80,28 @@ pub fn parse_with_files(line: &str, read: ReadFile<'_>) -> Result<AdminCommand, 
              per-filesystem namespaces and roles are not modelled yet"
                 .into(),
         ),
+        ["fs", "kms-rewrap", name] if !name.starts_with("--") => Ok(AdminCommand::FsKmsRewrap {
+            name: name.to_string(),
+        }),
+        ["fs", "kms-rewrap", ..] => Err("usage: fs kms-rewrap <name>".into()),
         ["fs", "create", rest @ ..] => fs_create(rest, 3),
         ["fs", "add", rest @ ..] => fs_create(rest, 2),
         ["fs"] | ["fs", "--json"] => Ok(AdminCommand::FsList),
         [] => Err("empty command".into()),
         _ => Err(format!(
             "unsupported command {:?}: known are `security kms set vault`, `security kms`, `security kms rewrap`, `fs snapshot upload`, `fs download`, \
-             `fs create`, `fs add`, `fs`",
+             `fs kms-rewrap`, `fs create`, `fs add`, `fs`",
             words.join(" ")
         )),
     }
 }
 
 /// WEKA's switches (flags without a value) that no command here accepts yet.
-const UNMODELLED_SWITCHES: [&str; 6] = [
+const UNMODELLED_SWITCHES: [&str; 5] = [
     "allow-no-kms",
     "convert-to-cluster-key-on-fs",
     "allow-downgrade",
     "force",
-    "all",
     "no-header",
 ];
 
@@ -226,20 +243,39 @@ fn fs_create(words: &[&str], positional: usize) -> Result<AdminCommand, String> 
     let (pos, flags) = split(words, &["encrypted"])?;
     let (name, capacity) = match (positional, pos.as_slice()) {
         (3, [name, _, capacity]) | (2, [name, capacity]) => (*name, *capacity),
-        (3, _) => return Err("usage: fs create <name> <group> <capacity> [--encrypted]".into()),
-        _ => return Err("usage: fs add <name> <capacity> [--encrypted]".into()),
+        (3, _) => return Err(
+            "usage: fs create <name> <group> <capacity> [--encrypted [--kms-key-identifier <key>]]"
+                .into(),
+        ),
+        _ => {
+            return Err(
+                "usage: fs add <name> <capacity> [--encrypted [--kms-key-identifier <key>]]".into(),
+            )
+        }
     };
     let mut encrypted = false;
-    for (flag, _) in flags {
-        match flag {
-            "encrypted" => encrypted = true,
-            other => return Err(format!("unknown flag --{other} for `fs create`")),
+    let mut kms_key = None;
+    for (flag, value) in flags {
+        match (flag, value) {
+            ("encrypted", _) => encrypted = true,
+            ("kms-key-identifier", Some(key)) => kms_key = Some(key.to_string()),
+            ("kms-namespace" | "kms-role-id" | "kms-secret-id", _) => {
+                return Err(format!(
+                    "--{flag}: per-filesystem namespaces and credentials are not modelled yet \
+                     (a filesystem's own key is reached with the cluster's)"
+                ))
+            }
+            (other, _) => return Err(format!("unknown flag --{other} for `fs create`")),
         }
+    }
+    if kms_key.is_some() && !encrypted {
+        return Err("--kms-key-identifier needs --encrypted: only an encrypted filesystem has a key to wrap".into());
     }
     Ok(AdminCommand::FsCreate {
         name: name.to_string(),
         capacity_gib: parse_capacity(capacity)?,
         encrypted,
+        kms_key,
     })
 }
 
@@ -313,7 +349,8 @@ mod tests {
             AdminCommand::FsCreate {
                 name: "data".into(),
                 capacity_gib: 1024,
-                encrypted: true
+                encrypted: true,
+                kms_key: None,
             }
         );
         assert_eq!(
@@ -321,7 +358,8 @@ mod tests {
             AdminCommand::FsCreate {
                 name: "logs".into(),
                 capacity_gib: 10,
-                encrypted: false
+                encrypted: false,
+                kms_key: None,
             }
         );
         assert!(parse("fs create data 1TiB").is_err());
@@ -492,5 +530,58 @@ mod tests {
         }
         assert!(parse("security kms rewrap --new-key-uid --all").is_err());
         assert!(parse("security kms rewrap --bogus").is_err());
+    }
+
+    #[test]
+    fn rewrap_all_and_one() {
+        assert_eq!(
+            parse("weka security kms rewrap --all").unwrap(),
+            AdminCommand::KmsRewrapAll
+        );
+        let err = parse("security kms rewrap --all --new-key-uid 2").unwrap_err();
+        assert!(err.contains("--all") && err.contains("KMIP"), "{err}");
+        assert_eq!(
+            parse("weka fs kms-rewrap data").unwrap(),
+            AdminCommand::FsKmsRewrap {
+                name: "data".into()
+            }
+        );
+        for line in ["weka security kms reset", "security kms unset"] {
+            assert_eq!(parse(line).unwrap(), AdminCommand::KmsReset, "{line}");
+        }
+        for flag in ["--force", "--allow-downgrade"] {
+            let err = parse(&format!("security kms reset {flag}")).unwrap_err();
+            assert!(err.contains("does not support yet"), "{flag}: {err}");
+        }
+        let err = parse("security kms reset now").unwrap_err();
+        assert!(err.starts_with("usage: security kms reset"), "{err}");
+        for line in ["fs kms-rewrap", "fs kms-rewrap a b", "fs kms-rewrap --all"] {
+            let err = parse(line).unwrap_err();
+            assert!(err.starts_with("usage: fs kms-rewrap"), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn fs_create_with_a_key_of_its_own() {
+        assert_eq!(
+            parse("fs add data 1TiB --encrypted --kms-key-identifier tenant-key").unwrap(),
+            AdminCommand::FsCreate {
+                name: "data".into(),
+                capacity_gib: 1024,
+                encrypted: true,
+                kms_key: Some("tenant-key".into()),
+            }
+        );
+        let err = parse("fs add data 1TiB --kms-key-identifier tenant-key").unwrap_err();
+        assert!(err.contains("needs --encrypted"), "{err}");
+        let err = parse("fs add data 1TiB --encrypted --kms-key-identifier").unwrap_err();
+        assert!(err.contains("needs a value"), "{err}");
+        let err = parse("fs add data 1TiB --encrypted --kms-secret-id s").unwrap_err();
+        assert!(
+            err.contains("--kms-secret-id") && err.contains("not modelled"),
+            "{err}"
+        );
+        // The secret itself is never echoed back.
+        assert!(!err.contains(" s "), "{err}");
     }
 }

@@ -83,7 +83,7 @@ pub fn scale(backends: u32, filesystems: u32) -> Scenario {
     let steps = vec![
         Step::RestartAll,
         wait_ready(),
-        Step::KmsRotate,
+        Step::KmsRotate { key: None },
         rewrap,
         Step::RestartAll,
         wait_ready(),

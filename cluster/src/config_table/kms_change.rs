@@ -48,6 +48,33 @@ fn by_token(config: &KmsConfig) -> bool {
 }
 
 impl ConfigState {
+    /// Why `security kms reset` may not remove the KMS configuration: encrypted
+    /// filesystems, or uploaded snapshots of encrypted ones, whose DEKs only it unwraps.
+    /// (`--allow-downgrade`, which would re-wrap them under a local key, and `--force`
+    /// are not modelled.)
+    pub fn kms_reset_refusal(&self) -> Option<String> {
+        let filesystems: Vec<&str> = self.members_encrypted().map(|f| f.name.as_str()).collect();
+        let snapshots: Vec<&str> = self
+            .snapshots
+            .values()
+            .filter(|s| s.key_version.is_some() || s.kms_key.is_some())
+            .map(|s| s.locator.as_str())
+            .collect();
+        let mut depend = Vec::new();
+        if !filesystems.is_empty() {
+            depend.push(format!("encrypted filesystems {}", name_list(&filesystems)));
+        }
+        if !snapshots.is_empty() {
+            depend.push(format!("uploaded snapshots {}", name_list(&snapshots)));
+        }
+        (!depend.is_empty()).then(|| {
+            format!(
+                "{} depend on the KMS: their keys would never unwrap again",
+                depend.join(" and ")
+            )
+        })
+    }
+
     /// The encrypted filesystems whose DEK `new` would reach through another KMS
     /// configuration than today's: those on the cluster key whenever anything changes,
     /// those on a key of their own when more than the cluster key's name changes (the
@@ -326,7 +353,10 @@ mod tests {
             ("enc".to_string(), wrapped(1)),
             ("own".to_string(), wrapped(2)),
         ];
-        assert_eq!(state.apply(&set(Some(proved))), ConfigResponse::Ok);
+        assert_eq!(
+            state.apply(&set(Some(proved))),
+            ConfigResponse::KmsSet { replaced: true }
+        );
         assert_eq!(state.kms, Some(new.clone()));
         // A refused change stays refused at the commit, proof or not.
         let mut state = table(approle("weka-key"));
@@ -338,6 +368,37 @@ mod tests {
             state.apply(&other_key),
             ConfigResponse::Rejected { .. }
         ));
+    }
+
+    #[test]
+    fn a_reset_waits_until_nothing_encrypted_depends_on_the_kms() {
+        let mut state = table(approle("weka-key"));
+        let refused = match state.apply(&ConfigCommand::ResetKms) {
+            ConfigResponse::Rejected { reason } => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert!(
+            refused.contains("encrypted filesystems enc, own depend on the KMS"),
+            "{refused}"
+        );
+        assert!(state.kms.is_some());
+        state.filesystems.clear();
+        assert_eq!(state.apply(&ConfigCommand::ResetKms), ConfigResponse::Ok);
+        assert_eq!(state.kms, None);
+        // A create that wrapped its DEK before the reset committed is turned back.
+        let record = FsRecord {
+            name: "late".into(),
+            id: 0,
+            data_id: 0,
+            capacity_gib: 1,
+            wrapped_dek: Some(wrapped(1)),
+            binding: KmsBinding::ClusterKey,
+        };
+        assert!(matches!(
+            state.apply(&ConfigCommand::CreateFs { record }),
+            ConfigResponse::StaleWrapping { .. }
+        ));
+        assert!(state.filesystems.is_empty());
     }
 
     #[test]

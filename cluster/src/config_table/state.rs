@@ -73,6 +73,9 @@ pub enum ConfigCommand {
     },
     /// Records an uploaded snapshot.
     AddSnapshot { record: SnapshotRecord },
+    /// `security kms reset`: the KMS configuration removed, only if nothing encrypted
+    /// depends on it when the command applies (see [`ConfigState::kms_reset_refusal`]).
+    ResetKms,
     /// Planted-bug builds only.
     #[cfg(feature = "planted-bugs")]
     DebugNote { key: String, value: String },
@@ -99,6 +102,13 @@ pub enum ConfigResponse {
     Each {
         outcomes: Vec<ConfigResponse>,
     },
+    /// A KMS configuration committed: `replaced` if it took the place of another (WEKA's
+    /// `KmsConfigurationUpdated`), not if the cluster had none (`KmsConfigurationAdded`).
+    /// Decided by the table, so two admins racing to configure a new cluster cannot both
+    /// be told they added it.
+    KmsSet {
+        replaced: bool,
+    },
 }
 
 impl ConfigState {
@@ -114,8 +124,8 @@ impl ConfigState {
                 if self.kms_key() != Some(config.key_name()) {
                     self.cluster_key_floor = None;
                 }
-                self.kms = Some(config.clone());
-                ConfigResponse::Ok
+                let replaced = self.kms.replace(config.clone()).is_some();
+                ConfigResponse::KmsSet { replaced }
             }
             ConfigCommand::CreateFs { record } => {
                 if let Some(existing) = self.filesystems.get(&record.name) {
@@ -132,6 +142,13 @@ impl ConfigState {
                 if let Some(stale) = self.stale_on_cluster_key(&record.binding, &record.wrapped_dek)
                 {
                     return stale;
+                }
+                // A DEK wrapped under a configuration a `security kms reset` removed
+                // meanwhile: committed, nothing could ever unwrap it.
+                if record.wrapped_dek.is_some() && self.kms.is_none() {
+                    return ConfigResponse::StaleWrapping {
+                        reason: "the cluster's KMS configuration was reset meanwhile".into(),
+                    };
                 }
                 self.next_fs_id += 1;
                 let id = self.next_fs_id;
@@ -158,6 +175,14 @@ impl ConfigState {
                 Some(stale) => stale,
                 None => self.replace_wrapping(fs, expected, wrapped, Some(binding)),
             },
+            ConfigCommand::ResetKms => {
+                if let Some(reason) = self.kms_reset_refusal() {
+                    return ConfigResponse::Rejected { reason };
+                }
+                self.kms = None;
+                self.cluster_key_floor = None;
+                ConfigResponse::Ok
+            }
             ConfigCommand::AddSnapshot { record } => {
                 self.snapshots
                     .insert(record.locator.clone(), record.clone());
@@ -301,6 +326,16 @@ mod tests {
         }
     }
 
+    /// A table with a Vault configured, as every table that holds encrypted filesystems has.
+    fn configured() -> ConfigState {
+        let mut args = crate::admin::KmsSetVault::new("http://vault:8200", "weka-key");
+        args.token = Some(crate::secret::Secret::new("t"));
+        ConfigState {
+            kms: Some(args.into_config().unwrap()),
+            ..ConfigState::default()
+        }
+    }
+
     fn create(name: &str, wrapped: WrappedDek, binding: KmsBinding) -> ConfigCommand {
         ConfigCommand::CreateFs {
             record: FsRecord {
@@ -316,7 +351,7 @@ mod tests {
 
     #[test]
     fn a_dek_left_behind_by_a_rewrap_cannot_join_the_cluster_key() {
-        let mut state = ConfigState::default();
+        let mut state = configured();
         let created = |r: ConfigResponse| matches!(r, ConfigResponse::FsCreated { .. });
         assert!(created(state.apply(&create(
             "a",
@@ -393,7 +428,7 @@ mod tests {
 
     #[test]
     fn a_create_proposed_again_gets_the_same_answer_and_any_other_is_refused() {
-        let mut state = ConfigState::default();
+        let mut state = configured();
         let fresh = create("a", vault(1), KmsBinding::ClusterKey);
         assert_eq!(state.apply(&fresh), ConfigResponse::FsCreated { id: 1 });
         assert_eq!(state.apply(&fresh), ConfigResponse::FsCreated { id: 1 });

@@ -39,17 +39,21 @@ impl Node {
             AdminCommand::KmsShow => Ok(AdminOutput::Kms {
                 kms: self.config().kms.as_ref().map(KmsSummary::of),
             }),
+            AdminCommand::KmsReset => self.kms_reset().await,
             AdminCommand::FsCreate {
                 name,
                 capacity_gib,
                 encrypted,
-            } => self.fs_create(name, capacity_gib, encrypted).await,
+                kms_key,
+            } => self.fs_create(name, capacity_gib, encrypted, kms_key).await,
             AdminCommand::FsList => Ok(self.fs_list()),
             AdminCommand::FsUpdate { name, kms_key } => self.fs_update(name, kms_key).await,
             AdminCommand::Write { fs, block, data } => self.write_block(&fs, block, &data).await,
             AdminCommand::Read { fs, block } => self.read_block(&fs, block).await,
             AdminCommand::Status => Ok(AdminOutput::Status(self.status())),
-            AdminCommand::KmsRewrap => self.kms_rewrap().await,
+            AdminCommand::KmsRewrap => self.kms_rewrap(false).await,
+            AdminCommand::KmsRewrapAll => self.kms_rewrap(true).await,
+            AdminCommand::FsKmsRewrap { name } => self.fs_kms_rewrap(&name).await,
             AdminCommand::KmsRewrapTo { new_key_uid } => self.kms_rewrap_to(new_key_uid).await,
             AdminCommand::SnapshotList => {
                 self.read_barrier().await?;
@@ -103,7 +107,27 @@ impl Node {
         if let ConfigResponse::Rejected { reason } = answer {
             return Err(refused(self, reason));
         }
-        self.emit(Event::KmsConfigured { kms: describe });
+        self.emit(Event::kms_configured(&answer, describe));
+        Ok(AdminOutput::Done)
+    }
+
+    /// `security kms reset`: refused here with the names of what depends on the KMS, and
+    /// again by the config table if something came to depend on it meanwhile.
+    async fn kms_reset(&self) -> Result<AdminOutput, AdminError> {
+        self.read_barrier().await?;
+        let config = self.config().kms.clone().ok_or_else(|| {
+            AdminError::Usage("no KMS is configured: there is nothing to reset".into())
+        })?;
+        let refused = |why: String| AdminError::KmsResetRefused(why);
+        if let Some(why) = self.config().kms_reset_refusal() {
+            return Err(refused(why));
+        }
+        if let ConfigResponse::Rejected { reason } = self.propose(ConfigCommand::ResetKms).await? {
+            return Err(refused(reason));
+        }
+        self.emit(Event::KmsConfigurationRemoved {
+            kms: config.describe(),
+        });
         Ok(AdminOutput::Done)
     }
 
@@ -150,18 +174,39 @@ impl Node {
     }
 
     /// `fs create`: an encrypted filesystem gets a fresh DEK, wrapped by the KMS before
-    /// anything is committed. If the KMS or the commit fails, nothing is left behind.
+    /// anything is committed (by the cluster key, or by `kms_key`, a key of its own). If
+    /// the KMS or the commit fails, nothing is left behind.
     async fn fs_create(
         &self,
         name: String,
         capacity_gib: u64,
         encrypted: bool,
+        kms_key: Option<String>,
     ) -> Result<AdminOutput, AdminError> {
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err(AdminError::Usage(format!(
                 "filesystem name {name:?} must be non-empty and hold no spaces"
             )));
         }
+        let binding = match (encrypted, kms_key) {
+            (false, None) => KmsBinding::None,
+            (true, None) => KmsBinding::ClusterKey,
+            (true, Some(key)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
+                KmsBinding::OwnKey { key }
+            }
+            (true, Some(key)) => {
+                return Err(AdminError::Usage(format!(
+                    "--kms-key-identifier {key:?} must be non-empty and hold no spaces"
+                )))
+            }
+            (false, Some(_)) => {
+                return Err(AdminError::Usage(
+                    "--kms-key-identifier needs --encrypted: only an encrypted filesystem has \
+                     a key to wrap"
+                        .into(),
+                ))
+            }
+        };
         // The KMS configuration and the names must be as the cluster last committed them.
         self.read_barrier().await?;
         let state = self.config();
@@ -169,7 +214,7 @@ impl Node {
             return Err(AdminError::FsExists(name));
         }
         let result = if encrypted {
-            self.create_encrypted(&name, capacity_gib, state.kms.as_ref())
+            self.create_encrypted(&name, capacity_gib, state.kms.as_ref(), binding)
                 .await
         } else {
             let record = FsRecord {
@@ -214,8 +259,20 @@ impl Node {
         name: &str,
         capacity_gib: u64,
         kms_config: Option<&KmsConfig>,
+        binding: KmsBinding,
     ) -> Result<(u32, Option<u64>), AdminError> {
-        let config = kms_config.ok_or(AdminError::KmsNotConfigured)?;
+        let cluster = kms_config.ok_or(AdminError::KmsNotConfigured)?;
+        if let KmsBinding::OwnKey { .. } = binding {
+            if let Some(why) = own_key_refusal(cluster) {
+                return Err(AdminError::Usage(why));
+            }
+        }
+        // The configuration that wraps this DEK: the cluster's, with its own key if it has one.
+        let for_binding = |cluster: &KmsConfig| match &binding {
+            KmsBinding::OwnKey { key } => cluster.with_key(key),
+            _ => cluster.clone(),
+        };
+        let config = for_binding(cluster);
         let dek = if self.planted(PlantedBug::DekDrawnTwice) {
             Dek::generate(&mut lock(&self.0.rng).clone())
         } else {
@@ -229,12 +286,12 @@ impl Node {
             data_id: 0,
             capacity_gib,
             wrapped_dek: Some(wrapped),
-            binding: KmsBinding::ClusterKey,
+            binding: binding.clone(),
         };
         if self.planted(PlantedBug::CommitBeforeKms) {
-            return self.create_before_kms(name, &dek, config, record).await;
+            return self.create_before_kms(name, &dek, &config, record).await;
         }
-        let mut config = config.clone();
+        let mut config = config;
         let mut tries = 0;
         let (id, key_version) = loop {
             let wrapped = self.wrap_one(&config, &dek).await?;
@@ -245,7 +302,7 @@ impl Node {
                 // A rewrap committed meanwhile: wrap again with the key as it now stands.
                 Err(_) if tries < STALE_RETRIES => {
                     tries += 1;
-                    config = self.current_kms().await?;
+                    config = for_binding(&self.current_kms().await?);
                 }
                 Err(reason) => return Err(AdminError::NotCommitted(reason)),
             }
@@ -404,9 +461,11 @@ impl Node {
             ConfigResponse::FsCreated { id } => Ok(Ok(id)),
             ConfigResponse::StaleWrapping { reason } => Ok(Err(reason)),
             ConfigResponse::Rejected { .. } => Err(AdminError::FsExists(name)),
-            ConfigResponse::Ok | ConfigResponse::Each { .. } => Err(AdminError::NotCommitted(
-                "the config table answered a create without an id".into(),
-            )),
+            ConfigResponse::Ok | ConfigResponse::Each { .. } | ConfigResponse::KmsSet { .. } => {
+                Err(AdminError::NotCommitted(
+                    "the config table answered a create without an id".into(),
+                ))
+            }
         }
     }
 

@@ -1,5 +1,7 @@
 //! Rewrap: the DEKs of the filesystems on the cluster key wrapped again, by the key's
-//! newest version (Vault) or by another key (KMIP), with the data never re-encrypted.
+//! newest version (Vault) or by another key (KMIP), with the data never re-encrypted;
+//! with `--all`, those on keys of their own too, each by its own key's newest version;
+//! `fs kms-rewrap`, one filesystem's.
 //!
 //! Each KMS batch of filesystems commits as one config-table proposal, so a rewrap of n
 //! filesystems costs n / `KMS_BATCH` commits. Within it each filesystem is decided on its
@@ -11,13 +13,16 @@
 //! the rescan that ends the rewrap; after it, the config table refuses its old wrapping
 //! (`ConfigResponse::StaleWrapping`) and its command wraps again.
 
-use super::{Node, KMS_BATCH, STALE_RETRIES};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::{find_fs, Node, KMS_BATCH, STALE_RETRIES};
 use crate::admin::{check_rewrap, AdminError, AdminOutput};
 use crate::config_table::{ConfigCommand, ConfigResponse, ConfigState, Rewrapping};
 use crate::events::Event;
 use crate::filesystem::KmsBinding;
 use crate::hooks::{CrashPoint, PlantedBug};
-use crate::kms::{self, KmsConnector, WrappedDek};
+use crate::kms::{self, KmsConfig, KmsConnector, WrappedDek};
 use crate::probe::Probe;
 
 /// How far a rewrap got, for the events that report a failure midway.
@@ -29,16 +34,104 @@ struct Progress {
 
 impl Node {
     /// `security kms rewrap`: every filesystem on the cluster key gets its DEK wrapped by
-    /// the newest key version.
-    pub(super) async fn kms_rewrap(&self) -> Result<AdminOutput, AdminError> {
+    /// the newest key version; with `all` (`--all`), then, key by key in name order,
+    /// those on keys of their own, each by its own key's newest version. A failure stops
+    /// the rewrap where it is; run again, it wraps every DEK anew (one already at the
+    /// newest version gets a fresh wrapping by that same version).
+    pub(super) async fn kms_rewrap(&self, all: bool) -> Result<AdminOutput, AdminError> {
+        let (state, config) = self.rewrap_start().await?;
+        let mut progress = Progress::default();
+        let newest = self
+            .rewrap_to_newest(&config, &KmsBinding::ClusterKey, &state, &mut progress)
+            .await?;
+        self.trim_under_snapshot(&state, &config, newest).await?;
+        if all {
+            self.rewrap_own_keys(&state, &config, &mut progress).await?;
+        }
+        Ok(AdminOutput::Rewrapped {
+            filesystems: progress.total,
+            key_version: newest,
+        })
+    }
+
+    /// The `--all` part of a rewrap: the filesystems on keys of their own, key by key.
+    async fn rewrap_own_keys(
+        &self,
+        state: &ConfigState,
+        config: &KmsConfig,
+        progress: &mut Progress,
+    ) -> Result<(), AdminError> {
+        let own_keys: BTreeSet<&str> = state
+            .members_encrypted()
+            .filter_map(|f| match &f.binding {
+                KmsBinding::OwnKey { key } => Some(key.as_str()),
+                _ => None,
+            })
+            .collect();
+        for key in own_keys {
+            let binding = KmsBinding::OwnKey {
+                key: key.to_string(),
+            };
+            let before = progress.done;
+            self.rewrap_to_newest(&config.with_key(key), &binding, state, progress)
+                .await?;
+            if progress.done > before {
+                self.probe(Probe::RewrapOwnKey);
+            }
+        }
+        Ok(())
+    }
+
+    /// `fs kms-rewrap <name>`: one filesystem's DEK wrapped by the newest version of its
+    /// key, the cluster's or its own; answers that version.
+    pub(super) async fn fs_kms_rewrap(&self, name: &str) -> Result<AdminOutput, AdminError> {
+        let (state, _) = self.rewrap_start().await?;
+        let record = find_fs(&state, name)?;
+        let wrapped = record.wrapped_dek.clone().ok_or_else(|| {
+            AdminError::Usage(format!(
+                "filesystem {name} is not encrypted: it has no key to rewrap"
+            ))
+        })?;
+        let config = state.kms_for(&record).ok_or(AdminError::KmsNotConfigured)?;
+        let connector = self.connector(&config);
+        let mut progress = Progress { done: 0, total: 1 };
+        let event = rewrapped_event(&record.binding);
+        let newest = self
+            .rewrap_pass(
+                connector.as_ref(),
+                &[(name.to_string(), wrapped)],
+                &mut progress,
+                event,
+            )
+            .await?;
+        Ok(AdminOutput::Rewrapped {
+            filesystems: 1,
+            key_version: newest,
+        })
+    }
+
+    /// The state every Vault rewrap starts from: the table as last committed, and its KMS
+    /// configuration, checked to be one whose keys version (a KMIP key's rewrap is
+    /// `kms_rewrap_to`).
+    async fn rewrap_start(&self) -> Result<(Arc<ConfigState>, KmsConfig), AdminError> {
         self.read_barrier().await?;
         let state = self.config();
         let config = state.kms.clone().ok_or(AdminError::KmsNotConfigured)?;
-        // A KMIP key does not version: its rewrap is `kms_rewrap_to`.
         check_rewrap(&config, None)?;
-        let connector = self.connector(&config);
-        let mut targets = self.rewrap_targets(&state, |_| true);
-        let mut progress = Progress::default();
+        Ok((state, config))
+    }
+
+    /// Rewraps the filesystems bound as `binding` (reached through `config`) to its key's
+    /// newest version, then rescans until none is left below it; answers that version.
+    async fn rewrap_to_newest(
+        &self,
+        config: &KmsConfig,
+        binding: &KmsBinding,
+        state: &ConfigState,
+        progress: &mut Progress,
+    ) -> Result<Option<u64>, AdminError> {
+        let connector = self.connector(config);
+        let mut targets = self.rewrap_targets(state, binding, |_| true);
         let mut newest = None;
         for _ in 0..=STALE_RETRIES {
             progress.total += targets.len();
@@ -46,38 +139,43 @@ impl Node {
                 .rewrap_pass(
                     connector.as_ref(),
                     &targets,
-                    &mut progress,
-                    |fs, old, new| Event::Rewrapped {
-                        fs: fs.to_string(),
-                        from_version: old.key_version,
-                        to_version: new.key_version,
-                    },
+                    progress,
+                    rewrapped_event(binding),
                 )
                 .await?;
             newest = newest.max(reached);
-            // The rescan: what joined the cluster key below that version meanwhile.
+            // The rescan: what joined this key below that version meanwhile.
             let Some(version) = newest else { break };
             self.read_barrier().await?;
-            targets = self.rewrap_targets(&self.config(), |w| w.key_version < version);
+            targets = self.rewrap_targets(&self.config(), binding, |w| w.key_version < version);
             if targets.is_empty() {
                 break;
             }
             self.probe(Probe::RewrapRescanFound);
         }
-        if self.planted(PlantedBug::TrimUnderSnapshot) {
-            let on_cluster_key = state
-                .snapshots
-                .values()
-                .filter(|r| r.kms_key.as_deref() == Some(config.key_name()));
-            for mut record in on_cluster_key.cloned() {
-                record.key_version = newest;
-                self.propose(ConfigCommand::AddSnapshot { record }).await?;
-            }
+        Ok(newest)
+    }
+
+    /// Planted bug: the snapshots on the cluster key recorded as re-wrapped too, which
+    /// lets an admin trim versions they still need.
+    async fn trim_under_snapshot(
+        &self,
+        state: &ConfigState,
+        config: &KmsConfig,
+        newest: Option<u64>,
+    ) -> Result<(), AdminError> {
+        if !self.planted(PlantedBug::TrimUnderSnapshot) {
+            return Ok(());
         }
-        Ok(AdminOutput::Rewrapped {
-            filesystems: progress.total,
-            key_version: newest,
-        })
+        let on_cluster_key = state
+            .snapshots
+            .values()
+            .filter(|r| r.kms_key.as_deref() == Some(config.key_name()));
+        for mut record in on_cluster_key.cloned() {
+            record.key_version = newest;
+            self.propose(ConfigCommand::AddSnapshot { record }).await?;
+        }
+        Ok(())
     }
 
     /// `security kms rewrap --new-key-uid`: the DEKs of filesystems on a KMIP cluster key
@@ -94,7 +192,8 @@ impl Node {
         check_rewrap(&config, Some(&new_key_uid))?;
         let target = config.with_key(&new_key_uid);
         let not_moved = |w: &WrappedDek| kms::wrapping_key(&w.ciphertext) != Some(&new_key_uid);
-        let mut targets = self.rewrap_targets(&state, not_moved);
+        let on_cluster_key = KmsBinding::ClusterKey;
+        let mut targets = self.rewrap_targets(&state, &on_cluster_key, not_moved);
         // The connector for the new key: it decrypts each DEK with the key its wrapping
         // names and encrypts it with the new one.
         let connector = self.connector(&target);
@@ -115,18 +214,17 @@ impl Node {
             if !configured {
                 // From this commit on, the table refuses a wrapping by the old key on the
                 // cluster key; the rescan below moves what committed before it.
-                self.propose(ConfigCommand::SetKms {
-                    config: target.clone(),
-                    proved: None,
-                })
-                .await?;
-                self.emit(Event::KmsConfigured {
-                    kms: target.describe(),
-                });
+                let answer = self
+                    .propose(ConfigCommand::SetKms {
+                        config: target.clone(),
+                        proved: None,
+                    })
+                    .await?;
+                self.emit(Event::kms_configured(&answer, target.describe()));
                 configured = true;
             }
             self.read_barrier().await?;
-            targets = self.rewrap_targets(&self.config(), not_moved);
+            targets = self.rewrap_targets(&self.config(), &on_cluster_key, not_moved);
             if targets.is_empty() {
                 break;
             }
@@ -138,15 +236,16 @@ impl Node {
         })
     }
 
-    /// The filesystems on the cluster key whose wrapping `pick` selects, each with it.
+    /// The filesystems bound as `binding` whose wrapping `pick` selects, each with it.
     fn rewrap_targets(
         &self,
         state: &ConfigState,
+        binding: &KmsBinding,
         pick: impl Fn(&WrappedDek) -> bool,
     ) -> Vec<(String, WrappedDek)> {
         let mut targets: Vec<(String, WrappedDek)> = state
             .members_encrypted()
-            .filter(|f| f.binding == KmsBinding::ClusterKey)
+            .filter(|f| f.binding == *binding)
             .filter_map(|f| f.wrapped_dek.clone().map(|w| (f.name.clone(), w)))
             .filter(|(_, w)| pick(w))
             .collect();
@@ -250,5 +349,19 @@ impl Node {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// The event a Vault rewrap of a filesystem bound as `binding` emits; it names the key
+/// only for a key of the filesystem's own (the cluster key's event is as it always was).
+fn rewrapped_event(binding: &KmsBinding) -> impl Fn(&str, &WrappedDek, &WrappedDek) -> Event + '_ {
+    move |fs, old, new| Event::Rewrapped {
+        fs: fs.to_string(),
+        key: match binding {
+            KmsBinding::OwnKey { key } => Some(key.clone()),
+            _ => None,
+        },
+        from_version: old.key_version,
+        to_version: new.key_version,
     }
 }

@@ -475,10 +475,16 @@ impl Builder<'_> {
                 }
                 self.step_event(host, line);
             }
-            "kms_configured" | "kms_set_refused" | "fs_create_failed" | "rewrapped"
-            | "rewrapped_to_key" | "rewrap_failed" | "fs_key_moved" | "snapshot_uploaded" => {
-                self.step_event(host, line)
-            }
+            "KmsConfigurationAdded"
+            | "KmsConfigurationUpdated"
+            | "KmsConfigurationRemoved"
+            | "kms_set_refused"
+            | "fs_create_failed"
+            | "rewrapped"
+            | "rewrapped_to_key"
+            | "rewrap_failed"
+            | "fs_key_moved"
+            | "snapshot_uploaded" => self.step_event(host, line),
             _ => {}
         }
     }

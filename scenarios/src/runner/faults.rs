@@ -70,6 +70,25 @@ impl World<'_> {
         }
     }
 
+    /// Told that a rewrap was answered: `all` for `security kms rewrap --all`, which
+    /// covers the keys filesystems have of their own as well as the cluster key.
+    pub(super) fn rewrapped(&mut self, all: bool, acknowledged: bool) {
+        self.last_rewrap_ok = acknowledged;
+        if all {
+            self.last_rewrap_all_ok = acknowledged;
+        }
+    }
+
+    /// Whether the last rewrap that covers a key was acknowledged: of a filesystem's own
+    /// key (`own`), or of the cluster key.
+    fn rewrap_covers(&self, own: bool) -> bool {
+        if own {
+            self.last_rewrap_all_ok
+        } else {
+            self.last_rewrap_ok
+        }
+    }
+
     pub(super) fn fault(&mut self, at: Option<usize>, step: &Step) -> Result<(), Failure> {
         let what = match step {
             Step::KmsFault { mode, delay, key } => {
@@ -112,24 +131,29 @@ impl World<'_> {
                     .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-revoke-key", e))?;
                 format!("key {key} v{} revoked", self.kms.versions(&key).latest)
             }
-            Step::KmsRotate => {
-                let key = self.scenario.kms.key.clone();
+            Step::KmsRotate { key: own } => {
+                let key = own.clone().unwrap_or_else(|| self.scenario.kms.key.clone());
                 let job = self.kms.rotate(self.fabric.dialer(), &key);
                 self.key_admin(job)
                     .map_err(|e| self.fail(FailureKind::Correctness, at, "kms-rotate", e))?;
-                format!("key rotated to v{}", self.kms.versions(&key).latest)
+                match own {
+                    Some(_) => format!("key {key} rotated to v{}", self.kms.versions(&key).latest),
+                    None => format!("key rotated to v{}", self.kms.versions(&key).latest),
+                }
             }
             Step::KmsTrim {
                 only_after_rewrap: true,
+                key,
                 ..
-            } if !self.last_rewrap_ok => {
+            } if !self.rewrap_covers(key.is_some()) => {
                 "trim skipped: the last rewrap was not acknowledged".into()
             }
             Step::KmsTrim {
+                key: own,
                 min_decryption_version,
                 only_after_rewrap,
             } => {
-                let key = self.scenario.kms.key.clone();
+                let key = own.clone().unwrap_or_else(|| self.scenario.kms.key.clone());
                 let version = min_decryption_version.unwrap_or(self.kms.versions(&key).latest);
                 if *only_after_rewrap {
                     if let Some(why) = self.snapshot_needs(&key, version) {
@@ -146,7 +170,10 @@ impl World<'_> {
                     // The cluster's own records said no snapshot needs the versions below.
                     self.safe_trims.record(&key, version);
                 }
-                format!("key trimmed below v{version}")
+                match own {
+                    Some(_) => format!("key {key} trimmed below v{version}"),
+                    None => format!("key trimmed below v{version}"),
+                }
             }
             Step::Partition { .. }
             | Step::Hold { .. }

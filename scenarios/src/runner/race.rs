@@ -253,7 +253,10 @@ impl World<'_> {
                     }),
                 ) => self.remember_snapshot(at, fs, bucket, locator.clone())?,
                 (AdminCommand::KmsRewrap | AdminCommand::KmsRewrapTo { .. }, answer) => {
-                    self.last_rewrap_ok = matches!(answer, Answer::Done(_));
+                    self.rewrapped(false, matches!(answer, Answer::Done(_)));
+                }
+                (AdminCommand::KmsRewrapAll, answer) => {
+                    self.rewrapped(true, matches!(answer, Answer::Done(_)));
                 }
                 _ => {}
             }
@@ -284,6 +287,7 @@ impl World<'_> {
                 AdminCommand::KmsSet(_)
                     | AdminCommand::KmsSetKmip(_)
                     | AdminCommand::KmsRewrapTo { .. }
+                    | AdminCommand::KmsReset
             )
         };
         for r in &acked {
@@ -295,7 +299,10 @@ impl World<'_> {
             match (&r.cmd, &r.answer) {
                 (
                     AdminCommand::FsCreate {
-                        name, encrypted, ..
+                        name,
+                        encrypted,
+                        kms_key,
+                        ..
                     },
                     _,
                 ) => match state.filesystems.get(name) {
@@ -307,23 +314,50 @@ impl World<'_> {
                             rec.encrypted()
                         ))
                     }
+                    Some(rec)
+                        if kms_key.is_some()
+                            && !contested(r, &|c| moves(c, name))
+                            && rec.binding != own_binding(kms_key.as_deref()) =>
+                    {
+                        return Err(format!(
+                            "{who} ({name} on key {}): the table has it bound to {:?}",
+                            kms_key.as_deref().unwrap_or_default(),
+                            rec.binding
+                        ))
+                    }
                     Some(_) => {}
                 },
+                (
+                    AdminCommand::FsKmsRewrap { name },
+                    Answer::Done(AdminOutput::Rewrapped {
+                        key_version: Some(version),
+                        ..
+                    }),
+                ) if !contested(r, &|c| moves(c, name)) => {
+                    let wrapped = state
+                        .filesystems
+                        .get(name)
+                        .and_then(|rec| rec.wrapped_dek.as_ref())
+                        .map_or(0, |w| w.key_version);
+                    if wrapped < *version {
+                        return Err(format!(
+                            "{who} ({name} to key version {version}): the table has it wrapped \
+                             by version {wrapped}: the rewrap was lost"
+                        ));
+                    }
+                }
                 (AdminCommand::FsDownload { name, .. }, _)
                     if !state.filesystems.contains_key(name) =>
                 {
                     return Err(format!("{who} ({name}): no such filesystem in the table"))
                 }
                 (AdminCommand::FsUpdate { name, kms_key }, _)
-                    if !contested(
-                        r,
-                        &|c| matches!(c, AdminCommand::FsUpdate { name: n, .. } if n == name),
-                    ) =>
+                    if !contested(r, &|c| moves(c, name)) =>
                 {
                     self.judge_move(&state, &who, name, kms_key.as_deref())?
                 }
                 (
-                    AdminCommand::KmsRewrap,
+                    cmd @ (AdminCommand::KmsRewrap | AdminCommand::KmsRewrapAll),
                     Answer::Done(AdminOutput::Rewrapped {
                         key_version: Some(version),
                         ..
@@ -331,13 +365,30 @@ impl World<'_> {
                 ) => {
                     for rec in state.members_encrypted() {
                         let wrapped = rec.wrapped_dek.as_ref().map_or(0, |w| w.key_version);
-                        if rec.binding == KmsBinding::ClusterKey && wrapped < *version {
+                        // `--all` moves each key of a filesystem's own to its newest
+                        // version, which only the run's own rotations change.
+                        let (key, newest) = match &rec.binding {
+                            KmsBinding::ClusterKey => ("the cluster key".to_string(), *version),
+                            KmsBinding::OwnKey { key } if *cmd == AdminCommand::KmsRewrapAll => {
+                                (format!("key {key}"), self.kms.versions(key).latest)
+                            }
+                            _ => continue,
+                        };
+                        if wrapped < newest {
                             return Err(format!(
-                                "{who} up to key version {version}, but {} (on the cluster \
-                                 key) is wrapped by version {wrapped}: a change was lost",
+                                "{who} up to key version {newest}, but {} (on {key}) is \
+                                 wrapped by version {wrapped}: a change was lost",
                                 rec.name
                             ));
                         }
+                    }
+                }
+                (AdminCommand::KmsReset, _) if !contested(r, &sets_kms) => {
+                    if let Some(kms) = &state.kms {
+                        return Err(format!(
+                            "{who}: the table still has a KMS configured ({})",
+                            kms.describe()
+                        ));
                     }
                 }
                 (AdminCommand::KmsRewrapTo { new_key_uid }, _) if !contested(r, &sets_kms) => {
@@ -399,12 +450,7 @@ impl World<'_> {
         let Some(rec) = state.filesystems.get(name) else {
             return Err(format!("{who} ({name}): no such filesystem in the table"));
         };
-        let asked = match kms_key {
-            Some(key) => KmsBinding::OwnKey {
-                key: key.to_string(),
-            },
-            None => KmsBinding::ClusterKey,
-        };
+        let asked = own_binding(kms_key);
         if rec.binding != asked {
             return Err(format!(
                 "{who} ({name} to {asked:?}): the table has it bound to {:?}: the move was lost",
@@ -444,6 +490,21 @@ fn created_name(cmd: &AdminCommand) -> Option<&str> {
 }
 
 /// No effect applied twice: every filesystem has an id of its own.
+/// Whether `cmd` moves filesystem `name` to another key (`fs update`).
+fn moves(cmd: &AdminCommand, name: &str) -> bool {
+    matches!(cmd, AdminCommand::FsUpdate { name: n, .. } if n == name)
+}
+
+/// The binding a filesystem created or moved with `kms_key` (`--kms-key-identifier`) has.
+fn own_binding(kms_key: Option<&str>) -> KmsBinding {
+    match kms_key {
+        Some(key) => KmsBinding::OwnKey {
+            key: key.to_string(),
+        },
+        None => KmsBinding::ClusterKey,
+    }
+}
+
 fn exactly_once(state: &ConfigState) -> Result<(), String> {
     let mut ids = std::collections::BTreeMap::new();
     for rec in state.filesystems.values() {

@@ -310,6 +310,7 @@ impl World<'_> {
             } => {
                 for fs in Scenario::fs_names(name, *count) {
                     let cmd = AdminCommand::FsCreate {
+                        kms_key: None,
                         name: fs,
                         capacity_gib: *capacity_gib,
                         encrypted: *encrypted,
@@ -402,7 +403,7 @@ impl World<'_> {
             | Step::KmsUnseal
             | Step::KmsStop
             | Step::KmsStart
-            | Step::KmsRotate
+            | Step::KmsRotate { .. }
             | Step::KmsTrim { .. }
             | Step::Partition { .. }
             | Step::Hold { .. }
@@ -429,8 +430,9 @@ impl World<'_> {
         };
         let backend = self.pick_backend();
         let current = self.current;
-        match self.admin(backend, cmd) {
-            Answer::Done(_) if expect != Expect::Error && expect_error.is_none() => {
+        match self.admin(backend, cmd.clone()) {
+            Answer::Done(out) if expect != Expect::Error && expect_error.is_none() => {
+                self.judge_acknowledged(at, backend, cmd, out)?;
                 self.book_created(name, download.as_deref());
                 Ok(())
             }
@@ -527,18 +529,19 @@ impl World<'_> {
             return self.create(at, cmd, expect, expect_error);
         }
         let Some(text) = expect_error else {
-            let rewrap = matches!(
-                cmd,
-                AdminCommand::KmsRewrap | AdminCommand::KmsRewrapTo { .. }
-            );
+            let rewrap = match cmd {
+                AdminCommand::KmsRewrap | AdminCommand::KmsRewrapTo { .. } => Some(false),
+                AdminCommand::KmsRewrapAll => Some(true),
+                _ => None,
+            };
             let upload = match &cmd {
                 AdminCommand::SnapshotUpload { fs, .. } => Some(fs.clone()),
                 _ => None,
             };
             let backend = self.pick_backend();
             let out = self.command_on(at, backend, cmd.clone(), expect)?;
-            if rewrap {
-                self.last_rewrap_ok = out.is_some();
+            if let Some(all) = rewrap {
+                self.rewrapped(all, out.is_some());
             }
             if let Some(out) = &out {
                 self.judge_acknowledged(at, backend, cmd, out.clone())?;
@@ -641,7 +644,10 @@ pub(super) fn command_name(cmd: &AdminCommand) -> &'static str {
     match cmd {
         AdminCommand::KmsSet(_) | AdminCommand::KmsSetKmip(_) => "security kms set",
         AdminCommand::KmsShow => "security kms",
+        AdminCommand::KmsReset => "security kms reset",
         AdminCommand::KmsRewrap | AdminCommand::KmsRewrapTo { .. } => "security kms rewrap",
+        AdminCommand::KmsRewrapAll => "security kms rewrap --all",
+        AdminCommand::FsKmsRewrap { .. } => "fs kms-rewrap",
         AdminCommand::SnapshotUpload { .. } => "fs snapshot upload",
         AdminCommand::SnapshotList => "fs snapshot",
         AdminCommand::FsDownload { .. } => "fs download",

@@ -124,8 +124,12 @@ pub struct World<'a> {
     /// The trims the cluster's snapshot list called safe, by key: no kept snapshot may be
     /// wrapped by a version one retired.
     pub(super) safe_trims: SafeTrims,
-    /// Whether the last `security kms rewrap` was acknowledged.
+    /// Whether the last rewrap of the cluster key (`security kms rewrap`, with or
+    /// without `--all` or `--new-key-uid`) was acknowledged.
     pub(super) last_rewrap_ok: bool,
+    /// Whether the last rewrap of the keys filesystems have of their own (`security kms
+    /// rewrap --all`) was acknowledged.
+    pub(super) last_rewrap_all_ok: bool,
     /// The backends the current step may send commands to (`None`: any).
     pub(super) via: Option<Vec<u64>>,
     /// Told of each step as it starts (a live run shows its progress).
@@ -373,6 +377,7 @@ impl<'a> World<'a> {
             crypto: CryptoHistory::default(),
             via: None,
             last_rewrap_ok: false,
+            last_rewrap_all_ok: false,
             safe_trims: SafeTrims::default(),
             progress: None,
             faulty_disks: BTreeSet::new(),

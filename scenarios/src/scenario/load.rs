@@ -237,6 +237,22 @@ impl Scenario {
             Step::FsCreate { count, .. } if *count > MAX_FILESYSTEMS => Err(format!(
                 "count = {count}: a step creates at most {MAX_FILESYSTEMS} filesystems"
             )),
+            Step::KmsRotate { key: Some(key) } | Step::KmsTrim { key: Some(key), .. } => {
+                if self.kms.kind != KmsKind::Vault {
+                    return Err(format!(
+                        "key = {key:?}: only a Vault key of a filesystem's own is rotated or \
+                         trimmed by name (a KMIP key does not version)"
+                    ));
+                }
+                if !self.kms.extra_keys.contains(key) {
+                    return Err(format!(
+                        "key = {key:?} is not one of [kms] extra_keys {:?}: the KMS has no \
+                         such key (leave key out for the cluster key)",
+                        self.kms.extra_keys
+                    ));
+                }
+                Ok(())
+            }
             Step::KmsRevokeKey if self.kms.kind == KmsKind::Vault => Err(
                 "kms-revoke-key is KMIP's (a revoked, deactivated key): Vault has no such state"
                     .into(),
@@ -622,6 +638,32 @@ within = "5s"
         let kmip = step("error-503").replace("[scenario]", "[kms]\ntype = \"kmip\"\n\n[scenario]");
         let err = Scenario::parse(&kmip).unwrap_err();
         assert!(err.contains("KMIP KMS"), "{err}");
+    }
+
+    /// A rotation or trim of a filesystem's own key names a key the KMS was given, and
+    /// only on Vault.
+    #[test]
+    fn an_own_key_rotated_or_trimmed_is_a_vault_extra_key() {
+        let with = |kms: &str, action: &str, key: &str| {
+            format!("[kms]\n{kms}\n{GOOD}\n[[step]]\naction = \"{action}\"\nkey = \"{key}\"\n")
+        };
+        let vault = "type = \"vault\"\nextra_keys = [\"fs-key\"]";
+        for action in ["kms-rotate", "kms-trim"] {
+            let s = Scenario::parse(&with(vault, action, "fs-key"))
+                .unwrap_or_else(|e| panic!("{action}: {e}"));
+            assert!(matches!(
+                s.steps.last(),
+                Some(Step::KmsRotate { key: Some(k) } | Step::KmsTrim { key: Some(k), .. }) if k == "fs-key"
+            ));
+            let err = Scenario::parse(&with(vault, action, "other")).unwrap_err();
+            assert!(
+                err.contains("\"other\" is not one of [kms] extra_keys"),
+                "{err}"
+            );
+            let kmip = "type = \"kmip\"\nextra_keys = [\"fs-key\"]";
+            let err = Scenario::parse(&with(kmip, action, "fs-key")).unwrap_err();
+            assert!(err.contains("only a Vault key"), "{err}");
+        }
     }
 
     #[test]

@@ -396,14 +396,25 @@ pub enum Step {
     KmsStart,
     /// Rotates the transit key (`transit/keys/<key>/rotate`), as an admin does before
     /// `security kms rewrap`.
-    KmsRotate,
+    KmsRotate {
+        /// A filesystem's own key, one of `[kms] extra_keys` (Vault only); the cluster key
+        /// if left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
     /// Raises the key's `min_decryption_version` (to the newest version if not given):
     /// ciphertext from older versions stops decrypting.
     KmsTrim {
+        /// A filesystem's own key, one of `[kms] extra_keys` (Vault only); the cluster key
+        /// if left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         min_decryption_version: Option<u64>,
-        /// Trim only if the last `security kms rewrap` was acknowledged (what an admin
-        /// who trusts the cluster's answer does); otherwise the step does nothing.
+        /// Trim only if the last rewrap that covers the key was acknowledged (what an
+        /// admin who trusts the cluster's answer does): `security kms rewrap` for the
+        /// cluster key, `security kms rewrap --all` for any; otherwise the step does
+        /// nothing.
         #[serde(default, skip_serializing_if = "is_false")]
         only_after_rewrap: bool,
     },
@@ -508,7 +519,7 @@ impl Step {
             Step::KmsUnseal => "kms-unseal",
             Step::KmsStop => "kms-stop",
             Step::KmsStart => "kms-start",
-            Step::KmsRotate => "kms-rotate",
+            Step::KmsRotate { .. } => "kms-rotate",
             Step::KmsTrim { .. } => "kms-trim",
             Step::Partition { .. } => "partition",
             Step::Hold { .. } => "hold",

@@ -24,6 +24,9 @@ pub(super) struct Names {
     revocations: u32,
     /// Races with a rewrap, on Vault, so far: each draws whether the key rotates during it.
     rewrap_races: u32,
+    /// Planned rotations, on Vault, so far: each draws whether the filesystems' own key
+    /// rotates too (and the rewrap takes `--all`).
+    rotations: u32,
 }
 
 impl Names {
@@ -249,25 +252,49 @@ pub(super) fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
             steps
         }
         Op::RotateRewrapTrim => {
+            let cluster_key = Step::KmsRotate { key: None };
             let mut steps = match kms {
                 // Rotation is an admin's planned operation: Vault is unsealed for it.
-                KmsKind::Vault => vec![
-                    Step::KmsUnseal,
-                    Step::KmsRotate,
-                    weka("weka security kms rewrap".into()),
-                ],
+                KmsKind::Vault => vec![Step::KmsUnseal, cluster_key],
                 // A KMIP key has no versions: a new key, and the cluster told its UID.
                 KmsKind::Kmip => vec![
-                    Step::KmsRotate,
+                    cluster_key,
                     weka("weka security kms rewrap --new-key-uid $KMIP_KEY_UID".into()),
                 ],
             };
+            // On Vault, half the rotations (drawn from the seed) rotate the filesystems'
+            // own key too, rewrap one filesystem with `fs kms-rewrap` and the rest with
+            // `--all`, then trim both keys.
+            let mut own_key = false;
+            if kms == KmsKind::Vault {
+                names.rotations += 1;
+                let label = format!("swarm rotation {} of every key", names.rotations);
+                own_key = derive_seed(names.seed, &label).is_multiple_of(2);
+                if own_key {
+                    steps.push(Step::KmsRotate {
+                        key: Some(FS_KEY.into()),
+                    });
+                    // One filesystem alone first (on either key, or gone: then refused).
+                    steps.push(weka("weka fs kms-rewrap fs1".into()));
+                    steps.push(weka("weka security kms rewrap --all".into()));
+                } else {
+                    steps.push(weka("weka security kms rewrap".into()));
+                }
+            }
             // An admin retires old versions only after the cluster said the rewrap
             // succeeded.
             steps.push(Step::KmsTrim {
+                key: None,
                 min_decryption_version: None,
                 only_after_rewrap: true,
             });
+            if own_key {
+                steps.push(Step::KmsTrim {
+                    key: Some(FS_KEY.into()),
+                    min_decryption_version: None,
+                    only_after_rewrap: true,
+                });
+            }
             steps
         }
         Op::Idle { ms } => vec![Step::Idle {
@@ -333,7 +360,7 @@ fn race_steps(racers: &[Racer], kms: KmsKind, names: &mut Names) -> Vec<Step> {
             let label = format!("swarm race rotation {}", names.rewrap_races);
             kms_rotate = derive_seed(names.seed, &label).is_multiple_of(2);
         }
-        steps.push(Step::KmsRotate);
+        steps.push(Step::KmsRotate { key: None });
     }
     let mut commands = Vec::new();
     for racer in racers {
