@@ -176,6 +176,26 @@ fn openbao_run_of_object_store_outage_passes() {
     assert!(left.is_empty(), "the run left behind: {left:#?}");
 }
 
+/// Keys of a filesystem's own against a real OpenBao: created on one, rotated, rewrapped
+/// (`--all`, `fs kms-rewrap`), trimmed, converted to the cluster key; and `security kms
+/// reset` refused while an encrypted filesystem depends on the KMS. The simulated Vault is
+/// checked against the real one on the same scenarios.
+#[test]
+fn openbao_runs_of_own_keys_and_kms_reset_pass() {
+    bao_bin();
+    for scenario in ["own-keys-rewrap", "kms-reset"] {
+        let run = wekasim(&["run", scenario, "--openbao", "--seed", "1"], &[]);
+        print_verdict(&format!("--openbao {scenario}"), &run);
+        run.assert_live_pass(&[]);
+        run.assert_nothing_secret_shaped();
+        let left = openbao_leftovers(run.pid);
+        assert!(
+            left.is_empty(),
+            "{scenario}: the run left behind: {left:#?}"
+        );
+    }
+}
+
 #[test]
 fn openbao_run_with_a_named_binary_prints_a_json_report() {
     let bin = bao_bin();

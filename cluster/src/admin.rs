@@ -22,6 +22,10 @@ pub enum AdminCommand {
     /// `weka security kms rewrap --all`: the cluster key's filesystems, then those on
     /// keys of their own, each key's DEKs wrapped by its newest version (Vault).
     KmsRewrapAll,
+    /// `weka security kms rewrap --convert-to-cluster-key-on-fs` (with or without
+    /// `--all`): the cluster key's filesystems rewrapped, then every filesystem on a key
+    /// of its own moved to the cluster key (Vault).
+    KmsRewrapConvert,
     /// `weka fs kms-rewrap <name>`: one filesystem's DEK wrapped by the newest version of
     /// its key, the cluster's or its own (Vault).
     FsKmsRewrap { name: String },

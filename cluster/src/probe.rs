@@ -41,6 +41,9 @@ pub enum Probe {
     RewrapRescanFound,
     /// `security kms rewrap --all` re-wrapped a filesystem on a key of its own.
     RewrapOwnKey,
+    /// `security kms rewrap --convert-to-cluster-key-on-fs` moved a filesystem from a key
+    /// of its own to the cluster key.
+    ConvertedToClusterKey,
     /// A block read skipped a replica that did not have it or did not answer, and read
     /// another one.
     ReadFromAnotherReplica,
@@ -71,7 +74,7 @@ pub enum Probe {
 }
 
 impl Probe {
-    pub const ALL: [Probe; 23] = [
+    pub const ALL: [Probe; 24] = [
         Probe::KmsUnreachable,
         Probe::KmsTimeout,
         Probe::KmsSealed,
@@ -84,6 +87,7 @@ impl Probe {
         Probe::RewrapLostRace,
         Probe::RewrapRescanFound,
         Probe::RewrapOwnKey,
+        Probe::ConvertedToClusterKey,
         Probe::ReadFromAnotherReplica,
         Probe::SnapshotBlocksUnlisted,
         Probe::DownloadOwnKeySnapshot,
@@ -112,6 +116,7 @@ impl Probe {
             Probe::RewrapLostRace => "cluster:rewrap-lost-race",
             Probe::RewrapRescanFound => "cluster:rewrap-rescan-found",
             Probe::RewrapOwnKey => "cluster:rewrap-own-key",
+            Probe::ConvertedToClusterKey => "cluster:rewrap-converted-to-cluster-key",
             Probe::ReadFromAnotherReplica => "cluster:read-from-another-replica",
             Probe::SnapshotBlocksUnlisted => "cluster:snapshot-blocks-unlisted",
             Probe::DownloadOwnKeySnapshot => "cluster:download-own-key-snapshot",

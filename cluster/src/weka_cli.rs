@@ -40,6 +40,11 @@ pub fn parse_with_files(line: &str, read: ReadFile<'_>) -> Result<AdminCommand, 
         },
         ["security", "kms", "rewrap"] => Ok(AdminCommand::KmsRewrap),
         ["security", "kms", "rewrap", "--all"] => Ok(AdminCommand::KmsRewrapAll),
+        ["security", "kms", "rewrap", "--convert-to-cluster-key-on-fs"]
+        | ["security", "kms", "rewrap", "--convert-to-cluster-key-on-fs", "--all"]
+        | ["security", "kms", "rewrap", "--all", "--convert-to-cluster-key-on-fs"] => {
+            Ok(AdminCommand::KmsRewrapConvert)
+        }
         ["security", "kms", "rewrap", rest @ ..]
             if rest.contains(&"--all") && rest.contains(&"--new-key-uid") =>
         {
@@ -56,7 +61,7 @@ pub fn parse_with_files(line: &str, read: ReadFile<'_>) -> Result<AdminCommand, 
         }
         ["security", "kms", "rewrap", "--new-key-uid"] => Err("--new-key-uid needs a value".into()),
         ["security", "kms", "rewrap", ..] => {
-            Err("usage: security kms rewrap [--all | --new-key-uid <uid>] (--all: filesystems on keys of their own too; --new-key-uid: the new key UID for a KMIP KMS)".into())
+            Err("usage: security kms rewrap [--all] [--convert-to-cluster-key-on-fs] | --new-key-uid <uid> (--all: filesystems on keys of their own too; --convert-to-cluster-key-on-fs: moved to the cluster key; --new-key-uid: the new key UID for a KMIP KMS)".into())
         }
         ["fs", "snapshot", "upload", fs, snapshot] => Ok(AdminCommand::SnapshotUpload {
             fs: fs.to_string(),
@@ -538,6 +543,17 @@ mod tests {
             parse("weka security kms rewrap --all").unwrap(),
             AdminCommand::KmsRewrapAll
         );
+        for line in [
+            "security kms rewrap --convert-to-cluster-key-on-fs",
+            "security kms rewrap --all --convert-to-cluster-key-on-fs",
+            "weka security kms rewrap --convert-to-cluster-key-on-fs --all",
+        ] {
+            assert_eq!(
+                parse(line).unwrap(),
+                AdminCommand::KmsRewrapConvert,
+                "{line}"
+            );
+        }
         let err = parse("security kms rewrap --all --new-key-uid 2").unwrap_err();
         assert!(err.contains("--all") && err.contains("KMIP"), "{err}");
         assert_eq!(

@@ -38,6 +38,11 @@ pub struct Rewrapping {
     pub fs: String,
     pub expected: WrappedDek,
     pub wrapped: WrappedDek,
+    /// The filesystem moves to this binding too, as with [`ConfigCommand::Rebind`]
+    /// (`security kms rewrap --convert-to-cluster-key-on-fs`); `None`: it stays bound as
+    /// it is. Left out of the wire form when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<KmsBinding>,
 }
 
 /// A change to the config table. Each is checked again when applied, because the node
@@ -163,7 +168,7 @@ impl ConfigState {
             ConfigCommand::Rewrap { rewraps } => ConfigResponse::Each {
                 outcomes: rewraps
                     .iter()
-                    .map(|r| self.replace_wrapping(&r.fs, &r.expected, &r.wrapped, None))
+                    .map(|r| self.rebind(&r.fs, &r.expected, &r.wrapped, r.binding.as_ref()))
                     .collect(),
             },
             ConfigCommand::Rebind {
@@ -171,10 +176,7 @@ impl ConfigState {
                 expected,
                 wrapped,
                 binding,
-            } => match self.stale_on_cluster_key(binding, &Some(wrapped.clone())) {
-                Some(stale) => stale,
-                None => self.replace_wrapping(fs, expected, wrapped, Some(binding)),
-            },
+            } => self.rebind(fs, expected, wrapped, Some(binding)),
             ConfigCommand::ResetKms => {
                 if let Some(reason) = self.kms_reset_refusal() {
                     return ConfigResponse::Rejected { reason };
@@ -196,16 +198,22 @@ impl ConfigState {
         }
     }
 
-    /// `Rewrap` and `Rebind`: a new wrapping (and, for `Rebind`, a new binding), only if
+    /// `Rewrap` and `Rebind`: a new wrapping (and, with `binding`, a new binding), only if
     /// the DEK is still wrapped as `expected`, so two racing changes cannot lose one
-    /// another's result.
-    fn replace_wrapping(
+    /// another's result; and a move refused as stale if it would join the cluster key
+    /// behind a rewrap.
+    fn rebind(
         &mut self,
         fs: &str,
         expected: &WrappedDek,
         wrapped: &WrappedDek,
         binding: Option<&KmsBinding>,
     ) -> ConfigResponse {
+        if let Some(stale) =
+            binding.and_then(|b| self.stale_on_cluster_key(b, &Some(wrapped.clone())))
+        {
+            return stale;
+        }
         match self.filesystems.get_mut(fs) {
             // The same change again (a retry whose answer was lost): already applied.
             Some(rec)
@@ -369,6 +377,7 @@ mod tests {
                 fs: "a".into(),
                 expected: vault(1),
                 wrapped: vault(3),
+                binding: None,
             }],
         };
         assert_eq!(

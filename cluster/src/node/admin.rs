@@ -1,5 +1,6 @@
 //! Admin commands as a backend carries them out.
 
+use super::rewrap::OwnKeys;
 use super::unwrap::by_config;
 use super::{find_fs, lock, serves, Node, STALE_RETRIES};
 use crate::admin::{AdminCommand, AdminError, AdminOutput, FsSummary, KmsSummary};
@@ -51,8 +52,9 @@ impl Node {
             AdminCommand::Write { fs, block, data } => self.write_block(&fs, block, &data).await,
             AdminCommand::Read { fs, block } => self.read_block(&fs, block).await,
             AdminCommand::Status => Ok(AdminOutput::Status(self.status())),
-            AdminCommand::KmsRewrap => self.kms_rewrap(false).await,
-            AdminCommand::KmsRewrapAll => self.kms_rewrap(true).await,
+            AdminCommand::KmsRewrap => self.kms_rewrap(OwnKeys::Leave).await,
+            AdminCommand::KmsRewrapAll => self.kms_rewrap(OwnKeys::Rewrap).await,
+            AdminCommand::KmsRewrapConvert => self.kms_rewrap(OwnKeys::Convert).await,
             AdminCommand::FsKmsRewrap { name } => self.fs_kms_rewrap(&name).await,
             AdminCommand::KmsRewrapTo { new_key_uid } => self.kms_rewrap_to(new_key_uid).await,
             AdminCommand::SnapshotList => {
@@ -361,6 +363,7 @@ impl Node {
                 fs: name.to_string(),
                 expected: placeholder,
                 wrapped,
+                binding: None,
             }],
         })
         .await?;

@@ -18,12 +18,24 @@ use std::sync::Arc;
 
 use super::{find_fs, Node, KMS_BATCH, STALE_RETRIES};
 use crate::admin::{check_rewrap, AdminError, AdminOutput};
-use crate::config_table::{ConfigCommand, ConfigResponse, ConfigState, Rewrapping};
+use crate::config_table::{name_list, ConfigCommand, ConfigResponse, ConfigState, Rewrapping};
 use crate::events::Event;
 use crate::filesystem::KmsBinding;
 use crate::hooks::{CrashPoint, PlantedBug};
 use crate::kms::{self, KmsConfig, KmsConnector, WrappedDek};
 use crate::probe::Probe;
+
+/// What a Vault `security kms rewrap` does with the filesystems on keys of their own,
+/// after those on the cluster key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OwnKeys {
+    /// Nothing (plain `security kms rewrap`).
+    Leave,
+    /// Each rewrapped by its own key's newest version (`--all`).
+    Rewrap,
+    /// Each moved to the cluster key (`--convert-to-cluster-key-on-fs`).
+    Convert,
+}
 
 /// How far a rewrap got, for the events that report a failure midway.
 #[derive(Default)]
@@ -34,19 +46,24 @@ struct Progress {
 
 impl Node {
     /// `security kms rewrap`: every filesystem on the cluster key gets its DEK wrapped by
-    /// the newest key version; with `all` (`--all`), then, key by key in name order,
-    /// those on keys of their own, each by its own key's newest version. A failure stops
-    /// the rewrap where it is; run again, it wraps every DEK anew (one already at the
-    /// newest version gets a fresh wrapping by that same version).
-    pub(super) async fn kms_rewrap(&self, all: bool) -> Result<AdminOutput, AdminError> {
+    /// the newest key version; then, key by key in name order, those on keys of their
+    /// own as `own_keys` says. A failure stops the rewrap where it is; run again, it wraps
+    /// every DEK anew (one already at the newest version gets a fresh wrapping by that
+    /// same version).
+    pub(super) async fn kms_rewrap(&self, own_keys: OwnKeys) -> Result<AdminOutput, AdminError> {
         let (state, config) = self.rewrap_start().await?;
         let mut progress = Progress::default();
         let newest = self
             .rewrap_to_newest(&config, &KmsBinding::ClusterKey, &state, &mut progress)
             .await?;
         self.trim_under_snapshot(&state, &config, newest).await?;
-        if all {
-            self.rewrap_own_keys(&state, &config, &mut progress).await?;
+        match own_keys {
+            OwnKeys::Leave => {}
+            OwnKeys::Rewrap => self.rewrap_own_keys(&state, &config, &mut progress).await?,
+            OwnKeys::Convert => {
+                self.convert_own_keys(&state, &config, &mut progress)
+                    .await?
+            }
         }
         Ok(AdminOutput::Rewrapped {
             filesystems: progress.total,
@@ -61,14 +78,7 @@ impl Node {
         config: &KmsConfig,
         progress: &mut Progress,
     ) -> Result<(), AdminError> {
-        let own_keys: BTreeSet<&str> = state
-            .members_encrypted()
-            .filter_map(|f| match &f.binding {
-                KmsBinding::OwnKey { key } => Some(key.as_str()),
-                _ => None,
-            })
-            .collect();
-        for key in own_keys {
+        for key in own_keys(state) {
             let binding = KmsBinding::OwnKey {
                 key: key.to_string(),
             };
@@ -77,6 +87,119 @@ impl Node {
                 .await?;
             if progress.done > before {
                 self.probe(Probe::RewrapOwnKey);
+            }
+        }
+        Ok(())
+    }
+
+    /// The `--convert-to-cluster-key-on-fs` part of a rewrap: every filesystem on a key of
+    /// its own moves to the cluster key, its DEK unwrapped by its own key and wrapped by
+    /// the cluster key's newest version, a KMS batch per proposal, each filesystem
+    /// committed only if still wrapped as it was. Then a rescan for what joined a key of
+    /// its own meanwhile; what is still there after the last one fails the command (run
+    /// it again), so an acknowledged conversion left nothing behind.
+    async fn convert_own_keys(
+        &self,
+        state: &ConfigState,
+        config: &KmsConfig,
+        progress: &mut Progress,
+    ) -> Result<(), AdminError> {
+        let cluster = self.connector(config);
+        let mut state = Arc::new(state.clone());
+        for _ in 0..=STALE_RETRIES {
+            let keys: Vec<String> = own_keys(&state).map(str::to_string).collect();
+            if keys.is_empty() {
+                return Ok(());
+            }
+            for key in keys {
+                let binding = KmsBinding::OwnKey { key: key.clone() };
+                let targets = self.rewrap_targets(&state, &binding, |_| true);
+                let own = self.connector(&config.with_key(&key));
+                progress.total += targets.len();
+                for chunk in targets.chunks(KMS_BATCH) {
+                    self.convert_batch(own.as_ref(), cluster.as_ref(), config, chunk, progress)
+                        .await?;
+                }
+            }
+            self.read_barrier().await?;
+            state = self.config();
+        }
+        let left: Vec<&str> = state
+            .members_encrypted()
+            .filter(|f| matches!(f.binding, KmsBinding::OwnKey { .. }))
+            .map(|f| f.name.as_str())
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        Err(AdminError::NotCommitted(format!(
+            "filesystems {} are still on keys of their own (moved or created there while \
+             the rewrap ran): run it again",
+            name_list(&left)
+        )))
+    }
+
+    /// One KMS batch of a conversion: unwrapped by their own key, wrapped by the cluster
+    /// key, committed in one proposal.
+    async fn convert_batch(
+        &self,
+        own: &dyn KmsConnector,
+        cluster: &dyn KmsConnector,
+        config: &KmsConfig,
+        chunk: &[(String, WrappedDek)],
+        progress: &mut Progress,
+    ) -> Result<(), AdminError> {
+        let old: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
+        let failed = |node: &Self, e: kms::KmsError, progress: &Progress| {
+            node.emit(Event::RewrapFailed {
+                error: e.to_string(),
+                done: progress.done,
+                left: progress.total - progress.done,
+            });
+            AdminError::from(e)
+        };
+        let deks = match own.unwrap(&old).await {
+            Ok(deks) => deks,
+            Err(e) => return Err(failed(self, e, progress)),
+        };
+        let new = match cluster.wrap(&deks).await {
+            Ok(new) if new.len() == old.len() => new,
+            Ok(new) => {
+                let e = kms::KmsError::Malformed(format!(
+                    "{} wrappings for {} keys",
+                    new.len(),
+                    old.len()
+                ));
+                return Err(failed(self, e, progress));
+            }
+            Err(e) => return Err(failed(self, e, progress)),
+        };
+        self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
+        let rewraps: Vec<Rewrapping> = chunk
+            .iter()
+            .zip(new)
+            .map(|((fs, old), wrapped)| Rewrapping {
+                fs: fs.clone(),
+                expected: old.clone(),
+                wrapped,
+                binding: Some(KmsBinding::ClusterKey),
+            })
+            .collect();
+        let versions: Vec<u64> = rewraps.iter().map(|r| r.wrapped.key_version).collect();
+        let outcomes = self.propose_rewraps(rewraps, "conversion").await?;
+        for (((fs, _), key_version), outcome) in chunk.iter().zip(versions).zip(outcomes) {
+            // Anything but Ok: changed meanwhile; the rescan finds it if it is still on a
+            // key of its own.
+            if outcome == ConfigResponse::Ok {
+                progress.done += 1;
+                self.probe(Probe::ConvertedToClusterKey);
+                self.emit(Event::FsKeyMoved {
+                    fs: fs.clone(),
+                    key: config.key_name().to_string(),
+                    key_version,
+                });
+            } else {
+                self.probe(Probe::RewrapLostRace);
             }
         }
         Ok(())
@@ -282,20 +405,13 @@ impl Node {
                     fs: fs.clone(),
                     expected: self.expected_wrapping(fs, old).await,
                     wrapped: new,
+                    binding: None,
                 });
             }
             if rewraps.is_empty() {
                 continue;
             }
-            let asked = rewraps.len();
-            let outcomes = match self.propose(ConfigCommand::Rewrap { rewraps }).await? {
-                ConfigResponse::Each { outcomes } if outcomes.len() == asked => outcomes,
-                other => {
-                    return Err(AdminError::NotCommitted(format!(
-                        "the config table answered a rewrap of {asked} filesystems with {other:?}"
-                    )))
-                }
-            };
+            let outcomes = self.propose_rewraps(rewraps, "rewrap").await?;
             for (event, outcome) in events.into_iter().zip(outcomes) {
                 // Anything but Ok: someone else re-wrapped it meanwhile, and theirs stands.
                 if outcome == ConfigResponse::Ok {
@@ -306,6 +422,22 @@ impl Node {
             }
         }
         Ok(newest)
+    }
+
+    /// Commits a batch of rewrappings in one proposal; answers each filesystem's outcome,
+    /// in order. `what` names the command in the error if the table answers otherwise.
+    async fn propose_rewraps(
+        &self,
+        rewraps: Vec<Rewrapping>,
+        what: &str,
+    ) -> Result<Vec<ConfigResponse>, AdminError> {
+        let asked = rewraps.len();
+        match self.propose(ConfigCommand::Rewrap { rewraps }).await? {
+            ConfigResponse::Each { outcomes } if outcomes.len() == asked => Ok(outcomes),
+            other => Err(AdminError::NotCommitted(format!(
+                "the config table answered a {what} of {asked} filesystems with {other:?}"
+            ))),
+        }
     }
 
     /// The wrapping a rewrap's compare-and-set expects: the one it rewrapped.
@@ -364,4 +496,16 @@ fn rewrapped_event(binding: &KmsBinding) -> impl Fn(&str, &WrappedDek, &WrappedD
         from_version: old.key_version,
         to_version: new.key_version,
     }
+}
+
+/// The keys of their own that filesystems of `state` are on, each once, in name order.
+fn own_keys(state: &ConfigState) -> impl Iterator<Item = &str> {
+    let keys: BTreeSet<&str> = state
+        .members_encrypted()
+        .filter_map(|f| match &f.binding {
+            KmsBinding::OwnKey { key } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    keys.into_iter()
 }

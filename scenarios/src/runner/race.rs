@@ -255,7 +255,7 @@ impl World<'_> {
                 (AdminCommand::KmsRewrap | AdminCommand::KmsRewrapTo { .. }, answer) => {
                     self.rewrapped(false, matches!(answer, Answer::Done(_)));
                 }
-                (AdminCommand::KmsRewrapAll, answer) => {
+                (AdminCommand::KmsRewrapAll | AdminCommand::KmsRewrapConvert, answer) => {
                     self.rewrapped(true, matches!(answer, Answer::Done(_)));
                 }
                 _ => {}
@@ -357,13 +357,26 @@ impl World<'_> {
                     self.judge_move(&state, &who, name, kms_key.as_deref())?
                 }
                 (
-                    cmd @ (AdminCommand::KmsRewrap | AdminCommand::KmsRewrapAll),
+                    cmd @ (AdminCommand::KmsRewrap
+                    | AdminCommand::KmsRewrapAll
+                    | AdminCommand::KmsRewrapConvert),
                     Answer::Done(AdminOutput::Rewrapped {
                         key_version: Some(version),
                         ..
                     }),
                 ) => {
                     for rec in state.members_encrypted() {
+                        // An acknowledged conversion left no filesystem on a key of its
+                        // own, but for one a racing command put there.
+                        if *cmd == AdminCommand::KmsRewrapConvert
+                            && matches!(rec.binding, KmsBinding::OwnKey { .. })
+                            && !contested(r, &|c| onto_own_key(c, &rec.name))
+                        {
+                            return Err(format!(
+                                "{who}, but {} is still on {:?}: a conversion was lost",
+                                rec.name, rec.binding
+                            ));
+                        }
                         let wrapped = rec.wrapped_dek.as_ref().map_or(0, |w| w.key_version);
                         // `--all` moves each key of a filesystem's own to its newest
                         // version, which only the run's own rotations change.
@@ -493,6 +506,16 @@ fn created_name(cmd: &AdminCommand) -> Option<&str> {
 /// Whether `cmd` moves filesystem `name` to another key (`fs update`).
 fn moves(cmd: &AdminCommand, name: &str) -> bool {
     matches!(cmd, AdminCommand::FsUpdate { name: n, .. } if n == name)
+}
+
+/// Whether `cmd` puts filesystem `name` on a key of its own (`fs create` or `fs update`
+/// with `--kms-key-identifier`).
+fn onto_own_key(cmd: &AdminCommand, name: &str) -> bool {
+    matches!(
+        cmd,
+        AdminCommand::FsUpdate { name: n, kms_key: Some(_) }
+            | AdminCommand::FsCreate { name: n, kms_key: Some(_), .. } if n == name
+    )
 }
 
 /// The binding a filesystem created or moved with `kms_key` (`--kms-key-identifier`) has.

@@ -531,7 +531,7 @@ impl World<'_> {
         let Some(text) = expect_error else {
             let rewrap = match cmd {
                 AdminCommand::KmsRewrap | AdminCommand::KmsRewrapTo { .. } => Some(false),
-                AdminCommand::KmsRewrapAll => Some(true),
+                AdminCommand::KmsRewrapAll | AdminCommand::KmsRewrapConvert => Some(true),
                 _ => None,
             };
             let upload = match &cmd {
@@ -647,6 +647,7 @@ pub(super) fn command_name(cmd: &AdminCommand) -> &'static str {
         AdminCommand::KmsReset => "security kms reset",
         AdminCommand::KmsRewrap | AdminCommand::KmsRewrapTo { .. } => "security kms rewrap",
         AdminCommand::KmsRewrapAll => "security kms rewrap --all",
+        AdminCommand::KmsRewrapConvert => "security kms rewrap --convert-to-cluster-key-on-fs",
         AdminCommand::FsKmsRewrap { .. } => "fs kms-rewrap",
         AdminCommand::SnapshotUpload { .. } => "fs snapshot upload",
         AdminCommand::SnapshotList => "fs snapshot",

@@ -262,21 +262,28 @@ pub(super) fn op_steps(op: &Op, kms: KmsKind, names: &mut Names) -> Vec<Step> {
                     weka("weka security kms rewrap --new-key-uid $KMIP_KEY_UID".into()),
                 ],
             };
-            // On Vault, half the rotations (drawn from the seed) rotate the filesystems'
-            // own key too, rewrap one filesystem with `fs kms-rewrap` and the rest with
-            // `--all`, then trim both keys.
+            // On Vault, half the rotations (drawn from the seed) put `fs1` on the
+            // filesystems' own key and rotate that key too, rewrap `fs1` alone with `fs
+            // kms-rewrap`, then the rest with `--all` or, in half of these, move them all
+            // to the cluster key with `--convert-to-cluster-key-on-fs`; then trim both keys.
             let mut own_key = false;
             if kms == KmsKind::Vault {
                 names.rotations += 1;
                 let label = format!("swarm rotation {} of every key", names.rotations);
                 own_key = derive_seed(names.seed, &label).is_multiple_of(2);
                 if own_key {
+                    // (`fs1` may be gone or unencrypted: then these two are refused.)
+                    steps.extend(op_steps(&Op::MoveKey { fs: 1, own: true }, kms, names));
                     steps.push(Step::KmsRotate {
                         key: Some(FS_KEY.into()),
                     });
-                    // One filesystem alone first (on either key, or gone: then refused).
                     steps.push(weka("weka fs kms-rewrap fs1".into()));
-                    steps.push(weka("weka security kms rewrap --all".into()));
+                    let label = format!("swarm rotation {} converts", names.rotations);
+                    steps.push(weka(if derive_seed(names.seed, &label).is_multiple_of(2) {
+                        "weka security kms rewrap --convert-to-cluster-key-on-fs".into()
+                    } else {
+                        "weka security kms rewrap --all".into()
+                    }));
                 } else {
                     steps.push(weka("weka security kms rewrap".into()));
                 }
