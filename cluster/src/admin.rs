@@ -378,6 +378,9 @@ pub enum AdminOutput {
     },
     Filesystems {
         filesystems: Vec<FsSummary>,
+        /// The cluster's KMS, for the KMS columns of `weka fs`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kms: Option<KmsSummary>,
     },
     Written {
         replicas: Vec<u64>,
@@ -408,6 +411,9 @@ pub struct KmsSummary {
     pub key: String,
     pub auth_method: String,
     pub namespace: Option<String>,
+    /// The AppRole's role-id (an identifier, not a secret; the secret-id is never shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -418,6 +424,8 @@ pub struct FsSummary {
     pub encrypted: bool,
     pub kms_key: Option<String>,
     pub key_version: Option<u64>,
+    #[serde(default)]
+    pub capacity_gib: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -485,6 +493,10 @@ impl KmsSummary {
                 key: v.key_name.clone(),
                 auth_method: v.auth.method_name().into(),
                 namespace: v.namespace.clone(),
+                role_id: match &v.auth {
+                    VaultAuth::AppRole { role_id, .. } => Some(role_id.clone()),
+                    VaultAuth::Token { .. } => None,
+                },
             },
             KmsConfig::Kmip(k) => KmsSummary {
                 kind: "kmip".into(),
@@ -492,6 +504,7 @@ impl KmsSummary {
                 key: k.key_uid.clone(),
                 auth_method: "Client certificate".into(),
                 namespace: None,
+                role_id: None,
             },
         }
     }

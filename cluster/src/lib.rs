@@ -25,3 +25,4 @@ pub mod rpc;
 pub mod secret;
 pub mod tls;
 pub mod weka_cli;
+pub mod weka_print;

@@ -11,6 +11,7 @@
 
 use crate::admin::{AdminCommand, KmsSetKmip, KmsSetVault, PemKind};
 use crate::secret::Secret;
+use crate::weka_print::{FsColumn, FsView};
 
 /// Reads the file a flag names. Its error says why it could not (never what the file holds).
 pub type ReadFile<'a> = &'a dyn Fn(&str) -> Result<String, String>;
@@ -91,7 +92,11 @@ pub fn parse_with_files(line: &str, read: ReadFile<'_>) -> Result<AdminCommand, 
         ["fs", "kms-rewrap", ..] => Err("usage: fs kms-rewrap <name>".into()),
         ["fs", "create", rest @ ..] => fs_create(rest, 3),
         ["fs", "add", rest @ ..] => fs_create(rest, 2),
-        ["fs"] | ["fs", "--json"] => Ok(AdminCommand::FsList),
+        ["fs"] => Ok(AdminCommand::FsList),
+        ["fs", first, ..] if first.starts_with('-') => {
+            fs_view_flags(&words[1..])?;
+            Ok(AdminCommand::FsList)
+        }
         [] => Err("empty command".into()),
         _ => Err(format!(
             "unsupported command {:?}: known are `security kms set vault`, `security kms`, `security kms rewrap`, `fs snapshot upload`, `fs download`, \
@@ -102,13 +107,80 @@ pub fn parse_with_files(line: &str, read: ReadFile<'_>) -> Result<AdminCommand, 
 }
 
 /// WEKA's switches (flags without a value) that no command here accepts yet.
-const UNMODELLED_SWITCHES: [&str; 5] = [
+const UNMODELLED_SWITCHES: [&str; 4] = [
     "allow-no-kms",
     "convert-to-cluster-key-on-fs",
     "allow-downgrade",
     "force",
-    "no-header",
 ];
+
+/// How `line` prints its answer, if it is `weka fs` (its `-o/--output`, `--filter`,
+/// `--no-header` and `--json`); `None` for any other command. The scenario runner and any
+/// other printer of answers take the view from here, so a command is parsed one way.
+pub fn fs_view(line: &str) -> Result<Option<FsView>, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let words = match words.first() {
+        Some(&"weka") => &words[1..],
+        _ => &words[..],
+    };
+    match words {
+        ["fs"] => Ok(Some(FsView::default())),
+        ["fs", first, rest @ ..] if first.starts_with('-') => {
+            let mut flags = vec![*first];
+            flags.extend_from_slice(rest);
+            fs_view_flags(&flags).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `weka fs`'s flags, as a view.
+fn fs_view_flags(words: &[&str]) -> Result<FsView, String> {
+    let mut view = FsView::default();
+    let mut i = 0;
+    while i < words.len() {
+        let flag = words[i];
+        let value = || {
+            words
+                .get(i + 1)
+                .filter(|v| !v.starts_with('-'))
+                .copied()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag {
+            "-o" | "--output" => {
+                view.columns = value()?
+                    .split(',')
+                    .map(FsColumn::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{flag}: {e}"))?;
+                i += 2;
+            }
+            "--filter" => {
+                let (key, wanted) = value()?
+                    .split_once('=')
+                    .ok_or_else(|| format!("--filter takes column=value, not {:?}", words[i + 1]))?;
+                let column = FsColumn::parse(key).map_err(|e| format!("--filter: {e}"))?;
+                view.filters.push((column, wanted.to_string()));
+                i += 2;
+            }
+            "--no-header" => {
+                view.header = false;
+                i += 1;
+            }
+            "--json" => {
+                view.json = true;
+                i += 1;
+            }
+            other => {
+                return Err(format!(
+                    "unknown flag {other} for `fs`: known are -o/--output, --filter, --no-header, --json"
+                ))
+            }
+        }
+    }
+    Ok(view)
+}
 
 /// A flag and its value (`None` for a bare switch).
 type Flag<'a> = (&'a str, Option<&'a str>);
@@ -535,6 +607,29 @@ mod tests {
         }
         assert!(parse("security kms rewrap --new-key-uid --all").is_err());
         assert!(parse("security kms rewrap --bogus").is_err());
+    }
+
+    #[test]
+    fn fs_listing_flags() {
+        let line = "weka fs --output name,group,availableTotal,status,encrypted --filter encrypted=True --no-header";
+        assert_eq!(parse(line).unwrap(), AdminCommand::FsList);
+        let view = fs_view(line).unwrap().unwrap();
+        assert_eq!(view.columns.len(), 5);
+        assert_eq!(view.filters, vec![(FsColumn::Encrypted, "True".into())]);
+        assert!(!view.header && !view.json);
+        assert!(fs_view("fs -o kmsKey --json").unwrap().unwrap().json);
+        assert_eq!(fs_view("weka fs").unwrap(), Some(FsView::default()));
+        assert_eq!(fs_view("weka security kms").unwrap(), None);
+        for (line, wanted) in [
+            ("fs -o", "-o needs a value"),
+            ("fs --filter encrypted", "column=value"),
+            ("fs -o name,usedSSD", "no data for"),
+            ("fs --filter colour=red", "unknown column \"colour\""),
+            ("fs --bogus", "unknown flag --bogus"),
+        ] {
+            let err = parse(line).unwrap_err();
+            assert!(err.contains(wanted), "{line}: {err}");
+        }
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub fn scale(backends: u32, filesystems: u32) -> Scenario {
         cluster: None,
         expect_error: None,
         expect: Expect::Ok,
+        expect_output: None,
     };
     let steps = vec![
         Step::RestartAll,

@@ -508,8 +508,12 @@ impl Node {
                     .then(|| state.kms_key_for(f).map(str::to_string))
                     .flatten(),
                 key_version: f.key_version(),
+                capacity_gib: f.capacity_gib,
             })
             .collect();
-        AdminOutput::Filesystems { filesystems }
+        AdminOutput::Filesystems {
+            filesystems,
+            kms: state.kms.as_ref().map(KmsSummary::of),
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use cluster::admin::{AdminCommand, AdminError, AdminOutput};
 use cluster::rpc::{self, Request, Response};
+use cluster::{weka_cli, weka_print};
 use rand::{Rng, RngCore};
 
 use super::world::{lock, RunnerEvent, SnapshotContent, World};
@@ -359,8 +360,14 @@ impl World<'_> {
                 command,
                 expect_error,
                 expect,
+                expect_output,
                 ..
-            } => self.weka(at, command, expect_error.as_deref(), *expect)?,
+            } => {
+                let out = self.weka(at, command, expect_error.as_deref(), *expect)?;
+                if let Some(text) = expect_output {
+                    self.judge_output(at, command, out, text)?;
+                }
+            }
             Step::Race {
                 commands,
                 kms_rotate,
@@ -501,6 +508,33 @@ impl World<'_> {
             .is_some_and(|b| b.applied.state().filesystems.contains_key(fs))
     }
 
+    /// A `weka fs` or `weka security kms` step's `expect_output`: the answer, printed as
+    /// WEKA prints it, contains `text`.
+    fn judge_output(
+        &self,
+        at: Option<usize>,
+        command: &str,
+        out: Option<AdminOutput>,
+        text: &str,
+    ) -> Result<(), Failure> {
+        let printed = match (out, weka_cli::fs_view(command)) {
+            (Some(AdminOutput::Filesystems { filesystems, kms }), Ok(Some(view))) => {
+                view.print(&filesystems, kms.as_ref())
+            }
+            (Some(AdminOutput::Kms { kms }), _) => weka_print::kms_text(kms.as_ref()),
+            (other, _) => format!("(no answer to print: {other:?})"),
+        };
+        if printed.contains(text) {
+            return Ok(());
+        }
+        Err(self.fail(
+            FailureKind::Correctness,
+            at,
+            "expected-output",
+            format!("expected the output to contain {text:?}, got:\n{printed}"),
+        ))
+    }
+
     fn expected_error(&self, at: Option<usize>, text: Option<&str>, got: &str) -> Failure {
         self.fail(
             FailureKind::Correctness,
@@ -513,20 +547,21 @@ impl World<'_> {
         )
     }
 
-    /// A WEKA CLI command, with the KMS's address and credentials filled in.
+    /// A WEKA CLI command, with the KMS's address and credentials filled in; answers what
+    /// an acknowledged command (other than a create) answered.
     fn weka(
         &mut self,
         at: Option<usize>,
         command: &str,
         expect_error: Option<&str>,
         expect: Expect,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<AdminOutput>, Failure> {
         let cmd = self.parse_weka(at, command)?;
         if matches!(
             cmd,
             AdminCommand::FsCreate { .. } | AdminCommand::FsDownload { .. }
         ) {
-            return self.create(at, cmd, expect, expect_error);
+            return self.create(at, cmd, expect, expect_error).map(|()| None);
         }
         let Some(text) = expect_error else {
             let rewrap = match cmd {
@@ -551,15 +586,15 @@ impl World<'_> {
                 Some(AdminOutput::SnapshotUploaded {
                     bucket, locator, ..
                 }),
-            ) = (upload, out)
+            ) = (upload, &out)
             {
-                self.remember_snapshot(at, &fs, &bucket, locator)?;
+                self.remember_snapshot(at, &fs, bucket, locator.clone())?;
             }
-            return Ok(());
+            return Ok(out);
         };
         let backend = self.pick_backend();
         match self.admin(backend, cmd) {
-            Answer::Refused(e) if e.to_string().contains(text) => Ok(()),
+            Answer::Refused(e) if e.to_string().contains(text) => Ok(None),
             Answer::Refused(e) => Err(self.expected_error(at, Some(text), &e.to_string())),
             Answer::Done(_) => Err(self.expected_error(at, Some(text), "success")),
             Answer::Lost(e) => Err(self.expected_error(at, Some(text), &e)),

@@ -269,6 +269,7 @@ impl Scenario {
                 command,
                 expect_error,
                 expect,
+                expect_output,
                 ..
             } => {
                 if expect_error.is_some() && *expect != Expect::Ok {
@@ -277,9 +278,21 @@ impl Scenario {
                         expect
                     ));
                 }
-                weka_command(command)
-                    .map(|_| ())
-                    .map_err(|e| format!("command {command:?}: {e}"))
+                let cmd = weka_command(command).map_err(|e| format!("command {command:?}: {e}"))?;
+                if expect_output.is_some() {
+                    if !matches!(cmd, AdminCommand::FsList | AdminCommand::KmsShow) {
+                        return Err(format!(
+                            "expect_output: only `weka fs` and `weka security kms` print an \
+                             answer to check, not {command:?}"
+                        ));
+                    }
+                    if expect_error.is_some() || *expect != Expect::Ok {
+                        return Err("expect_output checks an answer: it does not go with \
+                                    expect_error or expect"
+                            .into());
+                    }
+                }
+                Ok(())
             }
             Step::Race {
                 commands,
@@ -664,6 +677,32 @@ within = "5s"
             let err = Scenario::parse(&with(kmip, action, "fs-key")).unwrap_err();
             assert!(err.contains("only a Vault key"), "{err}");
         }
+    }
+
+    /// Only the commands that print an answer take `expect_output`, and a column the
+    /// model has no data for is refused at load.
+    #[test]
+    fn expect_output_goes_with_the_listing_commands() {
+        let with = |command: &str, extra: &str| {
+            format!("{GOOD}\n[[step]]\naction = \"weka\"\ncommand = \"{command}\"\n{extra}")
+        };
+        let ok = with("weka fs -o name --no-header", "expect_output = \"fs1\"\n");
+        Scenario::parse(&ok).unwrap();
+        Scenario::parse(&with("weka security kms", "expect_output = \"Token\"\n")).unwrap();
+        let err = Scenario::parse(&with("weka security kms rewrap", "expect_output = \"x\"\n"))
+            .unwrap_err();
+        assert!(
+            err.contains("only `weka fs` and `weka security kms`"),
+            "{err}"
+        );
+        let err = Scenario::parse(&with(
+            "weka fs",
+            "expect_output = \"x\"\nexpect = \"any\"\n",
+        ))
+        .unwrap_err();
+        assert!(err.contains("does not go with"), "{err}");
+        let err = Scenario::parse(&with("weka fs -o name,usedTotal", "")).unwrap_err();
+        assert!(err.contains("\"usedTotal\" is a WEKA column"), "{err}");
     }
 
     #[test]

@@ -281,6 +281,11 @@ pub enum Step {
         expect_error: Option<String>,
         #[serde(default, skip_serializing_if = "Expect::is_ok")]
         expect: Expect,
+        /// `weka fs` and `weka security kms` only: text their answer, printed as WEKA
+        /// prints it (with the command's `-o`, `--filter`, `--no-header`, `--json`), must
+        /// contain (a table's rows as lines, columns joined by ` | `).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_output: Option<String>,
     },
     /// Racing admins: WEKA CLI commands sent at once, each by its own admin session to a
     /// different backend (chosen by the seed among those running). Any of them may

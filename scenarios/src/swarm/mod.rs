@@ -572,6 +572,7 @@ impl Plan {
             command: kms_set.into(),
             expect_error: None,
             expect: Expect::Ok,
+            expect_output: None,
         }];
         let mut names = Names::for_seed(seed);
         for op in &self.ops {

@@ -44,6 +44,7 @@ fn weka(command: String) -> Step {
         command,
         expect_error: None,
         expect: Expect::Any,
+        expect_output: None,
     }
 }
 
