@@ -126,14 +126,20 @@ impl World<'_> {
             if detail == Detail::FirstOnly && !waiting.is_empty() {
                 break;
             }
-            let expected = self.books[b.cluster].filesystems.len();
+            let expected = &self.books[b.cluster].filesystems;
             let ready = |node: &cluster::node::Node| {
+                // Every acknowledged filesystem by name, not by count: a backend whose
+                // table has caught up on a filesystem nobody was told of (a download whose
+                // answer a crash lost) but not yet on an acknowledged one is not ready.
+                let table = node.config();
+                if !expected.iter().all(|fs| table.filesystems.contains_key(fs)) {
+                    return false;
+                }
                 if except.is_empty() {
-                    return node.is_ready(expected);
+                    return node.is_ready(expected.len());
                 }
                 let status = node.status();
-                status.ready.len() + status.locked.len() >= expected
-                    && status.locked.iter().all(|fs| except.contains(fs))
+                status.locked.iter().all(|fs| except.contains(fs))
             };
             match running.iter().find(|(id, _)| *id == b.id) {
                 None => waiting.push(format!("{} is not up", b.host)),
