@@ -61,7 +61,7 @@ impl Node {
             OwnKeys::Leave => {}
             OwnKeys::Rewrap => self.rewrap_own_keys(&state, &config, &mut progress).await?,
             OwnKeys::Convert => {
-                self.convert_own_keys(&state, &config, &mut progress)
+                self.convert_own_keys(state.clone(), &config, &mut progress)
                     .await?
             }
         }
@@ -100,12 +100,11 @@ impl Node {
     /// it again), so an acknowledged conversion left nothing behind.
     async fn convert_own_keys(
         &self,
-        state: &ConfigState,
+        mut state: Arc<ConfigState>,
         config: &KmsConfig,
         progress: &mut Progress,
     ) -> Result<(), AdminError> {
         let cluster = self.connector(config);
-        let mut state = Arc::new(state.clone());
         for _ in 0..=STALE_RETRIES {
             let keys: Vec<String> = own_keys(&state).map(str::to_string).collect();
             if keys.is_empty() {
@@ -150,18 +149,10 @@ impl Node {
         progress: &mut Progress,
     ) -> Result<(), AdminError> {
         let old: Vec<WrappedDek> = chunk.iter().map(|(_, w)| w.clone()).collect();
-        let failed = |node: &Self, e: kms::KmsError, progress: &Progress| {
-            node.emit(Event::RewrapFailed {
-                error: e.to_string(),
-                done: progress.done,
-                left: progress.total - progress.done,
-            });
-            AdminError::from(e)
-        };
-        let deks = match own.unwrap(&old).await {
-            Ok(deks) => deks,
-            Err(e) => return Err(failed(self, e, progress)),
-        };
+        let deks = own
+            .unwrap(&old)
+            .await
+            .map_err(|e| self.rewrap_failed(e, progress))?;
         let new = match cluster.wrap(&deks).await {
             Ok(new) if new.len() == old.len() => new,
             Ok(new) => {
@@ -170,9 +161,9 @@ impl Node {
                     new.len(),
                     old.len()
                 ));
-                return Err(failed(self, e, progress));
+                return Err(self.rewrap_failed(e, progress));
             }
-            Err(e) => return Err(failed(self, e, progress)),
+            Err(e) => return Err(self.rewrap_failed(e, progress)),
         };
         self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
         let rewraps: Vec<Rewrapping> = chunk
@@ -472,15 +463,18 @@ impl Node {
                 self.crash_point(CrashPoint::AfterKmsBeforeCommit).await;
                 Ok(new)
             }
-            Err(e) => {
-                self.emit(Event::RewrapFailed {
-                    error: e.to_string(),
-                    done: progress.done,
-                    left: progress.total - progress.done,
-                });
-                Err(e.into())
-            }
+            Err(e) => Err(self.rewrap_failed(e, progress)),
         }
+    }
+
+    /// A KMS failure midway through a rewrap: told with how far the whole rewrap got.
+    fn rewrap_failed(&self, e: kms::KmsError, progress: &Progress) -> AdminError {
+        self.emit(Event::RewrapFailed {
+            error: e.to_string(),
+            done: progress.done,
+            left: progress.total - progress.done,
+        });
+        e.into()
     }
 }
 
